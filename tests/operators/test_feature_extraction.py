@@ -1,0 +1,60 @@
+"""feature-extraction: parity with pipeline (mean of token states) and with sentence-transformers
+on the real all-MiniLM-L6-v2 checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from operators import get_operator
+from tests.operators.texts import VARIED_TEXTS
+
+EMBED_TOL = 1e-5  # fp32 on CPU; batched padding changes summation order only
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model):
+    return tiny_model("feature-extraction")
+
+
+def test_parity_with_pipeline_mean_of_token_states(model_dir):
+    from transformers import pipeline
+
+    reference = pipeline("feature-extraction", model=model_dir, device="cpu")
+    op = get_operator("feature-extraction")(model_dir, max_batch_rows=3)
+    out = op({"text": VARIED_TEXTS})
+    assert out["error"] == [None] * len(VARIED_TEXTS)
+    for i, text in enumerate(VARIED_TEXTS):
+        tokens = np.asarray(reference(text)[0], dtype=np.float32)  # (seq, hidden), unpadded
+        np.testing.assert_allclose(out["embedding"][i], tokens.mean(axis=0), atol=EMBED_TOL)
+
+
+def test_normalize_option(model_dir):
+    op = get_operator("feature-extraction")(model_dir, normalize=True)
+    out = op({"text": VARIED_TEXTS[:3]})
+    for vector in out["embedding"]:
+        assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_real_minilm_matches_sentence_transformers(minilm_path):
+    from sentence_transformers import SentenceTransformer
+
+    op = get_operator("feature-extraction")(minilm_path, max_batch_rows=4)
+    assert op.normalize, "all-MiniLM-L6-v2 ships a Normalize module"
+    out = op({"text": VARIED_TEXTS})
+    assert out["error"] == [None] * len(VARIED_TEXTS)
+    reference = SentenceTransformer(minilm_path, device="cpu").encode(VARIED_TEXTS, batch_size=1)
+    np.testing.assert_allclose(np.asarray(out["embedding"]), reference, atol=EMBED_TOL)
+    # real semantics: paraphrases are closer than unrelated sentences
+    a, b, c = op({"text": ["A cat sits on the mat.", "A kitten is sitting on a rug.", "Stock markets fell sharply today."]})["embedding"]
+    assert np.dot(a, b) > np.dot(a, c) + 0.2
+
+
+def test_bad_rows_are_isolated(model_dir):
+    op = get_operator("feature-extraction")(model_dir)
+    out = op({"text": [VARIED_TEXTS[0], None, "", 3.5, VARIED_TEXTS[1]]})
+    assert [e is None for e in out["error"]] == [True, False, False, False, True]
+    assert out["error"][1:4] == ["input: expected text as str, got None", "input: empty text", "input: expected text as str, got float"]
+    clean = op({"text": [VARIED_TEXTS[0], VARIED_TEXTS[1]]})
+    np.testing.assert_allclose(out["embedding"][0], clean["embedding"][0], atol=EMBED_TOL)
+    np.testing.assert_allclose(out["embedding"][4], clean["embedding"][1], atol=EMBED_TOL)
