@@ -1,0 +1,142 @@
+"""Shared pieces for operators whose input is an image run through an image processor.
+
+Preprocess (CPU) decodes the image and lets the model's own image processor resize it, with
+rescaling and normalization switched off: the compact per-row feature is the resized uint8
+pixels (CHW) plus the original (height, width). Resizing with the processor itself keeps its
+PIL resample settings, so pixels equal those transformers.pipeline feeds the model.
+
+Forward (device) groups rows by tensor shape (processors that keep the aspect ratio give
+different sizes; mixed sizes are never padded together), stacks the uint8 pixels, moves them
+to the device and there turns them into floats with the processor's exact math.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from operators.base import Operator, OperatorOptions
+from operators.batching import shape_batches
+from operators.decoding.image import DEFAULT_MAX_PIXELS, decode_image
+
+
+class ImageOptions(OperatorOptions):
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        description="Images whose header claims more pixels (width x height) are refused per row "
+        "before any pixel is decoded; guards against decompression bombs.",
+    )
+    max_batch_pixels: int = Field(
+        1 << 24,
+        ge=1,
+        description="Most resized pixels (rows x height x width) in one forward micro-batch; "
+        "a single larger image still runs alone. Bounds device memory for large inputs.",
+    )
+
+
+def pixel_table(processor: Any, channels: int = 3) -> np.ndarray:
+    """A (channels, 256) float32 table: the value the processor makes of each uint8 level.
+
+    The PIL-backend processors compute `float32(float64(x) * rescale_factor)` and then
+    `(x - float32(mean)) / float32(std)` in float32. Evaluating that once for all 256 levels
+    and gathering on the device reproduces it bit for bit, where recomputing it in torch would
+    round differently in the last place.
+    """
+    levels = np.arange(256, dtype=np.float64)
+    if getattr(processor, "do_rescale", False):
+        values = (levels * float(processor.rescale_factor)).astype(np.float32)
+    else:
+        values = levels.astype(np.float32)
+    table = np.repeat(values[None, :], channels, axis=0)
+    if getattr(processor, "do_normalize", False):
+        mean = np.broadcast_to(np.asarray(processor.image_mean, dtype=np.float32), (channels,))
+        std = np.broadcast_to(np.asarray(processor.image_std, dtype=np.float32), (channels,))
+        table = (table - mean[:, None]) / std[:, None]
+    return table.astype(np.float32)
+
+
+class ImageOperator(Operator):
+    """Decode `image`, resize with the model's processor (uint8), normalize on the device."""
+
+    modality = "image"
+    input_roles = ("image",)
+    processor_kind = "image_processor"
+    Options = ImageOptions
+
+    _config = None
+    _table = None
+
+    # ------------------------------------------------------------------ CPU side
+
+    def check_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {"image": decode_image(row["image"], self.options.max_image_pixels)}
+
+    def preprocess_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # One image per processor call: a list call would pad every image to the largest.
+        return [self.image_features(row["image"]) for row in rows]
+
+    def image_features(self, image) -> dict[str, Any]:
+        out = self.processor(images=[image], do_rescale=False, do_normalize=False)
+        pixels = np.asarray(out["pixel_values"][0])
+        if pixels.dtype != np.uint8 or pixels.ndim != 3:
+            raise RuntimeError(
+                f"{type(self.processor).__name__} gave {pixels.dtype} pixels of shape {pixels.shape} "
+                "without rescaling; expected uint8 CHW"
+            )
+        features: dict[str, Any] = {
+            "pixels": pixels,
+            "original_size": (int(image.height), int(image.width)),
+        }
+        mask = out.get("pixel_mask")
+        if mask is not None and not np.all(np.asarray(mask[0]) == 1):
+            # only a processor with a fixed pad_size pads a single image; keep its mask then
+            features["pixel_mask"] = np.asarray(mask[0], dtype=np.uint8)
+        return features
+
+    @property
+    def model_config(self):
+        """The model config, from the loaded model or read from disk (no weights) on CPU stages."""
+        if self._model is not None:
+            return self._model.config
+        if self._config is None:
+            from operators.loading import load_config
+
+            self._config = load_config(self.load_options)
+        return self._config
+
+    # ------------------------------------------------------------------ device side
+
+    def plan_batches(self, features: list[dict[str, Any]]) -> list[list[int]]:
+        """Rows of one exact tensor shape per micro-batch, bounded by rows and by pixels."""
+        keys = [(f["pixels"].shape, "pixel_mask" in f) for f in features]
+        batches = []
+        for batch in shape_batches(keys, self.options.max_batch_rows):
+            _, height, width = features[batch[0]]["pixels"].shape
+            rows = max(1, self.options.max_batch_pixels // max(height * width, 1))
+            batches.extend(batch[start : start + rows] for start in range(0, len(batch), rows))
+        return batches
+
+    def model_inputs(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        """`pixel_values` (and `pixel_mask` where the processor padded) on the device."""
+        import torch
+
+        pixels = self.to_device(np.stack([f["pixels"] for f in features]))
+        channels = pixels.shape[1]
+        if self._table is None or self._table.shape[0] != channels or self._table.device != pixels.device:
+            self._table = torch.from_numpy(pixel_table(self.processor, channels)).to(pixels.device)
+        offsets = torch.arange(channels, device=pixels.device).view(1, channels, 1, 1) * 256
+        values = self._table.flatten()[pixels.long() + offsets]
+        inputs = {"pixel_values": values.to(self.dtype)}
+        if any("pixel_mask" in f for f in features):
+            masks = [f.get("pixel_mask", np.ones(f["pixels"].shape[1:], np.uint8)) for f in features]
+            inputs["pixel_mask"] = self.to_device(np.stack(masks).astype(np.int64))
+        return inputs
+
+    @staticmethod
+    def split_rows(tensor) -> list[np.ndarray]:
+        """A batched output tensor as one float32 numpy array per row."""
+        array = tensor.detach().float().cpu().numpy()
+        return [array[i] for i in range(array.shape[0])]
