@@ -1,0 +1,357 @@
+"""The offline job: the Ray Data graph of a JobSpec, its execution, resume and _SUCCESS.
+
+    from pipelines.job import run_job
+    summary = run_job(spec)          # JobSummary(total, ok, failed, errors_by_kind, ...)
+
+Graph (one read and one decode pass, one actor pool per task, one output):
+
+    Read[files -> blocks of `block_rows` rows, id column added here]
+      -> (CheckpointFilter, added by Ray Data on --resume)
+      -> StreamingRepartition[block_rows]
+      -> MapBatches(Preprocess)   CPU actor pool, processors only
+      -> MapBatches(Forward[t])   one actor pool per task: ActorPoolStrategy(min, max), num_gpus
+      -> Write[parquet]           one file per block, checkpointed (2-phase commit)
+
+Resume is Ray Data's own checkpointing (`DataContext.checkpoint_config`, id based, kept in
+`<output>/_checkpoint`). Ray 2.60 writes a pending checkpoint before each data file and
+commits it after, and on restart deletes data files whose checkpoint never committed, so a
+killed run leaves nothing written twice. We keep the checkpoint until `_SUCCESS` is written
+(delete_checkpoint_on_success=False) because the finalize step runs after Ray's execution;
+a kill in between must still be resumable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import posixpath
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from operators.errors import error_kind
+from pipelines.manifest import SUCCESS_FILE, JobSummary, TaskCounts, manifest_json, summary_from_manifest
+from pipelines.spec import JobSpec, SpecError
+from pipelines.storage import Location, delete_dir_contents, is_hidden, output_state, read_text, resolve, write_text
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "_checkpoint"
+# Read output is buffered up to this many bytes before the row-based repartition cuts it
+# into `block_rows` blocks. Ray's 128 MiB default packed a 10k-row text dataset into one
+# block, which then ran as one task and wrote one file at the end (measured; ARCHITECTURE).
+READ_BLOCK_BYTES = 8 * 1024 * 1024
+
+
+class OutputExistsError(SpecError):
+    """The output holds data and the spec did not say resume or overwrite."""
+
+
+class JobFailedError(RuntimeError):
+    """The job ran but did not finish (the data files are incomplete; no _SUCCESS)."""
+
+
+@dataclass
+class Stage:
+    """One Ray Data operator of the graph: what build_dataset runs and describe_plan prints."""
+
+    name: str
+    kind: str  # "read" | "repartition" | "map_batches" | "write"
+    args: dict[str, Any]
+
+
+def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]:
+    """The graph as data. build_dataset and describe_plan both use it, so they cannot differ."""
+    pre_cpus = max(t.preprocess_cpus for t in spec.tasks)
+    if spec.preprocess_actors is not None:
+        pre_pool = spec.preprocess_actors
+    else:
+        hi = max(1, int((cluster_cpus or 1) // pre_cpus)) if cluster_cpus else None
+        pre_pool = (1, hi)
+    stages = [
+        Stage("read", "read", {"input": spec.input, "format": spec.input_format, "rows_per_block": spec.block_rows, "limit": spec.limit}),
+        Stage("repartition", "repartition", {"target_num_rows_per_block": spec.block_rows}),
+        Stage(
+            "Preprocess",
+            "map_batches",
+            {"tasks": [t.column_prefix for t in spec.tasks], "num_cpus": pre_cpus, "actors": pre_pool, "batch_size": None},
+        ),
+    ]
+    for t in spec.tasks:
+        args: dict[str, Any] = {
+            "task": t.task,
+            "model": t.model,
+            "actors": t.actors,
+            "num_gpus": t.num_gpus,
+            "num_cpus": t.forward_cpus,
+            "batch_size": t.batch_size,
+        }
+        if t.forward_resources:
+            args["resources"] = dict(t.forward_resources)
+        stages.append(Stage(f"Forward[{t.column_prefix}]", "map_batches", args))
+    stages.append(Stage("write", "write", {"output": spec.output, "format": "parquet", "checkpoint": f"{spec.output.rstrip('/')}/{CHECKPOINT_DIR}"}))
+    return stages
+
+
+def describe_plan(spec: JobSpec) -> str:
+    """The resolved spec and the Ray Data graph, for `taskray run --dry-run`. Starts nothing."""
+    import yaml
+
+    lines = ["# resolved job spec", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).rstrip(), "", "# Ray Data plan"]
+    for i, stage in enumerate(plan_stages(spec)):
+        args = ", ".join(f"{k}={_fmt(v)}" for k, v in stage.args.items())
+        lines.append(f"{i}. {stage.kind:<11} {stage.name}  {args}")
+    columns = ["<id>", *spec.keep_columns]
+    from operators import get_operator
+
+    for t in spec.tasks:
+        cls = get_operator(t.task)
+        columns += [spec.output_column(t, c) for c in (*cls.output_columns, "error")]
+    lines += ["", "# output columns", ", ".join(columns)]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, tuple) and len(value) == 2:
+        return f"{value[0]}:{'<cluster CPUs>' if value[1] is None else value[1]}"
+    return str(value)
+
+
+def build_dataset(spec: JobSpec, *, stats=None, source=None):
+    """The lazy Ray Dataset of the job, up to (not including) the write.
+
+    Checks the input before anything runs: a missing column raises SpecError here.
+    Needs an initialized Ray (the datasource puts its file list in the object store).
+    """
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    from pipelines.sources import plan_source, read_dataset
+    from pipelines.stages import Forward, Preprocess
+
+    source = source or plan_source(spec)
+    stages = plan_stages(spec, ray.cluster_resources().get("CPU"))
+    keep = list(dict.fromkeys([source.id_column, *spec.keep_columns]))
+    ds = read_dataset(source, spec.block_rows)
+    ds = ds.repartition(target_num_rows_per_block=spec.block_rows)
+    pre = stages[2].args
+    ds = ds.map_batches(
+        Preprocess,
+        fn_constructor_kwargs={"tasks": spec.tasks, "keep": keep},
+        batch_format="pyarrow",
+        batch_size=None,
+        num_cpus=pre["num_cpus"],
+        compute=ActorPoolStrategy(min_size=pre["actors"][0], max_size=pre["actors"][1]),
+    )
+    from operators import get_operator
+
+    for t, stage in zip(spec.tasks, stages[3:-1]):
+        a = stage.args
+        outputs = {c: spec.output_column(t, c) for c in (*get_operator(t.task).output_columns, "error")}
+        remote_args: dict[str, Any] = {"num_cpus": a["num_cpus"]}
+        if a["num_gpus"]:
+            remote_args["num_gpus"] = a["num_gpus"]
+        if a.get("resources"):
+            remote_args["resources"] = a["resources"]
+        ds = ds.map_batches(
+            Forward,
+            fn_constructor_kwargs={
+                "task": t,
+                "output_names": outputs,
+                "num_threads": max(1, int(a["num_cpus"])),
+                "stats": stats,
+            },
+            batch_format="pyarrow",
+            batch_size=a["batch_size"],
+            compute=ActorPoolStrategy(min_size=a["actors"][0], max_size=a["actors"][1]),
+            **remote_args,
+        )
+    return ds, source
+
+
+def run_job(spec: JobSpec) -> JobSummary:
+    """Run a job to completion and return its summary.
+
+    Raises SpecError (bad spec, missing column), OutputExistsError (non-empty output without
+    resume/overwrite) before any work, and JobFailedError when the run does not finish.
+    Uses the running Ray when `ray.is_initialized()`, else starts one (RAY_ADDRESS / spec).
+    """
+    started = time.monotonic()
+    out = resolve(spec.output, spec.storage)
+    done = _prepare_output(spec, out)
+    if done is not None:
+        return done
+    _ensure_ray(spec)
+
+    import ray
+    from ray.data import DataContext
+    from ray.data.checkpoint import CheckpointConfig
+
+    from pipelines.sources import plan_source
+    from pipelines.stages import JobStats
+
+    stats = ray.remote(num_cpus=0)(JobStats).remote()
+    ctx = DataContext.get_current()
+    saved = (ctx.checkpoint_config, ctx.target_max_block_size)
+    try:
+        source = plan_source(spec)
+        # Set before the dataset is built: a Dataset copies the context when it is created.
+        ctx.target_max_block_size = READ_BLOCK_BYTES
+        ctx.checkpoint_config = CheckpointConfig(
+            id_column=source.id_column,
+            checkpoint_path=_uri(out, posixpath.join(out.path, CHECKPOINT_DIR)),
+            override_filesystem=out.filesystem,
+            delete_checkpoint_on_success=False,
+        )
+        ds, _ = build_dataset(spec, stats=stats, source=source)
+        try:
+            ds.write_parquet(out.path, filesystem=out.filesystem)
+        except Exception as e:  # any execution failure: the job did not finish
+            raise JobFailedError(f"job did not finish: {type(e).__name__}: {_first_line(e)}") from e
+        snapshot = ray.get(stats.snapshot.remote())
+    finally:
+        ctx.checkpoint_config, ctx.target_max_block_size = saved
+        ray.kill(stats)
+    summary = _finalize(spec, out, source.id_column, snapshot, time.monotonic() - started)
+    return summary
+
+
+def _prepare_output(spec: JobSpec, out: Location) -> JobSummary | None:
+    """Apply the output mode. Returns the stored summary when a resume finds a finished job."""
+    names = output_state(out)
+    if not names:
+        return None
+    if spec.mode == "overwrite":
+        delete_dir_contents(out)
+        return None
+    if spec.mode == "error-if-exists":
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise OutputExistsError(
+            f"output: {out.uri} is not empty ({len(names)} entries: {shown}); "
+            "pass --resume to continue the job there or --overwrite to replace it"
+        )
+    # resume
+    if SUCCESS_FILE in names:
+        text = read_text(out, posixpath.join(out.path, SUCCESS_FILE))
+        return summary_from_manifest(text)
+    data = [n for n in names if not is_hidden(n)]
+    if data and CHECKPOINT_DIR not in names:
+        raise OutputExistsError(
+            f"output: {out.uri} holds data files but no {CHECKPOINT_DIR}/, so it was not written by an "
+            "unfinished taskray job; resuming could duplicate rows. Use --overwrite or another output"
+        )
+    return None
+
+
+def _ensure_ray(spec: JobSpec) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    ray.init(
+        address=spec.ray_address or os.environ.get("RAY_ADDRESS"),
+        runtime_env={"env_vars": env} if env else None,
+        include_dashboard=False,
+        log_to_driver=True,
+    )
+
+
+def _finalize(spec: JobSpec, out: Location, id_column: str, snapshot: dict, wall_s: float) -> JobSummary:
+    """Make every data file share one schema, count rows from the files themselves, check
+    that no id was written twice, then write _SUCCESS and drop the checkpoint."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    files = _data_files(out)
+    schema = _unify_file_schemas(out, files)
+    error_columns = {t.column_prefix: spec.output_column(t, "error") for t in spec.tasks}
+    dataset = pads.dataset(files, schema=schema, filesystem=out.filesystem, format="parquet")
+    table = dataset.to_table(columns=[id_column, *error_columns.values()]) if files else None
+    total = 0 if table is None else table.num_rows
+    if table is not None:
+        unique = pc.count_distinct(table.column(id_column)).as_py()
+        if unique != total:
+            raise JobFailedError(
+                f"output has {total} rows but {unique} distinct ids in {id_column!r}: the id column is "
+                "not unique or rows were written twice; no _SUCCESS written"
+            )
+    tasks: dict[str, TaskCounts] = {}
+    all_kinds: dict[str, int] = {}
+    failed_mask = None
+    for t in spec.tasks:
+        counts = TaskCounts(task=t.task, model=t.model, nodes=snapshot["nodes"].get(t.column_prefix, {}))
+        if table is not None:
+            errors = table.column(error_columns[t.column_prefix])
+            mask = pc.is_valid(errors)
+            failed_mask = mask if failed_mask is None else pc.or_(failed_mask, mask)
+            for value in errors.filter(mask).to_pylist():
+                kind = error_kind(value)
+                counts.errors_by_kind[kind] = counts.errors_by_kind.get(kind, 0) + 1
+                all_kinds[kind] = all_kinds.get(kind, 0) + 1
+            counts.failed = pc.sum(mask.cast("int64")).as_py() or 0
+            counts.ok = total - counts.failed
+        tasks[t.column_prefix] = counts
+    failed = 0 if failed_mask is None else (pc.sum(failed_mask.cast("int64")).as_py() or 0)
+    processed = sum(snapshot["nodes"].get(spec.tasks[0].column_prefix, {}).values())
+    summary = JobSummary(
+        output=out.uri,
+        total=total,
+        ok=total - failed,
+        failed=failed,
+        errors_by_kind=all_kinds,
+        wall_s=wall_s,
+        rows_per_s=processed / wall_s if wall_s > 0 else 0.0,
+        rows_processed=processed,
+        tasks=tasks,
+    )
+    write_text(out, posixpath.join(out.path, SUCCESS_FILE), manifest_json(spec.model_dump(mode="json"), summary))
+    with contextlib.suppress(FileNotFoundError, OSError):
+        out.filesystem.delete_dir(posixpath.join(out.path, CHECKPOINT_DIR))
+    return summary
+
+
+def _data_files(out: Location) -> list[str]:
+    import pyarrow.fs as pafs
+
+    infos = out.filesystem.get_file_info(pafs.FileSelector(out.path, recursive=False, allow_not_found=True))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and not is_hidden(posixpath.basename(i.path)) and i.path.endswith(".parquet"))
+
+
+def _unify_file_schemas(out: Location, files: list[str]):
+    """One schema for all data files. A block whose rows all failed has all-null result
+    columns, which Arrow types as `null`; readers that take the first file's schema would
+    then fail on the others. Rewrite only those files, with the unified types."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fs = out.filesystem
+    schemas = {}
+    for path in files:
+        with fs.open_input_file(path) as f:
+            schemas[path] = pq.read_schema(f).remove_metadata()
+    if not schemas:
+        return None
+    unified = pa.unify_schemas(list(schemas.values()), promote_options="permissive")
+    for path, schema in schemas.items():
+        if schema.equals(unified):
+            continue
+        with fs.open_input_file(path) as f:
+            table = pq.read_table(f)
+        table = table.select(unified.names).cast(unified)
+        tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.tmp")
+        with fs.open_output_stream(tmp) as f:
+            pq.write_table(table, f)
+        fs.move(tmp, path)
+    return unified
+
+
+def _uri(out: Location, path: str) -> str:
+    return f"s3://{path}" if out.is_s3 else path
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""

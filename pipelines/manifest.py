@@ -1,0 +1,117 @@
+"""The `_SUCCESS` manifest and the job summary.
+
+`_SUCCESS` is JSON, written last (after every data file is complete and checked), so its
+presence means the output is whole:
+
+    {"spec": {...}, "rows": {"total", "ok", "failed"}, "errors_by_kind": {"decode": 3, ...},
+     "tasks": {"<name>": {"task", "model", "ok", "failed", "errors_by_kind",
+                          "nodes": {"<ray node id>": rows forwarded there in this run}}},
+     "rows_processed": rows computed in this run (less than total after a resume),
+     "wall_s", "rows_per_s" (rows_processed / wall_s), "versions": {...}, "finished_at"}
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SUCCESS_FILE = "_SUCCESS"
+
+
+@dataclass
+class TaskCounts:
+    task: str
+    model: str
+    ok: int = 0
+    failed: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    nodes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class JobSummary:
+    """What `run_job` returns and `taskray run` prints."""
+
+    output: str
+    total: int
+    ok: int
+    failed: int
+    errors_by_kind: dict[str, int]
+    wall_s: float
+    rows_per_s: float
+    rows_processed: int
+    tasks: dict[str, TaskCounts] = field(default_factory=dict)
+    already_complete: bool = False  # a --resume found a finished job and did nothing
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> str:
+        """The short table printed at the end of a run."""
+        rows = [
+            ("rows total", f"{self.total}"),
+            ("rows ok", f"{self.ok}"),
+            ("rows failed", f"{self.failed}"),
+        ]
+        if self.errors_by_kind:
+            rows.append(("errors by kind", ", ".join(f"{k}={v}" for k, v in sorted(self.errors_by_kind.items()))))
+        rows += [
+            ("rows this run", f"{self.rows_processed}"),
+            ("wall time", f"{self.wall_s:.1f} s"),
+            ("rows/s", f"{self.rows_per_s:.1f}"),
+            ("output", self.output),
+        ]
+        if self.already_complete:
+            rows.insert(0, ("status", "already complete (found _SUCCESS); nothing to do"))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("taskray", "ray", "torch", "transformers", "pyarrow", "tokenizers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def manifest_json(spec: dict[str, Any], summary: JobSummary) -> str:
+    return json.dumps(
+        {
+            "spec": spec,
+            "rows": {"total": summary.total, "ok": summary.ok, "failed": summary.failed},
+            "errors_by_kind": summary.errors_by_kind,
+            "tasks": {name: asdict(c) for name, c in summary.tasks.items()},
+            "rows_processed": summary.rows_processed,
+            "wall_s": round(summary.wall_s, 3),
+            "rows_per_s": round(summary.rows_per_s, 3),
+            "output": summary.output,
+            "versions": versions(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+        indent=2,
+        sort_keys=False,
+    )
+
+
+def summary_from_manifest(text: str) -> JobSummary:
+    data = json.loads(text)
+    return JobSummary(
+        output=data["output"],
+        total=data["rows"]["total"],
+        ok=data["rows"]["ok"],
+        failed=data["rows"]["failed"],
+        errors_by_kind=data["errors_by_kind"],
+        wall_s=0.0,
+        rows_per_s=0.0,
+        rows_processed=0,
+        tasks={name: TaskCounts(**c) for name, c in data.get("tasks", {}).items()},
+        already_complete=True,
+    )

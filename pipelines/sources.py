@@ -1,0 +1,258 @@
+"""Input datasets: Parquet shards, JSONL/CSV text, directories of image or audio files.
+
+Every format is read by one Ray Data datasource, `TaskrayFileDatasource`, that yields Arrow
+tables of at most `block_rows` rows and adds the id column *at read time*. The id must exist
+at the read: Ray Data's checkpointing filters already-written ids right after the Read
+operator, before any map, so an id derived in a later `map_batches` could not be used for
+resume. That is why `ray.data.read_parquet`/`read_binary_files` are not used here.
+
+Derived ids are stable: `<path relative to the input root>#<row index>` for table formats and
+the relative path for media files, so a rerun over the same data produces the same ids.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
+
+from pipelines.spec import JobSpec, SpecError
+from pipelines.storage import Location, list_files
+
+if TYPE_CHECKING:
+    import pyarrow
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+TABLE_EXTENSIONS = {"parquet": (".parquet", ".pq"), "jsonl": (".jsonl", ".json", ".ndjson"), "csv": (".csv",)}
+MEDIA_ROLE = {"images": "image", "audio": "audio"}
+DERIVED_ID = "id"
+
+
+@dataclass
+class SourcePlan:
+    """What to read, resolved on the driver before any work starts."""
+
+    format: str
+    location: Location
+    files: list[str]
+    roots: dict[str, str]  # file -> directory its derived id is relative to
+    columns: list[str]  # input columns to read (roles, kept columns, id)
+    id_column: str
+    derive_id: bool
+    media_column: str | None = None  # images/audio: the column that holds the file bytes
+    row_caps: dict[str, int] = field(default_factory=dict)  # file -> rows to read (limit)
+
+
+def plan_source(spec: JobSpec) -> SourcePlan:
+    """Expand the input URIs, pick the format, check that the needed columns exist.
+
+    Raises SpecError naming the field for a missing column or an empty input: a clear spec
+    error before any work starts.
+    """
+    files: list[str] = []
+    roots: dict[str, str] = {}
+    location: Location | None = None
+    for uri in spec.input:
+        try:
+            loc, found, root = list_files(uri, spec.storage)
+        except FileNotFoundError as e:
+            raise SpecError(f"input: {e}") from None
+        if location is not None and type(loc.filesystem) is not type(location.filesystem):
+            raise SpecError(f"input: all inputs must be on one filesystem, got {spec.input}")
+        location = loc
+        for f in found:
+            roots.setdefault(f, root)
+            if f not in files:
+                files.append(f)
+    assert location is not None
+    fmt = spec.input_format if spec.input_format != "auto" else _guess_format(files)
+    files = [f for f in files if f.lower().endswith(_extensions(fmt))]
+    if not files:
+        raise SpecError(f"input: no {fmt} files under {spec.input}")
+
+    needed_roles = {role: col for t in spec.tasks for role, col in t.role_columns().items()}
+    if fmt in MEDIA_ROLE:
+        media_role = MEDIA_ROLE[fmt]
+        media_cols = {col for t in spec.tasks for role, col in t.role_columns().items() if role == media_role}
+        other = sorted({role for role in needed_roles if role != media_role})
+        if other:
+            raise SpecError(f"input_format: a directory of {fmt} has only the {media_role!r} role, but tasks need {other}")
+        if len(media_cols) > 1:
+            raise SpecError(f"columns: tasks map {media_role!r} to different columns {sorted(media_cols)}; use one")
+        media_column = media_cols.pop() if media_cols else media_role
+        keep_bad = sorted(set(spec.keep_columns) - {"path"})
+        if keep_bad:
+            raise SpecError(f"keep_columns: a directory of {fmt} has only the column 'path' to keep, got {keep_bad}")
+        if spec.id_column is not None:
+            raise SpecError(f"id_column: a directory of {fmt} has no columns; ids are the file paths")
+        plan = SourcePlan(fmt, location, files, roots, [media_column, *spec.keep_columns], DERIVED_ID, True, media_column)
+    else:
+        schema_names = _schema_names(fmt, location, files[0])
+        id_column = spec.id_column or (DERIVED_ID if DERIVED_ID in schema_names else None)
+        wanted = {
+            **{f"tasks[{t.column_prefix}].columns.{role}": col for t in spec.tasks for role, col in t.role_columns().items()},
+            **{"keep_columns": c for c in spec.keep_columns},
+        }
+        if spec.id_column is not None:
+            wanted["id_column"] = spec.id_column
+        missing = [(where, col) for where, col in wanted.items() if col not in schema_names]
+        if missing:
+            where, col = missing[0]
+            raise SpecError(
+                f"{where}: column {col!r} not found in {location.uri if len(files) == 1 else files[0]}; "
+                f"columns are {schema_names}" + ("; map roles with --column ROLE=NAME" if "columns" in where else "")
+            )
+        derive = id_column is None
+        id_column = id_column or DERIVED_ID
+        columns = list(dict.fromkeys([*needed_roles.values(), *spec.keep_columns] + ([] if derive else [id_column])))
+        plan = SourcePlan(fmt, location, files, roots, columns, id_column, derive)
+    if spec.limit is not None:
+        _apply_limit(plan, spec.limit)
+    return plan
+
+
+def read_dataset(plan: SourcePlan, block_rows: int):
+    """The Ray Dataset of the input (lazy)."""
+    import ray.data
+
+    return ray.data.read_datasource(TaskrayFileDatasource(plan, block_rows))
+
+
+def _guess_format(files: list[str]) -> str:
+    for f in files:
+        low = f.lower()
+        for fmt, exts in TABLE_EXTENSIONS.items():
+            if low.endswith(exts):
+                return fmt
+        if low.endswith(IMAGE_EXTENSIONS):
+            return "images"
+        if low.endswith(AUDIO_EXTENSIONS):
+            return "audio"
+    raise SpecError(f"input_format: cannot guess the format of {files[:3]}; set --input-format")
+
+
+def _extensions(fmt: str) -> tuple[str, ...]:
+    return {"images": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS}.get(fmt) or TABLE_EXTENSIONS[fmt]
+
+
+def _schema_names(fmt: str, location: Location, path: str) -> list[str]:
+    fs = location.filesystem
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with fs.open_input_file(path) as f:
+            return list(pq.read_schema(f).names)
+    with fs.open_input_stream(path) as f:
+        table = _read_text_table(fmt, f)
+    return list(table.column_names)
+
+
+def _read_text_table(fmt: str, stream) -> "pyarrow.Table":
+    if fmt == "jsonl":
+        import pyarrow.json as pajson
+
+        return pajson.read_json(stream)
+    import pyarrow.csv as pacsv
+
+    return pacsv.read_csv(stream)
+
+
+def _count_rows(plan: SourcePlan, path: str) -> int:
+    fs = plan.location.filesystem
+    if plan.format in MEDIA_ROLE:
+        return 1
+    if plan.format == "parquet":
+        import pyarrow.parquet as pq
+
+        with fs.open_input_file(path) as f:
+            return pq.read_metadata(f).num_rows
+    with fs.open_input_stream(path) as f:
+        return _read_text_table(plan.format, f).num_rows
+
+
+def _apply_limit(plan: SourcePlan, limit: int) -> None:
+    """Keep the first `limit` rows in file order, as a file list plus a cap on the last
+    file: deterministic, so that a resumed run plans exactly the same rows."""
+    remaining = limit
+    kept = []
+    for path in plan.files:
+        if remaining <= 0:
+            break
+        n = _count_rows(plan, path)
+        kept.append(path)
+        if n > remaining:
+            plan.row_caps[path] = remaining
+        remaining -= n
+    plan.files = kept
+
+
+def _derived_ids(root: str, path: str, start: int, n: int) -> list[str]:
+    rel = posixpath.relpath(path, root) if root else path
+    return [f"{rel}#{start + i}" for i in range(n)]
+
+
+def _media_id(root: str, path: str) -> str:
+    return posixpath.relpath(path, root) if root else path
+
+
+def _datasource_base():
+    from ray.data.datasource import FileBasedDatasource
+
+    return FileBasedDatasource
+
+
+class TaskrayFileDatasource(_datasource_base()):  # type: ignore[misc]
+    """One datasource for every input format; see the module docstring for why."""
+
+    def __init__(self, plan: SourcePlan, block_rows: int):
+        super().__init__(plan.files, filesystem=plan.location.filesystem)
+        self._plan = plan
+        self._block_rows = block_rows
+
+    def get_name(self) -> str:
+        return f"Read{self._plan.format.capitalize()}"
+
+    def _open_input_source(self, filesystem, path: str, **open_args):
+        # Parquet needs random access for its footer; the base class opens a stream.
+        if self._plan.format == "parquet":
+            return filesystem.open_input_file(path)
+        return super()._open_input_source(filesystem, path, **open_args)
+
+    def _read_stream(self, f, path: str) -> Iterator["pyarrow.Table"]:
+        import pyarrow as pa
+
+        plan = self._plan
+        root = plan.roots.get(path, "")
+        cap = plan.row_caps.get(path)
+        if plan.format in MEDIA_ROLE:
+            columns: dict[str, Any] = {plan.id_column: [_media_id(root, path)], plan.media_column: pa.array([f.readall()], pa.binary())}
+            if "path" in plan.columns:
+                columns["path"] = [plan.location.uri.split("://")[0] + "://" + path if plan.location.is_s3 else path]
+            yield pa.table(columns)
+            return
+        start = 0
+        for table in self._tables(f):
+            if cap is not None:
+                if start >= cap:
+                    return
+                table = table.slice(0, cap - start)
+            table = table.select(plan.columns)
+            if plan.derive_id:
+                table = table.append_column(plan.id_column, pa.array(_derived_ids(root, path, start, table.num_rows), pa.string()))
+            start += table.num_rows
+            yield table
+
+    def _tables(self, f) -> Iterator["pyarrow.Table"]:
+        import pyarrow as pa
+
+        if self._plan.format == "parquet":
+            import pyarrow.parquet as pq
+
+            reader = pq.ParquetFile(f)
+            for batch in reader.iter_batches(batch_size=self._block_rows, columns=self._plan.columns):
+                yield pa.Table.from_batches([batch])
+            return
+        table = _read_text_table(self._plan.format, f)
+        for offset in range(0, table.num_rows, self._block_rows):
+            yield table.slice(offset, self._block_rows)

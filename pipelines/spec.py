@@ -1,0 +1,303 @@
+"""The typed job spec of an offline run: YAML file and/or CLI flags -> JobSpec.
+
+    spec = load_job_spec("job.yaml", {"output": "/tmp/out", "batch_size": 32})
+
+Flags override the file. Task-level keys in `overrides` (model, batch_size, num_gpus, ...)
+apply to every task of the file; `task` and `model` only to a single-task job. Every error is
+a SpecError whose message names the field, so the CLI can exit 2 with it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+INPUT_FORMATS = ("auto", "parquet", "images", "audio", "jsonl", "csv")
+MODES = ("error-if-exists", "resume", "overwrite")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+
+
+def _parse_pool(value: Any) -> Any:
+    """MIN:MAX as "1:4", "2" (fixed size), 3 or [1, 4]."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, str):
+        parts = value.split(":")
+        if len(parts) == 1:
+            parts = parts * 2
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"expected MIN:MAX like 1:4, got {value!r}")
+        return (int(parts[0]), int(parts[1]))
+    return value
+
+
+def _check_pool(value: tuple[int, int]) -> tuple[int, int]:
+    lo, hi = value
+    if lo < 1 or hi < lo:
+        raise ValueError(f"expected 1 <= MIN <= MAX, got {lo}:{hi}")
+    return value
+
+
+class SpecError(ValueError):
+    """A bad job spec. The message names the offending field."""
+
+
+class StorageOptions(BaseModel):
+    """How to reach s3:// URIs. Unset values come from the standard AWS environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_url: str | None = Field(
+        None, description="S3 endpoint, e.g. http://127.0.0.1:9000 (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)."
+    )
+    region: str | None = Field(None, description="S3 region (default: AWS_REGION / AWS_DEFAULT_REGION).")
+    profile: str | None = Field(None, description="Named AWS profile for credentials (default: AWS_PROFILE).")
+    anonymous: bool = Field(False, description="Access public buckets without credentials.")
+
+
+class TaskSpec(BaseModel):
+    """One task of a job: which operator and model, and how its stages are sized on Ray."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(..., description="Transformers task id, e.g. text-classification (see `taskray tasks`).")
+    model: str = Field(..., description="Hub id or local model directory.")
+    name: str | None = Field(
+        None,
+        description="Column-group name of this task in a multi-task output (`<name>.<column>`); default: the task id.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Operator options (top_k, threshold, ...), checked against the operator's Options."
+    )
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N; auto falls back to the CPU with one warning.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Weight dtype; auto is bf16/fp16 on GPU and fp32 on CPU."
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the model.")
+    trust_remote_code: bool = Field(False, description="Allow model code from the hub. Off by default for safety.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Input role -> dataset column (roles: text, image, audio, question, context)."
+    )
+    batch_size: int = Field(64, ge=1, description="Rows per forward call of an actor (the operator micro-batches inside).")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per forward actor; fractional values share a GPU.")
+    actors: tuple[int, int] = Field(
+        (1, 1), description="Forward actor pool size MIN:MAX (Ray Data ActorPoolStrategy min_size, max_size)."
+    )
+    forward_cpus: float = Field(1.0, gt=0, description="CPUs per forward actor; also its torch thread count.")
+    preprocess_cpus: float = Field(1.0, gt=0, description="CPUs per preprocessing actor (decode + processor, never weights).")
+    forward_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources each forward actor requests, e.g. {taskray_gpu_node: 0.01} to pin actors to GPU nodes.",
+    )
+
+    @field_validator("actors", mode="before")
+    @classmethod
+    def _parse_actors(cls, value: Any) -> Any:
+        return _parse_pool(value)
+
+    @field_validator("actors")
+    @classmethod
+    def _check_actors(cls, value: tuple[int, int]) -> tuple[int, int]:
+        return _check_pool(value)
+
+    @field_validator("task")
+    @classmethod
+    def _check_task(cls, value: str) -> str:
+        from operators import get_operator
+
+        get_operator(value)  # ValueError naming the known tasks
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError(f"expected letters, digits, '_' or '-', got {value!r}")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _check_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        from operators.base import INPUT_ROLES
+
+        unknown = sorted(set(value) - set(INPUT_ROLES))
+        if unknown:
+            raise ValueError(f"unknown input roles {unknown}; roles are {list(INPUT_ROLES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_options(self) -> "TaskSpec":
+        from operators import get_operator
+
+        op_cls = get_operator(self.task)
+        try:
+            op_cls.Options(**self.options)
+        except ValidationError as e:
+            raise ValueError(f"options: {_first_error(e)}") from None
+        unused = sorted(set(self.columns) - set(op_cls.input_roles))
+        if unused:
+            raise ValueError(f"columns: {self.task} has no input roles {unused}; it reads {list(op_cls.input_roles)}")
+        return self
+
+    @property
+    def column_prefix(self) -> str:
+        return self.name or self.task
+
+    def role_columns(self) -> dict[str, str]:
+        """Every input role of the operator -> its dataset column (default: the role name)."""
+        from operators import get_operator
+
+        return {role: self.columns.get(role, role) for role in get_operator(self.task).input_roles}
+
+
+class JobSpec(BaseModel):
+    """An offline labeling job: one dataset in, one Parquet output, one or more tasks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: list[str] = Field(..., min_length=1, description="Input URI(s): directory, glob or files; local or s3://.")
+    input_format: Literal["auto", "parquet", "images", "audio", "jsonl", "csv"] = Field(
+        "auto", description="Input format; auto guesses from file extensions."
+    )
+    output: str = Field(..., min_length=1, description="Output directory URI (local or s3://) for Parquet files and _SUCCESS.")
+    id_column: str | None = Field(
+        None,
+        description="Unique id column of the input. Default: `id` when present, else one derived as '<file>#<row>' (or the file path for media files).",
+    )
+    keep_columns: list[str] = Field(default_factory=list, description="Input columns copied into the output as-is.")
+    tasks: list[TaskSpec] = Field(..., min_length=1, description="The tasks to run over every row.")
+    limit: int | None = Field(None, ge=1, description="Only the first N input rows (in file order), e.g. for a trial run.")
+    mode: Literal["error-if-exists", "resume", "overwrite"] = Field(
+        "error-if-exists", description="What to do with a non-empty output: refuse, resume the job there, or delete it first."
+    )
+    storage: StorageOptions = Field(default_factory=StorageOptions, description="S3 endpoint, region, profile, anonymous access.")
+    block_rows: int = Field(
+        256, ge=1, description="Rows per Ray Data block: the unit of parallel work, of output files and of resume."
+    )
+    preprocess_actors: tuple[int, int] | None = Field(
+        None, description="Preprocessing actor pool MIN:MAX; default 1:<CPUs in the cluster>."
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster address for ray.init (default: RAY_ADDRESS, else a local Ray)."
+    )
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("keep_columns", mode="before")
+    @classmethod
+    def _keep_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [c.strip() for c in value.split(",") if c.strip()]
+        return value
+
+    @field_validator("preprocess_actors", mode="before")
+    @classmethod
+    def _parse_preprocess_actors(cls, value: Any) -> Any:
+        return _parse_pool(value)
+
+    @field_validator("preprocess_actors")
+    @classmethod
+    def _check_preprocess_actors(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        return None if value is None else _check_pool(value)
+
+    @model_validator(mode="after")
+    def _check_names(self) -> "JobSpec":
+        prefixes = [t.column_prefix for t in self.tasks]
+        dupes = sorted({p for p in prefixes if prefixes.count(p) > 1})
+        if dupes:
+            raise ValueError(f"tasks: names must be unique, {dupes} repeat; set `name` on each")
+        return self
+
+    @property
+    def multi_task(self) -> bool:
+        return len(self.tasks) > 1
+
+    def output_column(self, task: TaskSpec, column: str) -> str:
+        """Single-task jobs write plain result columns; multi-task jobs `<name>.<column>`."""
+        return f"{task.column_prefix}.{column}" if self.multi_task else column
+
+
+TASK_FIELDS = frozenset(TaskSpec.model_fields)
+JOB_FIELDS = frozenset(JobSpec.model_fields) - {"tasks"}
+
+
+def load_job_spec(path: str | None, overrides: dict[str, Any] | None = None) -> JobSpec:
+    """The JobSpec from a YAML file (or none) with `overrides` (CLI flags) applied on top."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_yaml(path)
+    return build_job_spec(data, overrides or {})
+
+
+def build_job_spec(data: dict[str, Any], overrides: dict[str, Any]) -> JobSpec:
+    data = dict(data)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(overrides) - TASK_FIELDS - JOB_FIELDS)
+    if unknown:
+        raise SpecError(f"unknown override field(s) {unknown}")
+    for key in JOB_FIELDS & set(overrides):
+        data[key] = overrides[key]
+    task_overrides = {k: v for k, v in overrides.items() if k in TASK_FIELDS}
+    tasks = data.get("tasks")
+    if tasks is None:
+        tasks = [{}] if task_overrides else []
+    if not isinstance(tasks, list):
+        raise SpecError(f"tasks: expected a list of task mappings, got {type(tasks).__name__}")
+    if len(tasks) > 1:
+        for key in ("task", "model", "name"):
+            if key in task_overrides:
+                raise SpecError(f"{key}: this job has {len(tasks)} tasks; set {key} per task in the job file")
+    merged = []
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            raise SpecError(f"tasks.{i}: expected a mapping, got {type(task).__name__}")
+        task = dict(task)
+        for key, value in task_overrides.items():
+            if key in ("options", "columns", "forward_resources"):  # flags add to the file's dict
+                task[key] = {**(task.get(key) or {}), **value}
+            else:
+                task[key] = value
+        merged.append(task)
+    data["tasks"] = merged
+    try:
+        return JobSpec(**data)
+    except ValidationError as e:
+        raise SpecError(_first_error(e)) from None
+
+
+def _first_error(e: ValidationError) -> str:
+    """'<field.path>: <message>' for each error, the field first so the user sees it."""
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "spec"
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        if err["type"] in ("missing",):
+            parts.append(f"{loc}: field required")
+        elif err["type"] == "extra_forbidden":
+            parts.append(f"{loc}: unknown field")
+        else:
+            parts.append(f"{loc}: {msg}" + ("" if "got" in msg or isinstance(got, dict) else f" (got {got!r})"))
+    return "; ".join(parts)
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise SpecError(f"job file: cannot read {path!r}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"job file: {path!r} is not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError(f"job file: expected a mapping at the top of {path!r}, got {type(data).__name__}")
+    return data

@@ -1,0 +1,174 @@
+"""Ray Data UDFs that adapt task operators to `map_batches` (batch_format="pyarrow").
+
+    read -> Preprocess (CPU actor pool; processors only, never weights)
+         -> Forward[task 1] -> Forward[task 2] ... (actor pools; weights loaded once per actor)
+         -> write_parquet
+
+Between the stages each task carries two internal columns: `__features__<name>` holds each
+row's compact, unpadded feature dict (token ids, uint8 pixels, float32 waveforms) serialized
+with pickle protocol 5 (our own data between our own stages; numpy buffers go out-of-band
+cheaply), and `__error__<name>` the row's preprocessing error. Forward drops both and adds
+the task's result columns.
+
+Postprocess is fused into Forward: every operator's postprocess needs the loaded model's
+config (id2label, generation settings) and the raw outputs, which are often larger than the
+final columns (logits, depth maps, mask scores). Shipping raw outputs to a separate CPU stage
+would cost more object-store traffic than the postprocessing costs on the actor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from typing import TYPE_CHECKING, Any
+
+from operators.errors import error_kind
+
+if TYPE_CHECKING:
+    import pyarrow
+
+    from pipelines.spec import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+FEATURES_PREFIX = "__features__"
+ERROR_PREFIX = "__error__"
+
+
+def features_column(name: str) -> str:
+    return f"{FEATURES_PREFIX}{name}"
+
+
+def error_column(name: str) -> str:
+    return f"{ERROR_PREFIX}{name}"
+
+
+def build_operator(task: "TaskSpec"):
+    """The operator of a task spec (nothing loaded yet)."""
+    from operators import get_operator
+
+    return get_operator(task.task)(
+        task.model,
+        device=task.device,
+        dtype=task.dtype,
+        revision=task.revision,
+        trust_remote_code=task.trust_remote_code,
+        **task.options,
+    )
+
+
+def media_value(value: Any) -> Any:
+    """An HF-datasets {bytes, path} cell becomes its bytes; a path-only cell stays a dict so
+    the operator can read the path itself."""
+    if isinstance(value, dict) and value.get("bytes") is not None:
+        return value["bytes"]
+    return value
+
+
+class Preprocess:
+    """CPU stage for all tasks of a job: decode + processor, one pass over each block.
+
+    Drops the input columns that are not kept, so media bytes never reach the forward actors.
+    """
+
+    def __init__(self, tasks: list["TaskSpec"], keep: list[str]):
+        self._tasks = [(t.column_prefix, t.role_columns(), build_operator(t)) for t in tasks]
+        self._keep = keep
+        for _, _, op in self._tasks:
+            _ = op.processor  # load the processor now (never the weights) so failures surface early
+
+    def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
+        import pyarrow as pa
+
+        out = table.select([c for c in self._keep if c in table.column_names])
+        for name, roles, op in self._tasks:
+            batch = {role: [media_value(v) for v in table.column(col).to_pylist()] for role, col in roles.items()}
+            prepared = op.preprocess(batch)
+            blobs = [None if f is None else pickle.dumps(f, protocol=5) for f in prepared["features"]]
+            out = out.append_column(features_column(name), pa.array(blobs, pa.binary()))
+            out = out.append_column(error_column(name), pa.array(prepared["error"], pa.string()))
+        return out
+
+
+class Forward:
+    """Device stage of one task, run in an actor pool. Loads the weights once per actor,
+    runs forward + postprocess, and reports rows per node to the job's stats actor."""
+
+    def __init__(self, task: "TaskSpec", output_names: dict[str, str], num_threads: int, stats=None):
+        import torch
+
+        # Ray sets OMP_NUM_THREADS=num_cpus for actors, but torch may already have picked
+        # its thread count at import; make it explicit so N actors never oversubscribe.
+        torch.set_num_threads(max(1, num_threads))
+        self._name = task.column_prefix
+        self._task = task.task
+        self._op = build_operator(task).load()
+        self._output_names = output_names  # result column (and "error") -> output column
+        self._stats = stats
+        self._node = _node_id()
+        logger.info("forward actor for %s on node %s, device %s", self._name, self._node, self._op.device)
+
+    def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
+        import pyarrow as pa
+
+        feats_col, err_col = features_column(self._name), error_column(self._name)
+        blobs = table.column(feats_col).to_pylist()
+        prepared = {
+            "features": [None if b is None else pickle.loads(b) for b in blobs],
+            "error": table.column(err_col).to_pylist(),
+        }
+        result = self._op.postprocess(self._op.forward(prepared), prepared)
+        out = table.drop_columns([feats_col, err_col])
+        for column, name in self._output_names.items():
+            values = result[column]
+            out = out.append_column(name, pa.array(values, pa.string()) if column == "error" else _to_arrow(values, name))
+        if self._stats is not None:
+            kinds: dict[str, int] = {}
+            for e in result["error"]:
+                if e is not None:
+                    kinds[error_kind(e)] = kinds.get(error_kind(e), 0) + 1
+            # Synchronous on purpose: a fire-and-forget call can be lost when the pool
+            # shuts this actor down right after its last batch.
+            import ray
+
+            ray.get(self._stats.add.remote(self._name, self._node, table.num_rows, kinds))
+        return out
+
+
+def _to_arrow(values: list, name: str) -> "pyarrow.Array":
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        sample = next((v for v in values if v is not None), None)
+        raise TypeError(f"result column {name!r} does not convert to Arrow (got {type(sample).__name__}): {e}") from e
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray (unit tests call the UDFs directly)
+        return os.uname().nodename
+
+
+class JobStats:
+    """A tiny Ray actor that counts forward rows per task and node, and error kinds, for
+    this run. Used as `ray.remote(num_cpus=0)(JobStats)`."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, dict[str, int]] = {}
+        self._errors: dict[str, dict[str, int]] = {}
+
+    def add(self, task: str, node: str, rows: int, errors: dict[str, int]) -> None:
+        nodes = self._nodes.setdefault(task, {})
+        nodes[node] = nodes.get(node, 0) + rows
+        kinds = self._errors.setdefault(task, {})
+        for kind, n in errors.items():
+            kinds[kind] = kinds.get(kind, 0) + n
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"nodes": self._nodes, "errors": self._errors}
