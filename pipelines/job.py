@@ -178,7 +178,10 @@ def run_job(spec: JobSpec) -> JobSummary:
     resume/overwrite) before any work, and JobFailedError when the run does not finish.
     Uses the running Ray when `ray.is_initialized()`, else starts one (RAY_ADDRESS / spec).
     """
+    from pipelines.sources import plan_source
+
     started = time.monotonic()
+    source = plan_source(spec)  # input and column errors first, before touching the output
     out = resolve(spec.output, spec.storage)
     done = _prepare_output(spec, out)
     if done is not None:
@@ -189,14 +192,12 @@ def run_job(spec: JobSpec) -> JobSummary:
     from ray.data import DataContext
     from ray.data.checkpoint import CheckpointConfig
 
-    from pipelines.sources import plan_source
     from pipelines.stages import JobStats
 
     stats = ray.remote(num_cpus=0)(JobStats).remote()
     ctx = DataContext.get_current()
     saved = (ctx.checkpoint_config, ctx.target_max_block_size)
     try:
-        source = plan_source(spec)
         # Set before the dataset is built: a Dataset copies the context when it is created.
         ctx.target_max_block_size = READ_BLOCK_BYTES
         ctx.checkpoint_config = CheckpointConfig(
@@ -227,7 +228,7 @@ def _prepare_output(spec: JobSpec, out: Location) -> JobSummary | None:
         delete_dir_contents(out)
         return None
     if spec.mode == "error-if-exists":
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         raise OutputExistsError(
             f"output: {out.uri} is not empty ({len(names)} entries: {shown}); "
             "pass --resume to continue the job there or --overwrite to replace it"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 INPUT_FORMATS = ("auto", "parquet", "images", "audio", "jsonl", "csv")
 MODES = ("error-if-exists", "resume", "overwrite")
@@ -127,18 +127,27 @@ class TaskSpec(BaseModel):
             raise ValueError(f"unknown input roles {unknown}; roles are {list(INPUT_ROLES)}")
         return value
 
-    @model_validator(mode="after")
-    def _check_options(self) -> "TaskSpec":
+    @field_validator("options")
+    @classmethod
+    def _check_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         from operators import get_operator
 
-        op_cls = get_operator(self.task)
+        if "task" not in info.data:  # the task itself is invalid; that error is enough
+            return value
         try:
-            op_cls.Options(**self.options)
+            get_operator(info.data["task"]).Options(**value)
         except ValidationError as e:
-            raise ValueError(f"options: {_first_error(e)}") from None
-        unused = sorted(set(self.columns) - set(op_cls.input_roles))
+            raise ValueError(_first_error(e)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> "TaskSpec":
+        from operators import get_operator
+
+        roles = get_operator(self.task).input_roles
+        unused = sorted(set(self.columns) - set(roles))
         if unused:
-            raise ValueError(f"columns: {self.task} has no input roles {unused}; it reads {list(op_cls.input_roles)}")
+            raise ValueError(f"columns: {self.task} has no input roles {unused}; it reads {list(roles)}")
         return self
 
     @property
