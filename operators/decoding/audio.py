@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from operators.errors import RowError
+from operators.errors import RowError, describe
 
 DEFAULT_MAX_SECONDS = 3600.0
 
@@ -74,7 +74,9 @@ def _read(data: bytes) -> tuple[np.ndarray, int]:
     try:
         wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
     except Exception as e:  # libsndfile reports corrupt and unsupported data in many ways
-        raise RowError("decode", f"cannot decode audio: {e}") from e
+        # LibsndfileError's str() names the BytesIO object's address; its error_string does not.
+        cause = getattr(e, "error_string", None) or describe(e)
+        raise RowError("decode", f"cannot decode audio: {cause}") from e
     return np.asarray(wave, dtype=np.float32), int(rate)
 
 
