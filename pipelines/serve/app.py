@@ -1,0 +1,350 @@
+"""The Serve application: one FastAPI ingress deployment per task, holding one operator.
+
+Requests are parsed and checked in the ingress handler (status codes below), then gathered
+by `@serve.batch` so that concurrent requests share one operator call. Inference runs on a
+single worker thread, so the event loop keeps parsing requests while a batch runs.
+
+    POST {route}          {"inputs": ..., "parameters": {...}} or a raw image/* | audio/* body
+    GET  {route}/info     task, model, labels, input roles, parameters
+    GET  {route}/stats    batch sizes this replica has seen
+    GET  {route}/healthz  this endpoint's readiness;  GET /healthz (health app): all endpoints
+
+400 malformed JSON, 401 missing/wrong token, 413 body too large, 415 content type,
+422 bad field / undecodable media / bad parameter, 503 (or 429) + Retry-After from Serve's
+backpressure when the queue is full.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the real `Request` annotation
+# on the class-based routes that Serve builds.
+import asyncio
+import hmac
+import json
+import logging
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ray import serve
+
+from operators import get_operator
+from operators.errors import error_kind
+from pipelines.serve.codec import RequestError, decode_inputs, json_type, shape_results
+from pipelines.serve.config import DEPLOYMENT_NAME, TOKEN_ENV, DeploymentOptions, EndpointArgs
+
+logger = logging.getLogger("ray.serve")
+
+# Row errors from these stages are the input's fault (422); forward/postprocess are ours.
+CLIENT_ERROR_STAGES = ("input", "decode", "preprocess")
+# Options that bound the server's own work; a request may not raise them.
+SERVER_OWNED_OPTIONS = ("max_batch_rows", "batch_budget", "max_text_chars", "max_image_pixels", "max_audio_seconds")
+OPEN_PATHS = ("/healthz",)
+
+
+class InferenceRequest(BaseModel):
+    """The JSON body of POST {route} (Hugging Face inference convention)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: Any = Field(
+        description="One input or a list of inputs: a string (text tasks), "
+        '{"question": str, "context": str} (question-answering), or base64 / data-URL '
+        "bytes (image and audio tasks). A list gives a list of results."
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Task options for this request, e.g. {\"top_k\": 3}. See GET {route}/info."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Hugging Face client options (wait_for_model, use_cache); accepted and ignored."
+    )
+
+
+REQUEST_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": InferenceRequest.model_json_schema()},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "audio/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+ingress = FastAPI(
+    title="taskray",
+    description="Hugging Face transformers task models served by Ray Serve. "
+    "Responses have the shape transformers.pipeline returns.",
+)
+
+
+@ingress.exception_handler(RequestError)
+async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+
+@ingress.middleware("http")
+async def _bearer_auth(request: Request, call_next):
+    # The token lives on the app state of this replica's process (one replica per process).
+    token: str | None = getattr(request.app.state, "auth_token", None)
+    path, root = request.url.path, request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):] or "/"
+    if token and path not in OPEN_PATHS:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+            return JSONResponse(
+                {"error": "missing or invalid bearer token"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    return await call_next(request)
+
+
+# Helpers the deployment uses are defined before it: Serve serializes the class when
+# it is decorated, capturing only the module globals that exist at that point.
+def _first_validation_error(error: ValidationError, prefix: str = "") -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    got = f", got {json_type(first['input'])}" if first["type"].endswith("_type") else ""
+    return f"{where}: {first['msg']}{got}"
+
+
+def _raise_for_row_errors(errors: list[str | None], fields: list[str]) -> None:
+    for error, where in zip(errors, fields):
+        if error is not None and error_kind(error) in CLIENT_ERROR_STAGES:
+            raise RequestError(422, f"{where}: {error}")
+    for error, where in zip(errors, fields):
+        if error is not None:
+            raise RuntimeError(f"inference failed for {where}: {error}")
+
+
+@dataclass
+class Job:
+    """One request's rows on their way through a batch."""
+
+    columns: dict[str, list]
+    parameters: dict[str, Any]
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+
+@dataclass
+class BatchStats:
+    requests: int = 0
+    rows: int = 0
+    batch_sizes: Counter = field(default_factory=Counter)
+
+    def record(self, jobs: list[Job]) -> None:
+        self.requests += len(jobs)
+        self.rows += sum(j.rows for j in jobs)
+        self.batch_sizes[len(jobs)] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "rows": self.rows,
+            "batches": sum(self.batch_sizes.values()),
+            "max_batch_size_seen": max(self.batch_sizes, default=0),
+            "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+        }
+
+
+@serve.deployment(name=DEPLOYMENT_NAME)
+@serve.ingress(ingress)
+class TaskEndpoint:
+    def __init__(self, args: dict[str, Any]):
+        self.args = EndpointArgs.model_validate(args)
+        Op = get_operator(self.args.task)
+        self.op = Op(
+            self.args.model,
+            device=self.args.device,
+            dtype=self.args.dtype,
+            revision=self.args.revision,
+            **self.args.options,
+        ).load()
+        self.infer_batch.set_max_batch_size(self.args.max_batch_size)
+        self.infer_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskray-infer")
+        self.stats = BatchStats()
+        token = self.args.auth_token.get_secret_value() if self.args.auth_token else os.environ.get(TOKEN_ENV)
+        ingress.state.auth_token = token or None
+        logger.info(
+            "serving %s with %s (batch %d, wait %.3fs, auth %s)",
+            self.args.task, self.args.model, self.args.max_batch_size,
+            self.args.batch_wait_timeout_s, "on" if token else "off",
+        )
+
+    # -------------------------------------------------------------- routes
+
+    @ingress.get("/healthz")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @ingress.get("/info")
+    async def info(self) -> dict[str, Any]:
+        schema = self.op.Options.model_json_schema()
+        parameters = {
+            name: prop for name, prop in schema.get("properties", {}).items() if name not in SERVER_OWNED_OPTIONS
+        }
+        return {
+            **type(self.op).describe(),
+            "model": self.args.model,
+            "labels": self.op.labels(),
+            "parameters": parameters,
+            "max_batch_size": self.args.max_batch_size,
+            "batch_wait_timeout_s": self.args.batch_wait_timeout_s,
+        }
+
+    @ingress.get("/stats")
+    async def stats(self) -> dict[str, Any]:
+        """Counters of this replica (each replica keeps its own)."""
+        return self.stats.as_dict()
+
+    @ingress.post("/", openapi_extra=REQUEST_BODY_DOC)
+    async def predict(self, request: Request) -> JSONResponse:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = await self._read_body(request)
+        if content_type == "application/json":
+            inputs, parameters = self._parse_json(body)
+        elif content_type.split("/")[0] in self.op.input_roles and len(self.op.input_roles) == 1:
+            # A raw image/* or audio/* body is one input of the task's only role.
+            if not body:
+                raise RequestError(422, "body: empty")
+            inputs, parameters = None, {}
+        else:
+            accepted = ["application/json"] + [f"{r}/*" for r in self.op.input_roles if r in ("image", "audio")]
+            raise RequestError(
+                415, f"unsupported Content-Type {content_type or '(none)'!r}; expected {' or '.join(accepted)}"
+            )
+        if inputs is None:
+            decoded_columns, fields, is_list = {self.op.input_roles[0]: [body]}, ["body"], False
+        else:
+            decoded = decode_inputs(self.op.input_roles, inputs, self.args.max_inputs)
+            decoded_columns, fields, is_list = decoded.columns, decoded.fields, decoded.is_list
+        parameters = self._check_parameters(parameters)
+        result = await self.infer_batch(Job(decoded_columns, parameters))
+        if isinstance(result, BaseException):
+            raise result
+        _raise_for_row_errors(result["error"], fields)
+        answer = shape_results(self.op.task, self.op.output_columns, result, is_list)
+        return JSONResponse(answer)
+
+    # -------------------------------------------------------------- batching
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)  # reset from args in __init__
+    async def infer_batch(self, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
+        self.stats.record(jobs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._run_jobs, jobs)
+
+    def _run_jobs(self, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
+        """Run a batch: one operator call per distinct `parameters`, split back per request."""
+        results: list[dict[str, list] | BaseException | None] = [None] * len(jobs)
+        groups: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(json.dumps(job.parameters, sort_keys=True), []).append(i)
+        for members in groups.values():
+            op = self.op.with_options(**jobs[members[0]].parameters)
+            columns = {r: [v for i in members for v in jobs[i].columns[r]] for r in op.input_roles}
+            try:
+                out = op(columns)
+            except Exception as e:  # a failed call fails its own requests, never the replica
+                logger.exception("operator call failed for %d requests", len(members))
+                for i in members:
+                    results[i] = RuntimeError(f"inference failed: {e}")
+                continue
+            start = 0
+            for i in members:
+                stop = start + jobs[i].rows
+                results[i] = {c: v[start:stop] for c, v in out.items()}
+                start = stop
+        return results  # type: ignore[return-value]
+
+    # -------------------------------------------------------------- request checks
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.args.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise RequestError(400, f"invalid Content-Length {declared!r}")
+            if int(declared) > limit:
+                raise RequestError(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
+        # Content-Length can be absent (chunked) or wrong: count what actually arrives.
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _parse_json(self, body: bytes) -> tuple[Any, Any]:
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RequestError(400, f"malformed JSON: {e}") from None
+        if not isinstance(payload, dict):
+            raise RequestError(422, f"body: expected a JSON object with \"inputs\", got {json_type(payload)}")
+        try:
+            parsed = InferenceRequest.model_validate(payload)
+        except ValidationError as e:
+            raise RequestError(422, _first_validation_error(e)) from None
+        return parsed.inputs, parsed.parameters
+
+    def _check_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        owned = sorted(set(parameters) & set(SERVER_OWNED_OPTIONS))
+        if owned:
+            raise RequestError(422, f"parameters.{owned[0]}: set by the server, not per request")
+        try:
+            self.op.with_options(**parameters)
+        except ValidationError as e:
+            raise RequestError(422, _first_validation_error(e, prefix="parameters")) from None
+        return parameters
+
+
+def build_app(args: dict[str, Any]) -> serve.Application:
+    """Application builder for `import_path: pipelines.serve.app:build_app`.
+
+    Deployment defaults follow the batch size (see DeploymentOptions); a `deployments:`
+    entry named TaskEndpoint in the Serve config overrides them.
+    """
+    endpoint = EndpointArgs.model_validate(args)
+    options = DeploymentOptions().to_serve(endpoint.max_batch_size)
+    # The replica re-validates; passing the plain dict keeps the secret out of reprs here.
+    return TaskEndpoint.options(**options).bind(dict(args))
+
+
+# ------------------------------------------------------------------ GET /healthz
+
+
+health_ingress = FastAPI(title="taskray health", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@serve.deployment(name="Health", num_replicas=1, ray_actor_options={"num_cpus": 0})
+@serve.ingress(health_ingress)
+class Health:
+    @health_ingress.get("/healthz")
+    def healthz(self) -> JSONResponse:
+        """200 when every other application of this Serve instance is RUNNING, else 503."""
+        own = serve.get_replica_context().app_name
+        statuses = {
+            name: str(getattr(app.status, "value", app.status))
+            for name, app in serve.status().applications.items()
+            if name != own
+        }
+        ready = all(s == "RUNNING" for s in statuses.values())
+        return JSONResponse(
+            {"status": "ok" if ready else "starting", "applications": statuses},
+            status_code=200 if ready else 503,
+        )
+
+
+def build_health_app(args: dict[str, Any] | None = None) -> serve.Application:
+    return Health.bind()

@@ -1,0 +1,177 @@
+"""Typed configuration of taskray's Serve applications.
+
+A serve YAML is a standard Ray Serve config (`serve run` / `serve deploy` read it unchanged).
+Each taskray application in it has `import_path: pipelines.serve.app:build_app` and `args`
+matching `EndpointArgs`; its `deployments:` entry (named `TaskEndpoint`) may override any
+of the defaults that `DeploymentOptions` derives from the batch size.
+
+`ServeSpec` is the typed form `taskray serve` builds from flags or from such a YAML file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+APP_IMPORT_PATH = "pipelines.serve.app:build_app"
+HEALTH_IMPORT_PATH = "pipelines.serve.app:build_health_app"
+DEPLOYMENT_NAME = "TaskEndpoint"
+HEALTH_APP_NAME = "health"
+TOKEN_ENV = "TASKRAY_API_TOKEN"
+
+
+class EndpointArgs(BaseModel):
+    """`args` of one taskray application: what it serves and how it batches and guards."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str = Field(description="transformers task id, e.g. text-classification (see `taskray tasks`).")
+    model: str = Field(description="Hub id or local model directory.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to load.")
+    device: str = Field("auto", description="torch device; auto picks CUDA when visible, else CPU.")
+    dtype: str = Field("auto", description="auto: bf16/fp16 on GPU, fp32 on CPU; or float32/float16/bfloat16.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Operator options fixed for this endpoint (e.g. top_k); requests may override "
+        "task options per call in `parameters`.",
+    )
+    max_batch_size: int = Field(16, ge=1, description="Most requests one @serve.batch call gathers.")
+    batch_wait_timeout_s: float = Field(
+        0.01, ge=0, description="Longest a request waits for others to join its batch."
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1, description="Request bodies larger than this get 413."
+    )
+    max_inputs: int = Field(64, ge=1, description="Most inputs in one request's `inputs` list.")
+    auth_token: SecretStr | None = Field(
+        None,
+        description=f"Bearer token required on every route but /healthz. The {TOKEN_ENV} "
+        "environment variable of the replica takes effect when this is unset.",
+    )
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        from operators import get_operator
+
+        get_operator(task)  # raises ValueError naming the known tasks
+        return task
+
+
+class DeploymentOptions(BaseModel):
+    """Replica resources, autoscaling and backpressure of one task deployment.
+
+    Unset limits follow the batch size: a replica admits two batches' worth of requests (one
+    running, one forming), and the proxy queues four more batches' worth before it answers
+    503 with Retry-After.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per replica.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (fractions share a GPU).")
+    min_replicas: int = Field(1, ge=0, description="Autoscaling lower bound.")
+    max_replicas: int = Field(1, ge=1, description="Autoscaling upper bound.")
+    target_ongoing_requests: float | None = Field(
+        None, gt=0, description="Autoscaling target per replica; default: max_batch_size."
+    )
+    max_ongoing_requests: int | None = Field(
+        None, ge=1, description="Requests one replica holds at once; default: 2 x max_batch_size. "
+        "Must be >= max_batch_size for full batches.",
+    )
+    max_queued_requests: int | None = Field(
+        None, ge=-1, description="Requests queued per proxy before 503; default: 4 x max_batch_size; -1: unbounded."
+    )
+    overload_status: Literal[503, 429] = Field(503, description="HTTP status for a request refused by backpressure.")
+    retry_after_s: float = Field(1.0, ge=0, description="Retry-After on refused requests, in seconds.")
+
+    def to_serve(self, max_batch_size: int) -> dict[str, Any]:
+        """Keyword options of `Deployment.options()` / a `deployments:` entry."""
+        return {
+            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            "autoscaling_config": {
+                "min_replicas": self.min_replicas,
+                "initial_replicas": max(self.min_replicas, 1),
+                "max_replicas": self.max_replicas,
+                "target_ongoing_requests": self.target_ongoing_requests or float(max_batch_size),
+            },
+            "max_ongoing_requests": self.max_ongoing_requests or 2 * max_batch_size,
+            "max_queued_requests": self.max_queued_requests or 4 * max_batch_size,
+            "backpressure_config": {"status_code": self.overload_status, "retry_after_s": self.retry_after_s},
+        }
+
+
+class AppSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Serve application name.")
+    route_prefix: str = Field(description="HTTP route of the endpoint, e.g. /v1/text-classification.")
+    args: EndpointArgs = Field(description="What the endpoint serves.")
+    deployment: DeploymentOptions = Field(default_factory=DeploymentOptions, description="Replica options.")
+
+    @field_validator("route_prefix")
+    @classmethod
+    def _route(cls, route: str) -> str:
+        if not route.startswith("/") or route == "/" or route.endswith("/"):
+            raise ValueError(f"route must start with '/', not end with '/' and not be '/', got {route!r}")
+        return route
+
+
+class ServeSpec(BaseModel):
+    """What `taskray serve` starts: the HTTP listener and one application per task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address the Serve proxy listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the Serve proxy listens on.")
+    applications: list[AppSpec] = Field(min_length=1, description="Task endpoints.")
+
+    def to_serve_config(self) -> dict[str, Any]:
+        """A standard Ray Serve config (ServeDeploySchema) with a /healthz application."""
+        apps: list[dict[str, Any]] = [
+            {
+                "name": app.name,
+                "route_prefix": app.route_prefix,
+                "import_path": APP_IMPORT_PATH,
+                "args": _plain_args(app.args),
+                "deployments": [
+                    {"name": DEPLOYMENT_NAME, **app.deployment.to_serve(app.args.max_batch_size)}
+                ],
+            }
+            for app in self.applications
+        ]
+        apps.append(health_application())
+        return {"http_options": {"host": self.host, "port": self.port}, "applications": apps}
+
+
+def health_application() -> dict[str, Any]:
+    """The application answering GET /healthz for the whole Serve instance."""
+    return {"name": HEALTH_APP_NAME, "route_prefix": "/", "import_path": HEALTH_IMPORT_PATH, "args": {}}
+
+
+def _plain_args(args: EndpointArgs) -> dict[str, Any]:
+    plain = args.model_dump(exclude_defaults=True, exclude={"auth_token"})
+    if args.auth_token is not None:
+        # Serve ships args to the cluster as plain JSON; the secret is revealed only there.
+        plain["auth_token"] = args.auth_token.get_secret_value()
+    return plain
+
+
+def taskray_applications(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The applications of a Serve config that run taskray endpoints."""
+    return [a for a in config.get("applications", []) if a.get("import_path") == APP_IMPORT_PATH]
+
+
+def validate_serve_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Check a Serve config as Ray does, plus each taskray application's args; errors name
+    the application. Returns the config unchanged."""
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.model_validate(config)
+    for app in taskray_applications(config):
+        try:
+            EndpointArgs.model_validate(app.get("args") or {})
+        except ValueError as e:
+            raise ValueError(f"application {app.get('name')!r}: invalid args: {e}") from e
+    return config
