@@ -1,0 +1,55 @@
+"""object-detection: labelled boxes per image (DETR and other AutoModelForObjectDetection models)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from operators.registry import register_operator
+from operators.vision_inputs import ImageOperator, ImageOptions
+
+BOX_KEYS = ("xmin", "ymin", "xmax", "ymax")
+
+
+class ObjectDetectionOptions(ImageOptions):
+    threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="Keep objects whose score is above this; 0.5 as in pipeline()."
+    )
+
+
+@register_operator("object-detection")
+class ObjectDetectionOperator(ImageOperator):
+    """`objects`: [{score, label, box: {xmin, ymin, xmax, ymax}}] in original image pixels,
+    whole pixels truncated toward zero as pipeline() gives them."""
+
+    output_columns = ("objects",)
+    auto_model = "AutoModelForObjectDetection"
+    Options = ObjectDetectionOptions
+
+    def forward_batch(self, features: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
+        out = self.model(**self.model_inputs(features))
+        return [
+            {"logits": logits, "pred_boxes": boxes}
+            for logits, boxes in zip(self.split_rows(out.logits), self.split_rows(out.pred_boxes))
+        ]
+
+    def postprocess_row(self, raw: dict[str, np.ndarray], features: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        # The processor's own post-processing, on a batch of one, as pipeline() calls it.
+        outputs = SimpleNamespace(
+            logits=torch.from_numpy(raw["logits"])[None], pred_boxes=torch.from_numpy(raw["pred_boxes"])[None]
+        )
+        target_size = torch.tensor([features["original_size"]], dtype=torch.int32)
+        found = self.processor.post_process_object_detection(
+            outputs, threshold=self.options.threshold, target_sizes=target_size
+        )[0]
+        id2label = self.model_config.id2label
+        objects = [
+            {"score": float(score), "label": id2label[int(label)], "box": dict(zip(BOX_KEYS, box.int().tolist()))}
+            for score, label, box in zip(found["scores"], found["labels"], found["boxes"])
+        ]
+        return {"objects": objects}

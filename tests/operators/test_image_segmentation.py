@@ -1,0 +1,90 @@
+"""image-segmentation: parity with transformers.pipeline (Mask2Former) for each subtask."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from operators import get_operator
+from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, varied_images
+
+SCORE_TOL = 1e-5  # fp32 on CPU, bit-identical pixels; batching changes summation order only
+# Masks are thresholded logits; a pixel whose logit sits within float noise of the threshold
+# may flip between a batch of 4 and pipeline()'s batch of 1. Measured: 0 pixels differ.
+MASK_PIXEL_TOL = 0.01
+THRESHOLD = 0.3  # the tiny model's instance scores are 0.3-0.5; pipeline's default 0.9 keeps none
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model):
+    return tiny_model("image-segmentation")
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir):
+    from transformers import pipeline
+
+    return pipeline("image-segmentation", model=model_dir, device="cpu")
+
+
+def mask_array(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG" and image.mode == "L"
+    return np.asarray(image)
+
+
+def assert_same_segments(got: list[dict], want: list[dict], size: tuple[int, int]) -> None:
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    for g, w in zip(got, want):
+        if w["score"] is None:
+            assert g["score"] is None
+        else:
+            assert g["score"] == pytest.approx(w["score"], abs=SCORE_TOL)
+        mask = mask_array(g["mask"])
+        assert mask.shape == (size[1], size[0])  # (height, width) of the original image
+        assert set(np.unique(mask)) <= {0, 255}
+        assert np.mean(mask != np.asarray(w["mask"])) <= MASK_PIXEL_TOL
+
+
+def test_panoptic_parity_with_pipeline(model_dir, reference):
+    images = varied_images() + [exif_rotated_jpeg()]
+    op = get_operator("image-segmentation")(model_dir, threshold=THRESHOLD, max_batch_rows=4)
+    out = op({"image": images})
+    assert out["error"] == [None] * len(images)
+    labels = set()
+    for i, data in enumerate(images):
+        image = open_for_pipeline(data)
+        expected = reference(image, threshold=THRESHOLD)
+        size = (image.height, image.width) if i == len(images) - 1 else image.size  # EXIF: rotated 90
+        assert_same_segments(out["segments"][i], expected, size)
+        labels.update(s["label"] for s in out["segments"][i])
+    assert sum(len(s) for s in out["segments"]) >= len(images) - 1
+    assert len(labels) > 1
+
+
+@pytest.mark.parametrize("subtask", ["instance", "semantic"])
+def test_subtasks_match_pipeline(model_dir, reference, subtask):
+    images = varied_images()[:4]
+    op = get_operator("image-segmentation")(model_dir, subtask=subtask, threshold=THRESHOLD, mask_threshold=0.4)
+    out = op({"image": images})
+    for data, segments in zip(images, out["segments"]):
+        image = open_for_pipeline(data)
+        expected = reference(image, subtask=subtask, threshold=THRESHOLD, mask_threshold=0.4)
+        assert_same_segments(segments, expected, image.size)
+        assert segments, f"{subtask} should find segments"
+        if subtask == "semantic":
+            # semantic masks partition the image
+            assert sum(mask_array(s["mask"]).astype(int) for s in segments).max() == 255
+
+
+def test_one_pixel_image(model_dir, reference):
+    # A uniform image makes near-constant features that LayerNorm turns into noise-sensitive
+    # ones, so it is compared alone in its micro-batch (as pipeline() runs it).
+    data = one_pixel_png()
+    out = get_operator("image-segmentation")(model_dir, threshold=THRESHOLD)({"image": [data]})
+    assert out["error"] == [None]
+    assert_same_segments(out["segments"][0], reference(open_for_pipeline(data), threshold=THRESHOLD), (1, 1))

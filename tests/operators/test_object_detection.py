@@ -1,0 +1,78 @@
+"""object-detection: parity with transformers.pipeline (DETR), threshold, boxes in image pixels."""
+
+from __future__ import annotations
+
+import pytest
+
+from operators import get_operator
+from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, varied_images
+
+SCORE_TOL = 1e-5  # fp32 on CPU, bit-identical pixels; batching changes summation order only
+# Boxes are whole pixels truncated toward zero (as pipeline's box.int()); a coordinate that
+# sits within float noise of an integer may truncate one pixel apart.
+BOX_TOL = 1
+THRESHOLD = 0.3  # the tiny model's scores are 0.3-0.97; pipeline's default 0.5 would drop some images
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model):
+    return tiny_model("object-detection")
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir):
+    from transformers import pipeline
+
+    return pipeline("object-detection", model=model_dir, device="cpu")
+
+
+def assert_same_objects(got: list[dict], want: list[dict]) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g["label"] == w["label"]
+        assert g["score"] == pytest.approx(w["score"], abs=SCORE_TOL)
+        assert set(g["box"]) == {"xmin", "ymin", "xmax", "ymax"}
+        for key in g["box"]:
+            assert abs(g["box"][key] - w["box"][key]) <= BOX_TOL, (key, g["box"], w["box"])
+
+
+def test_parity_with_pipeline(model_dir, reference):
+    images = varied_images() + [one_pixel_png(), exif_rotated_jpeg()]
+    op = get_operator("object-detection")(model_dir, threshold=THRESHOLD, max_batch_rows=4)
+    prepared = op.preprocess({"image": images})
+    shapes = {f["pixels"].shape for f in prepared["features"]}
+    assert len(shapes) > 3, "DETR keeps the aspect ratio: the batch must hold several tensor shapes"
+    out = op.postprocess(op.forward(prepared), prepared)
+    assert out["error"] == [None] * len(images)
+    labels = set()
+    for i, data in enumerate(images):
+        expected = reference(open_for_pipeline(data), threshold=THRESHOLD)
+        assert_same_objects(out["objects"][i], expected)
+        labels.update(o["label"] for o in out["objects"][i])
+    assert sum(len(o) for o in out["objects"]) > len(images), "the tiny model should find objects"
+    assert len(labels) > 1
+
+
+def test_boxes_are_in_original_image_pixels(model_dir):
+    from PIL import Image
+    import io
+
+    op = get_operator("object-detection")(model_dir, threshold=0.0)
+    images = varied_images()
+    out = op({"image": images})
+    for data, objects in zip(images, out["objects"]):
+        width, height = Image.open(io.BytesIO(data)).size
+        assert objects, "threshold 0 keeps every query"
+        for o in objects:
+            box = o["box"]
+            assert 0 <= box["xmin"] <= box["xmax"] <= width
+            assert 0 <= box["ymin"] <= box["ymax"] <= height
+
+
+def test_threshold_filters_like_pipeline(model_dir, reference):
+    image = varied_images()[0]
+    op = get_operator("object-detection")(model_dir)
+    for threshold in (0.0, 0.5, 0.99):
+        got = op.with_options(threshold=threshold)({"image": [image]})["objects"][0]
+        assert_same_objects(got, reference(open_for_pipeline(image), threshold=threshold))
+        assert all(o["score"] > threshold for o in got)
