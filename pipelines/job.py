@@ -5,12 +5,17 @@
 
 Graph (one read and one decode pass, one actor pool per task, one output):
 
-    Read[files -> blocks of `block_rows` rows, id column added here]
-      -> (CheckpointFilter, added by Ray Data on --resume)
-      -> StreamingRepartition[block_rows]
-      -> MapBatches(Preprocess)   CPU actor pool, processors only
+    Read[files, id column added here]          io_cpus per task
+      -> (CheckpointFilter, added by Ray Data on --resume; an actor with 1 CPU)
+      -> MapBatches(Preprocess)->StreamingRepartition[block_rows]
+                                  CPU actor pool, processors only; the repartition is fused
+                                  into it (Ray fuses MapBatches->StreamingRepartition), so
+                                  blocks of `block_rows` rows cost no extra task
       -> MapBatches(Forward[t])   one actor pool per task: ActorPoolStrategy(min, max), num_gpus
-      -> Write[parquet]           one file per block, checkpointed (2-phase commit)
+      -> Write[parquet]           io_cpus per task; one file per block, checkpointed (2-phase commit)
+
+Blocks are sized in rows, after preprocessing: that is where the work is, and a block is the
+unit of parallel forward calls, of output files and so of what a resume keeps.
 
 Resume is Ray Data's own checkpointing (`DataContext.checkpoint_config`, id based, kept in
 `<output>/_checkpoint`). Ray 2.60 writes a pending checkpoint before each data file and
@@ -39,10 +44,10 @@ from pipelines.storage import Location, delete_dir_contents, is_hidden, output_s
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "_checkpoint"
-# Read output is buffered up to this many bytes before the row-based repartition cuts it
-# into `block_rows` blocks. Ray's 128 MiB default packed a 10k-row text dataset into one
-# block, which then ran as one task and wrote one file at the end (measured; ARCHITECTURE).
-READ_BLOCK_BYTES = 8 * 1024 * 1024
+# Read output is buffered up to this many bytes before preprocessing (whose output is cut into
+# `block_rows` blocks). Ray's 128 MiB default packed a 10k-row text dataset into one block,
+# which then ran as one task and wrote one file at the end (measured; ARCHITECTURE.md).
+READ_BLOCK_BYTES = 4 * 1024 * 1024
 
 
 class OutputExistsError(SpecError):
@@ -71,13 +76,13 @@ def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]
         hi = max(1, int((cluster_cpus or 1) // pre_cpus)) if cluster_cpus else None
         pre_pool = (1, hi)
     stages = [
-        Stage("read", "read", {"input": spec.input, "format": spec.input_format, "rows_per_block": spec.block_rows, "limit": spec.limit}),
-        Stage("repartition", "repartition", {"target_num_rows_per_block": spec.block_rows}),
+        Stage("read", "read", {"input": spec.input, "format": spec.input_format, "limit": spec.limit, "num_cpus": spec.io_cpus}),
         Stage(
             "Preprocess",
             "map_batches",
-            {"tasks": [t.column_prefix for t in spec.tasks], "num_cpus": pre_cpus, "actors": pre_pool, "batch_size": None},
+            {"tasks": [t.column_prefix for t in spec.tasks], "num_cpus": pre_cpus, "actors": pre_pool, "batch_size": spec.block_rows},
         ),
+        Stage("repartition", "repartition", {"target_num_rows_per_block": spec.block_rows}),
     ]
     for t in spec.tasks:
         args: dict[str, Any] = {
@@ -91,7 +96,13 @@ def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]
         if t.forward_resources:
             args["resources"] = dict(t.forward_resources)
         stages.append(Stage(f"Forward[{t.column_prefix}]", "map_batches", args))
-    stages.append(Stage("write", "write", {"output": spec.output, "format": "parquet", "checkpoint": f"{spec.output.rstrip('/')}/{CHECKPOINT_DIR}"}))
+    stages.append(
+        Stage(
+            "write",
+            "write",
+            {"output": spec.output, "format": "parquet", "num_cpus": spec.io_cpus, "checkpoint": f"{spec.output.rstrip('/')}/{CHECKPOINT_DIR}"},
+        )
+    )
     return stages
 
 
@@ -134,17 +145,17 @@ def build_dataset(spec: JobSpec, *, stats=None, source=None):
     source = source or plan_source(spec)
     stages = plan_stages(spec, ray.cluster_resources().get("CPU"))
     keep = list(dict.fromkeys([source.id_column, *spec.keep_columns]))
-    ds = read_dataset(source, spec.block_rows)
-    ds = ds.repartition(target_num_rows_per_block=spec.block_rows)
-    pre = stages[2].args
+    ds = read_dataset(source, spec.block_rows, num_cpus=spec.io_cpus)
+    pre = stages[1].args
     ds = ds.map_batches(
         Preprocess,
         fn_constructor_kwargs={"tasks": spec.tasks, "keep": keep},
         batch_format="pyarrow",
-        batch_size=None,
+        batch_size=pre["batch_size"],
         num_cpus=pre["num_cpus"],
         compute=ActorPoolStrategy(min_size=pre["actors"][0], max_size=pre["actors"][1]),
     )
+    ds = ds.repartition(target_num_rows_per_block=spec.block_rows)
     from operators import get_operator
 
     for t, stage in zip(spec.tasks, stages[3:-1]):
@@ -208,7 +219,7 @@ def run_job(spec: JobSpec) -> JobSummary:
         )
         ds, _ = build_dataset(spec, stats=stats, source=source)
         try:
-            ds.write_parquet(out.path, filesystem=out.filesystem)
+            ds.write_parquet(out.path, filesystem=out.filesystem, ray_remote_args={"num_cpus": spec.io_cpus})
         except Exception as e:  # any execution failure: the job did not finish
             raise JobFailedError(f"job did not finish: {type(e).__name__}: {_first_line(e)}") from e
         snapshot = ray.get(stats.snapshot.remote())

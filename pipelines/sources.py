@@ -112,11 +112,11 @@ def plan_source(spec: JobSpec) -> SourcePlan:
     return plan
 
 
-def read_dataset(plan: SourcePlan, block_rows: int):
-    """The Ray Dataset of the input (lazy)."""
+def read_dataset(plan: SourcePlan, block_rows: int, num_cpus: float = 1.0):
+    """The Ray Dataset of the input (lazy); each read task asks for `num_cpus`."""
     import ray.data
 
-    return ray.data.read_datasource(TaskrayFileDatasource(plan, block_rows))
+    return ray.data.read_datasource(TaskrayFileDatasource(plan, block_rows), ray_remote_args={"num_cpus": num_cpus})
 
 
 def _guess_format(files: list[str]) -> str:

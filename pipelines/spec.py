@@ -185,6 +185,12 @@ class JobSpec(BaseModel):
     block_rows: int = Field(
         256, ge=1, description="Rows per Ray Data block: the unit of parallel work, of output files and of resume."
     )
+    io_cpus: float = Field(
+        0.25,
+        gt=0,
+        description="CPUs per read and per write task. They wait on storage more than they compute; "
+        "a full CPU each could starve the actor pools on a small machine.",
+    )
     preprocess_actors: tuple[int, int] | None = Field(
         None, description="Preprocessing actor pool MIN:MAX; default 1:<CPUs in the cluster>."
     )

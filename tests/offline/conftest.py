@@ -1,0 +1,53 @@
+"""Fixtures for the offline (Ray Data) tests: one local Ray for the session, sized for 2 cores.
+
+Ray's logical CPUs are not cores: the jobs in these tests ask for fractions (0.1-0.25 CPU per
+actor) so that a multi-task job's actor pools fit into `num_cpus=2` together.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+SMALL = {"preprocess_cpus": 0.25, "forward_cpus": 0.1}
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """The session's local Ray. Reuses one that is already up (and leaves it up then)."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    kwargs = dict(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
+    )
+    try:
+        ray.init(**kwargs)
+    except Exception:  # raylet registration has a fixed 30 s limit; a busy CI box can miss it once
+        ray.shutdown()
+        ray.init(**kwargs)
+    yield ray
+    ray.shutdown()
+
+
+def write_parquet(path: str, columns: dict, rows_per_file: int | None = None) -> list[str]:
+    """Write `columns` as one or more Parquet files under directory `path`; return the files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    os.makedirs(path, exist_ok=True)
+    table = pa.table(columns)
+    step = rows_per_file or table.num_rows
+    files = []
+    for i, offset in enumerate(range(0, table.num_rows, step)):
+        f = os.path.join(path, f"part-{i:03d}.parquet")
+        pq.write_table(table.slice(offset, step), f)
+        files.append(f)
+    return files
