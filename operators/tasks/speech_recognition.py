@@ -137,10 +137,15 @@ class SpeechRecognitionOperator(AudioOperator):
         ]
         kept: list[np.ndarray | None] = [None] * len(pieces)
         for batch in self.plan_waveforms([c.end - c.start for _, c in pieces]):
-            waves = [features[pieces[p][0]]["waveform"][pieces[p][1].start : pieces[p][1].end] for p in batch]
+            waves = []
+            for p in batch:
+                row, chunk = pieces[p]
+                waves.append(features[row]["waveform"][chunk.start : chunk.end])
             output, frames = self.run_encoder(waves)
             tokens = output.logits.argmax(dim=-1).cpu().numpy()
             for k, p in enumerate(batch):
+                # Frames past a row's own length come from padding; the pipeline, one chunk at
+                # a time, never has them, and its stride slicing assumes they are absent.
                 ids = tokens[k, : frames[k]] if frames[k] is not None else tokens[k]
                 if chunking:
                     first, stop = kept_frames(pieces[p][1], align_to)
