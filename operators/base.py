@@ -47,8 +47,8 @@ class OperatorOptions(BaseModel):
     batch_budget: int = Field(
         16384,
         ge=1,
-        description="Padded size budget of one micro-batch: rows x longest row, in tokens "
-        "for text and in samples/320 frames for audio. Bounds padding waste and memory.",
+        description="Padded size budget of one micro-batch: rows x longest row, in tokens. "
+        "Bounds padding waste and memory for token inputs (audio uses max_batch_samples).",
     )
 
 
