@@ -65,12 +65,12 @@ def one_pixel_png() -> bytes:
 
 
 def exif_rotated_jpeg() -> bytes:
-    """A 60x30 JPEG whose EXIF orientation (6: rotate 90 CW) makes it display as 30x60."""
+    """An 80x40 JPEG whose EXIF orientation (6: rotate 90 CW) makes it display as 40x80."""
     from PIL import Image
 
     exif = Image.Exif()
     exif[0x0112] = 6
-    return encode(pixels(60, 30, 42), "JPEG", exif=exif.tobytes())
+    return encode(pixels(80, 40, 42), "JPEG", exif=exif.tobytes())
 
 
 def truncated_jpeg() -> bytes:
