@@ -1,0 +1,97 @@
+"""translation: `translation_text` from an encoder-decoder model.
+
+transformers 5 removed the translation pipeline; this follows transformers 4.57's:
+
+* T5-style models: the prefix ("translate English to German: ") and generation settings from
+  `task_specific_params["translation_<src>_to_<tgt>"]`; without src_lang/tgt_lang, the first
+  translation entry there (as `pipeline("translation")` picks it).
+* Multilingual tokenizers with language codes (mBART, NLLB, M2M100): `src_lang` sets the
+  source code in the input and `tgt_lang` becomes `forced_bos_token_id`, through the
+  tokenizer's own `_build_translation_inputs`, as the pipeline calls it.
+
+Defaults max_new_tokens=256 and num_beams=4 apply where the model sets neither.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from operators.generation import GenerationOperator, GenerationOptions
+from operators.registry import register_operator
+
+logger = logging.getLogger(__name__)
+
+
+class TranslationOptions(GenerationOptions):
+    src_lang: str | None = Field(
+        None, description="Source language: 'en' for T5 task params, a language code (en_XX) for mBART-style tokenizers."
+    )
+    tgt_lang: str | None = Field(
+        None, description="Target language: 'de' for T5 task params, a language code (de_DE) for mBART-style tokenizers."
+    )
+
+
+@register_operator("translation")
+class TranslationOperator(GenerationOperator):
+    output_columns = ("translation_text",)
+    auto_model = "AutoModelForSeq2SeqLM"
+    Options = TranslationOptions
+    pipeline_defaults = {"max_new_tokens": 256, "num_beams": 4}
+
+    @property
+    def uses_language_codes(self) -> bool:
+        return hasattr(self.processor, "_build_translation_inputs")
+
+    def task_params_key(self) -> str | None:
+        if self.uses_language_codes:
+            return None
+        known = [k for k in (getattr(self.model_config, "task_specific_params", None) or {}) if k.startswith("translation")]
+        src, tgt = self.options.src_lang, self.options.tgt_lang
+        if src is None and tgt is None:
+            return known[0] if known else None
+        if src is None or tgt is None:
+            raise ValueError(f"give both src_lang and tgt_lang, got src_lang={src!r}, tgt_lang={tgt!r}")
+        key = f"translation_{src}_to_{tgt}"
+        if known and key not in known:
+            # 4.57's pipeline would translate without a prefix here; a T5 model then does not
+            # know which language to produce, so refuse instead.
+            raise ValueError(f"model {self.model_id!r} has no task_specific_params for {key!r}; it has {known}")
+        return key
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        if not self.uses_language_codes:
+            return super().tokenize(texts)
+        limit = self.max_input_tokens()
+        encoded = self.processor._build_translation_inputs(
+            texts,
+            return_tensors=None,
+            src_lang=self.options.src_lang,
+            tgt_lang=self.options.tgt_lang,
+            truncation=self.options.truncation,
+            max_length=limit if self.options.truncation else None,
+            return_attention_mask=False,
+        )
+        return encoded["input_ids"]
+
+    @property
+    def generation_settings(self) -> dict[str, Any]:
+        settings = super().generation_settings
+        if self.uses_language_codes and self.options.tgt_lang is not None:
+            settings.setdefault("forced_bos_token_id", self.processor.convert_tokens_to_ids(self.options.tgt_lang))
+        return settings
+
+    def check_lengths(self, input_length: int) -> None:
+        """The pipeline's advisory check, logged once per operator rather than per call."""
+        max_length = self.resolved("max_length")
+        if getattr(self, "_length_warned", False) or max_length is None or self.resolved("max_new_tokens") is not None:
+            return
+        if input_length > 0.9 * max_length:
+            logger.warning("an input has %d tokens, more than 0.9 * max_length=%d; consider a larger max_length", input_length, max_length)
+            self._length_warned = True
+
+    def postprocess_row(self, raw: np.ndarray, features: dict[str, Any]) -> dict[str, Any]:
+        return {"translation_text": self.decode(raw)}
