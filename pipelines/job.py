@@ -5,17 +5,19 @@
 
 Graph (one read and one decode pass, one actor pool per task, one output):
 
-    Read[files, id column added here]          io_cpus per task
+    Read[files, id column added here]      io_cpus per task
       -> (CheckpointFilter, added by Ray Data on --resume; an actor with 1 CPU)
-      -> MapBatches(Preprocess)->StreamingRepartition[block_rows]
-                                  CPU actor pool, processors only; the repartition is fused
-                                  into it (Ray fuses MapBatches->StreamingRepartition), so
-                                  blocks of `block_rows` rows cost no extra task
-      -> MapBatches(Forward[t])   one actor pool per task: ActorPoolStrategy(min, max), num_gpus
-      -> Write[parquet]           io_cpus per task; one file per block, checkpointed (2-phase commit)
+      -> MapBatches(Preprocess)             CPU actor pool; processors only, never weights
+      -> MapBatches(Forward[t])             one actor pool per task: ActorPoolStrategy(min, max), num_gpus
+      -> Write[parquet]                     io_cpus per task; files of >= block_rows rows, checkpointed
 
-Blocks are sized in rows, after preprocessing: that is where the work is, and a block is the
-unit of parallel forward calls, of output files and so of what a resume keeps.
+Blocks are sized in rows: Ray Data sizes blocks in bytes (DataContext.target_max_block_size,
+128 MiB by default), so the job sets it to the estimated size of `block_rows` input rows.
+Ray's default packed a 10k-row text dataset into one block, which then ran as one task and
+wrote one file at the very end, leaving nothing for a resume (measured; ARCHITECTURE.md).
+A `repartition(target_num_rows_per_block=...)` would do the same job, but it runs as an extra
+1-CPU task stage (Ray 2.60 fuses it only behind task-pool maps, and Preprocess is an actor
+pool); next to resume's 1-CPU CheckpointFilter actor that deadlocked a 2-CPU Ray (measured).
 
 Resume is Ray Data's own checkpointing (`DataContext.checkpoint_config`, id based, kept in
 `<output>/_checkpoint`). Ray 2.60 writes a pending checkpoint before each data file and
@@ -44,10 +46,7 @@ from pipelines.storage import Location, delete_dir_contents, is_hidden, output_s
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "_checkpoint"
-# Read output is buffered up to this many bytes before preprocessing (whose output is cut into
-# `block_rows` blocks). Ray's 128 MiB default packed a 10k-row text dataset into one block,
-# which then ran as one task and wrote one file at the end (measured; ARCHITECTURE.md).
-READ_BLOCK_BYTES = 4 * 1024 * 1024
+LOCAL_MIN_CPUS = 4
 
 
 class OutputExistsError(SpecError):
@@ -76,13 +75,16 @@ def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]
         hi = max(1, int((cluster_cpus or 1) // pre_cpus)) if cluster_cpus else None
         pre_pool = (1, hi)
     stages = [
-        Stage("read", "read", {"input": spec.input, "format": spec.input_format, "limit": spec.limit, "num_cpus": spec.io_cpus}),
+        Stage(
+            "read",
+            "read",
+            {"input": spec.input, "format": spec.input_format, "limit": spec.limit, "rows_per_block": spec.block_rows, "num_cpus": spec.io_cpus},
+        ),
         Stage(
             "Preprocess",
             "map_batches",
             {"tasks": [t.column_prefix for t in spec.tasks], "num_cpus": pre_cpus, "actors": pre_pool, "batch_size": spec.block_rows},
         ),
-        Stage("repartition", "repartition", {"target_num_rows_per_block": spec.block_rows}),
     ]
     for t in spec.tasks:
         args: dict[str, Any] = {
@@ -100,7 +102,7 @@ def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]
         Stage(
             "write",
             "write",
-            {"output": spec.output, "format": "parquet", "num_cpus": spec.io_cpus, "checkpoint": f"{spec.output.rstrip('/')}/{CHECKPOINT_DIR}"},
+            {"output": spec.output, "format": "parquet", "min_rows_per_file": spec.block_rows, "num_cpus": spec.io_cpus, "checkpoint": f"{spec.output.rstrip('/')}/{CHECKPOINT_DIR}"},
         )
     )
     return stages
@@ -155,10 +157,9 @@ def build_dataset(spec: JobSpec, *, stats=None, source=None):
         num_cpus=pre["num_cpus"],
         compute=ActorPoolStrategy(min_size=pre["actors"][0], max_size=pre["actors"][1]),
     )
-    ds = ds.repartition(target_num_rows_per_block=spec.block_rows)
     from operators import get_operator
 
-    for t, stage in zip(spec.tasks, stages[3:-1]):
+    for t, stage in zip(spec.tasks, stages[2:-1]):
         a = stage.args
         outputs = {c: spec.output_column(t, c) for c in (*get_operator(t.task).output_columns, "error")}
         remote_args: dict[str, Any] = {"num_cpus": a["num_cpus"]}
@@ -207,10 +208,11 @@ def run_job(spec: JobSpec) -> JobSummary:
 
     stats = ray.remote(num_cpus=0)(JobStats).remote()
     ctx = DataContext.get_current()
-    saved = (ctx.checkpoint_config, ctx.target_max_block_size)
+    saved = (ctx.checkpoint_config, ctx.target_max_block_size, ctx.target_min_block_size)
     try:
         # Set before the dataset is built: a Dataset copies the context when it is created.
-        ctx.target_max_block_size = READ_BLOCK_BYTES
+        ctx.target_max_block_size = source.block_bytes(spec.block_rows)
+        ctx.target_min_block_size = min(ctx.target_min_block_size or 0, ctx.target_max_block_size)
         ctx.checkpoint_config = CheckpointConfig(
             id_column=source.id_column,
             checkpoint_path=_uri(out, posixpath.join(out.path, CHECKPOINT_DIR)),
@@ -219,12 +221,17 @@ def run_job(spec: JobSpec) -> JobSummary:
         )
         ds, _ = build_dataset(spec, stats=stats, source=source)
         try:
-            ds.write_parquet(out.path, filesystem=out.filesystem, ray_remote_args={"num_cpus": spec.io_cpus})
+            ds.write_parquet(
+                out.path,
+                filesystem=out.filesystem,
+                min_rows_per_file=spec.block_rows,
+                ray_remote_args={"num_cpus": spec.io_cpus},
+            )
         except Exception as e:  # any execution failure: the job did not finish
             raise JobFailedError(f"job did not finish: {type(e).__name__}: {_first_line(e)}") from e
         snapshot = ray.get(stats.snapshot.remote())
     finally:
-        ctx.checkpoint_config, ctx.target_max_block_size = saved
+        ctx.checkpoint_config, ctx.target_max_block_size, ctx.target_min_block_size = saved
         ray.kill(stats)
     summary = _finalize(spec, out, source.id_column, snapshot, time.monotonic() - started)
     return summary
@@ -263,11 +270,20 @@ def _ensure_ray(spec: JobSpec) -> None:
     if ray.is_initialized():
         return
     env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    address = spec.ray_address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict[str, Any] = {}
+    if not address:
+        # A local Ray gets at least LOCAL_MIN_CPUS logical CPUs. They are scheduling tokens,
+        # not cores: the actor pools hold theirs for the whole run, and with only 2 a
+        # preprocess actor plus a forward actor (1 CPU each) left none for read and write
+        # tasks, and resume's CheckpointFilter actor takes one more. Torch threads are set
+        # per forward actor, so this does not oversubscribe the cores with compute.
+        kwargs["num_cpus"] = max(os.cpu_count() or 1, LOCAL_MIN_CPUS)
     ray.init(
-        address=spec.ray_address or os.environ.get("RAY_ADDRESS"),
+        address=address,
         runtime_env={"env_vars": env} if env else None,
         include_dashboard=False,
-        log_to_driver=True,
+        **kwargs,
     )
 
 

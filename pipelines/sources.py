@@ -27,6 +27,7 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 TABLE_EXTENSIONS = {"parquet": (".parquet", ".pq"), "jsonl": (".jsonl", ".json", ".ndjson"), "csv": (".csv",)}
 MEDIA_ROLE = {"images": "image", "audio": "audio"}
 DERIVED_ID = "id"
+MIN_BLOCK_BYTES = 4096
 
 
 @dataclass
@@ -42,6 +43,11 @@ class SourcePlan:
     derive_id: bool
     media_column: str | None = None  # images/audio: the column that holds the file bytes
     row_caps: dict[str, int] = field(default_factory=dict)  # file -> rows to read (limit)
+    bytes_per_row: float = 1024.0  # estimated in memory, from the first file; sizes blocks
+
+    def block_bytes(self, block_rows: int) -> int:
+        """Ray Data sizes blocks in bytes; this is the byte size of `block_rows` input rows."""
+        return max(MIN_BLOCK_BYTES, int(self.bytes_per_row * block_rows))
 
 
 def plan_source(spec: JobSpec) -> SourcePlan:
@@ -109,14 +115,20 @@ def plan_source(spec: JobSpec) -> SourcePlan:
         plan = SourcePlan(fmt, location, files, roots, columns, id_column, derive)
     if spec.limit is not None:
         _apply_limit(plan, spec.limit)
+    plan.bytes_per_row = _estimate_row_bytes(plan)
     return plan
 
 
 def read_dataset(plan: SourcePlan, block_rows: int, num_cpus: float = 1.0):
-    """The Ray Dataset of the input (lazy); each read task asks for `num_cpus`."""
+    """The Ray Dataset of the input (lazy); each read task asks for `num_cpus`.
+
+    Files are read in tables of `block_rows` rows. Ray then packs read output into blocks of
+    up to DataContext.target_max_block_size bytes, so the caller sets that from
+    `plan.block_bytes(block_rows)` for blocks of about `block_rows` rows.
+    """
     import ray.data
 
-    return ray.data.read_datasource(TaskrayFileDatasource(plan, block_rows), ray_remote_args={"num_cpus": num_cpus})
+    return ray.data.read_datasource(TaskrayFileDatasource(plan, block_rows), num_cpus=num_cpus)
 
 
 def _guess_format(files: list[str]) -> str:
@@ -156,6 +168,35 @@ def _read_text_table(fmt: str, stream) -> "pyarrow.Table":
     import pyarrow.csv as pacsv
 
     return pacsv.read_csv(stream)
+
+
+def _estimate_row_bytes(plan: SourcePlan) -> float:
+    """Bytes per input row (only the columns read), from the first file: Parquet column-chunk
+    sizes from the footer, media file sizes, or the parsed first JSONL/CSV file."""
+    fs = plan.location.filesystem
+    first = plan.files[0]
+    if plan.format in MEDIA_ROLE:
+        infos = fs.get_file_info(plan.files[:32])
+        return max(1.0, sum(i.size or 0 for i in infos) / len(infos))
+    if plan.format == "parquet":
+        import pyarrow.parquet as pq
+
+        with fs.open_input_file(first) as f:
+            meta = pq.read_metadata(f)
+        if meta.num_rows == 0:
+            return 1024.0
+        wanted = set(plan.columns)
+        size = 0
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            for c in range(group.num_columns):
+                column = group.column(c)
+                if column.path_in_schema.split(".")[0] in wanted:
+                    size += column.total_uncompressed_size
+        return max(1.0, size / meta.num_rows)
+    with fs.open_input_stream(first) as f:
+        table = _read_text_table(plan.format, f).select([c for c in plan.columns])
+    return max(1.0, table.nbytes / max(1, table.num_rows))
 
 
 def _count_rows(plan: SourcePlan, path: str) -> int:

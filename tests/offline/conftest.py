@@ -1,6 +1,6 @@
 """Fixtures for the offline (Ray Data) tests: one local Ray for the session, sized for 2 cores.
 
-Ray's logical CPUs are not cores: the jobs in these tests ask for fractions (0.1-0.25 CPU per
+Ray's logical CPUs are not cores: the jobs in these tests ask for fractions (0.05-0.25 CPU per
 actor) so that a multi-task job's actor pools fit into `num_cpus=2` together.
 """
 
@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-SMALL = {"preprocess_cpus": 0.25, "forward_cpus": 0.1}
+SMALL = {"preprocess_cpus": 0.25, "forward_cpus": 0.05}
 
 
 @pytest.fixture(scope="session")
