@@ -1,26 +1,17 @@
 """One module per task; importing this package registers every operator."""
 
-from importlib import import_module
-
-TASK_MODULES = (
-    "audio_classification",
-    "speech_recognition",
-    "image_classification",
-    "object_detection",
-    "image_segmentation",
-    "depth_estimation",
-    "text_classification",
-    "token_classification",
-    "question_answering",
-    "feature_extraction",
-    "text_generation",
-    "summarization",
-    "translation",
+from operators.tasks import (  # noqa: F401  (imported for their @register_operator side effect)
+    audio_classification,
+    depth_estimation,
+    feature_extraction,
+    image_classification,
+    image_segmentation,
+    object_detection,
+    question_answering,
+    speech_recognition,
+    summarization,
+    text_classification,
+    text_generation,
+    token_classification,
+    translation,
 )
-
-for _name in TASK_MODULES:
-    try:
-        import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as e:  # TEMPORARY while task modules are being written
-        if e.name != f"{__name__}.{_name}":
-            raise
