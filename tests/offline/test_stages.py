@@ -1,0 +1,46 @@
+"""The Ray Data UDFs called directly (no Ray): the CPU stage never loads weights, the data
+between stages is compact, and a column of the wrong type becomes per-row errors."""
+
+from __future__ import annotations
+
+import pickle
+
+import pyarrow as pa
+import pytest
+
+from pipelines.spec import TaskSpec
+from pipelines.stages import Forward, Preprocess, error_column, features_column
+
+
+@pytest.fixture(scope="module")
+def task(tiny_model) -> TaskSpec:
+    return TaskSpec(task="text-classification", model=tiny_model("text-classification"), columns={"text": "body"})
+
+
+def test_preprocess_is_compact_and_loads_no_weights(task):
+    stage = Preprocess([task], keep=["id"])
+    table = pa.table({"id": ["a", "b", "c"], "body": ["short", "a much longer sentence with many more words in it", None]})
+    out = stage(table)
+    assert out.column_names == ["id", features_column("text-classification"), error_column("text-classification")]
+    assert out.schema.field(features_column("text-classification")).type == pa.binary()
+    (_, _, op), = stage._tasks
+    assert op._model is None, "the CPU stage must never load weights"
+    feats = [None if b is None else pickle.loads(b) for b in out.column(1).to_pylist()]
+    assert len(feats[0]["input_ids"]) < len(feats[1]["input_ids"]), "features are unpadded"
+    assert feats[0]["input_ids"].dtype.itemsize <= 4
+    assert feats[2] is None and out.column(2).to_pylist()[2] == "input: expected text as str, got None"
+
+
+def test_forward_adds_results_and_drops_internal_columns(task):
+    pre = Preprocess([task], keep=["id"])
+    fwd = Forward(task, {"label": "label", "score": "score", "scores": "scores", "error": "error"}, num_threads=1)
+    out = fwd(pre(pa.table({"id": ["a", "b"], "body": ["one text", ""]})))
+    assert out.column_names == ["id", "label", "score", "scores", "error"]
+    assert out.column("error").to_pylist() == [None, "input: empty text"]
+    assert out.column("label").to_pylist()[0] in ("negative", "neutral", "positive")
+
+
+def test_wrong_column_type_becomes_row_errors(task):
+    pre = Preprocess([task], keep=["id"])
+    out = pre(pa.table({"id": ["a", "b"], "body": [1, 2]}))
+    assert out.column(error_column("text-classification")).to_pylist() == ["input: expected text as str, got int"] * 2
