@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 HELP = "Serve task models over HTTP on Ray Serve (one task from flags, or a Serve YAML)."
@@ -34,7 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-replicas", type=int, help="autoscaling upper bound (default 1)")
     parser.add_argument("--max-ongoing-requests", type=int, help="per replica (default 2 x max batch size)")
     parser.add_argument("--max-queued-requests", type=int, help="per proxy before 503 (default 4 x max batch size)")
-    parser.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    parser.add_argument("--address", help="Ray cluster to join, or auto for the running one "
+                        "(default: RAY_ADDRESS if set, else start a local Ray)")
     parser.add_argument("--timeout-s", type=float, default=600.0, help="how long to wait for the endpoints to start")
 
 
@@ -56,8 +58,10 @@ def build_config(args: argparse.Namespace) -> dict:
     from pipelines.serve.config import (
         AppSpec,
         DeploymentOptions,
+        TOKEN_ENV,
         EndpointArgs,
         ServeSpec,
+        digest_auth_tokens,
         health_application,
         validate_serve_config,
     )
@@ -80,7 +84,7 @@ def build_config(args: argparse.Namespace) -> dict:
         config["http_options"] = http
         if not any(a.get("route_prefix") == "/" for a in config.get("applications", [])):
             config["applications"] = [*config.get("applications", []), health_application()]
-        return validate_serve_config(config)
+        return validate_serve_config(digest_auth_tokens(config))
 
     if not (args.task and args.model):
         raise ValueError("give a config file, or both --task and --model")
@@ -99,6 +103,7 @@ def build_config(args: argparse.Namespace) -> dict:
         for key in ("num_cpus", "num_gpus", "min_replicas", "max_replicas", "max_ongoing_requests", "max_queued_requests")
         if getattr(args, key) is not None
     }
+    token = os.environ.get(TOKEN_ENV)
     spec = ServeSpec(
         host=args.host or "127.0.0.1",
         port=args.port or 8000,
@@ -108,6 +113,8 @@ def build_config(args: argparse.Namespace) -> dict:
                 route_prefix=args.route or f"/v1/{args.task}",
                 args=EndpointArgs(**endpoint),
                 deployment=DeploymentOptions(**deployment),
+                # Replicas of a remote cluster do not see this shell's environment.
+                auth_token=token or None,
             )
         ],
     )
@@ -129,7 +136,8 @@ def main(args: argparse.Namespace) -> int:
 
     from pipelines.serve.runner import deploy
 
-    ray.init(address=args.address, namespace="serve")
+    # "local" starts a fresh Ray even where `ray start` left a cluster behind.
+    ray.init(address=args.address or os.environ.get("RAY_ADDRESS") or "local", namespace="serve")
     stop = threading.Event()
     # SIGTERM (e.g. from a supervisor) shuts down as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -9,7 +9,8 @@ single worker thread, so the event loop keeps parsing requests while a batch run
     GET  {route}/stats    batch sizes this replica has seen
     GET  {route}/healthz  this endpoint's readiness;  GET /healthz (health app): all endpoints
 
-400 malformed JSON, 401 missing/wrong token, 413 body too large, 415 content type,
+400 malformed JSON, 401 missing/wrong token, 411 chunked body (Serve's proxy drops it),
+413 body too large, 415 content type,
 422 bad field / undecodable media / bad parameter, 503 (or 429) + Retry-After from Serve's
 backpressure when the queue is full.
 """
@@ -17,6 +18,7 @@ backpressure when the queue is full.
 # No `from __future__ import annotations`: FastAPI must see the real `Request` annotation
 # on the class-based routes that Serve builds.
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
@@ -31,17 +33,20 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
-from operators import get_operator
+from operators import OperatorOptions, get_operator
 from operators.errors import error_kind
 from pipelines.serve.codec import RequestError, decode_inputs, json_type, shape_results
-from pipelines.serve.config import DEPLOYMENT_NAME, TOKEN_ENV, DeploymentOptions, EndpointArgs
+from pipelines.serve.config import DEPLOYMENT_NAME, TOKEN_ENV, DeploymentOptions, EndpointArgs, token_digest
 
 logger = logging.getLogger("ray.serve")
 
 # Row errors from these stages are the input's fault (422); forward/postprocess are ours.
 CLIENT_ERROR_STAGES = ("input", "decode", "preprocess")
-# Options that bound the server's own work; a request may not raise them.
-SERVER_OWNED_OPTIONS = ("max_batch_rows", "batch_budget", "max_text_chars", "max_image_pixels", "max_audio_seconds")
+# Options that bound the server's own work (batch planning, input size limits); a request
+# may not change them.
+SERVER_OWNED_OPTIONS = frozenset(OperatorOptions.model_fields) | {
+    "max_text_chars", "max_image_pixels", "max_batch_pixels", "max_seconds", "max_batch_samples",
+}
 OPEN_PATHS = ("/healthz",)
 
 
@@ -88,14 +93,17 @@ async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
 
 @ingress.middleware("http")
 async def _bearer_auth(request: Request, call_next):
-    # The token lives on the app state of this replica's process (one replica per process).
-    token: str | None = getattr(request.app.state, "auth_token", None)
+    # The token's digest lives on the app state of this replica's process (one replica per
+    # process). Digests have a fixed length, and compare_digest takes the same time for any
+    # guess, so a timing probe learns nothing.
+    expected: str | None = getattr(request.app.state, "auth_token_sha256", None)
     path, root = request.url.path, request.scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root):] or "/"
-    if token and path not in OPEN_PATHS:
+    if expected and path not in OPEN_PATHS:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        digest = hashlib.sha256(given.strip().encode()).hexdigest()
+        if scheme.lower() != "bearer" or not given or not hmac.compare_digest(digest, expected):
             return JSONResponse(
                 {"error": "missing or invalid bearer token"},
                 status_code=401,
@@ -120,6 +128,28 @@ def _raise_for_row_errors(errors: list[str | None], fields: list[str]) -> None:
     for error, where in zip(errors, fields):
         if error is not None:
             raise RuntimeError(f"inference failed for {where}: {error}")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes: by the declared Content-Length
+    before reading, and by counting what arrives (a chunked body declares no size)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestError(400, f"invalid Content-Length {declared!r}")
+        if int(declared) > limit:
+            raise RequestError(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    if not size and declared is None and "chunked" in request.headers.get("transfer-encoding", "").lower():
+        # Ray Serve 2.60's HTTP proxy forwards a chunked request with an empty body; say so
+        # rather than report the JSON as malformed.
+        raise RequestError(411, "chunked request bodies do not reach the endpoint; send Content-Length")
+    return b"".join(chunks)
 
 
 @dataclass
@@ -172,12 +202,13 @@ class TaskEndpoint:
         self.infer_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskray-infer")
         self.stats = BatchStats()
-        token = self.args.auth_token.get_secret_value() if self.args.auth_token else os.environ.get(TOKEN_ENV)
-        ingress.state.auth_token = token or None
+        env_token = os.environ.get(TOKEN_ENV)
+        digest = self.args.auth_token_sha256 or (token_digest(env_token) if env_token else None)
+        ingress.state.auth_token_sha256 = digest
         logger.info(
             "serving %s with %s (batch %d, wait %.3fs, auth %s)",
             self.args.task, self.args.model, self.args.max_batch_size,
-            self.args.batch_wait_timeout_s, "on" if token else "off",
+            self.args.batch_wait_timeout_s, "on" if digest else "off",
         )
 
     # -------------------------------------------------------------- routes
@@ -209,7 +240,7 @@ class TaskEndpoint:
     @ingress.post("/", openapi_extra=REQUEST_BODY_DOC)
     async def predict(self, request: Request) -> JSONResponse:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body = await self._read_body(request)
+        body = await read_body(request, self.args.max_body_bytes)
         if content_type == "application/json":
             inputs, parameters = self._parse_json(body)
         elif content_type.split("/")[0] in self.op.input_roles and len(self.op.input_roles) == 1:
@@ -268,23 +299,6 @@ class TaskEndpoint:
 
     # -------------------------------------------------------------- request checks
 
-    async def _read_body(self, request: Request) -> bytes:
-        limit = self.args.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise RequestError(400, f"invalid Content-Length {declared!r}")
-            if int(declared) > limit:
-                raise RequestError(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
-        # Content-Length can be absent (chunked) or wrong: count what actually arrives.
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(413, f"body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     def _parse_json(self, body: bytes) -> tuple[Any, Any]:
         try:
             payload = json.loads(body)
@@ -309,16 +323,28 @@ class TaskEndpoint:
         return parameters
 
 
+def endpoint_options(args: EndpointArgs, override: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Deployment options: defaults that follow the batch size, then a Serve-config
+    `deployments:` entry on top, key by key as Serve applies it."""
+    options = DeploymentOptions().to_serve(args.max_batch_size)
+    override = {k: v for k, v in (override or {}).items() if k != "name"}
+    if "num_replicas" in override:
+        options.pop("autoscaling_config")  # a fixed replica count replaces autoscaling
+    return {**options, **override}
+
+
 def build_app(args: dict[str, Any]) -> serve.Application:
     """Application builder for `import_path: pipelines.serve.app:build_app`.
 
-    Deployment defaults follow the batch size (see DeploymentOptions); a `deployments:`
-    entry named TaskEndpoint in the Serve config overrides them.
+    Serve's controller applies the config's `deployments:` entry (named TaskEndpoint) on
+    top of these options itself.
     """
+    return build_endpoint(args)
+
+
+def build_endpoint(args: dict[str, Any], override: dict[str, Any] | None = None) -> serve.Application:
     endpoint = EndpointArgs.model_validate(args)
-    options = DeploymentOptions().to_serve(endpoint.max_batch_size)
-    # The replica re-validates; passing the plain dict keeps the secret out of reprs here.
-    return TaskEndpoint.options(**options).bind(dict(args))
+    return TaskEndpoint.options(**endpoint_options(endpoint, override)).bind(dict(args))
 
 
 # ------------------------------------------------------------------ GET /healthz

@@ -123,6 +123,14 @@ def _ranked(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"label": row["label"], "score": row["score"]}]
 
 
+def _answers(row: Mapping[str, Any]) -> Any:
+    """Question answering: the k best answers when top_k was asked for, else the best one
+    (pipeline() returns a lone answer unwrapped even for top_k=1)."""
+    if row.get("answers") is not None and len(row["answers"]) > 1:
+        return list(row["answers"])
+    return {n: row[n] for n in ("answer", "score", "start", "end")}
+
+
 def _column(name: str) -> Callable[[Mapping[str, Any]], Any]:
     return lambda row: row[name]
 
@@ -151,7 +159,7 @@ class ResultShape:
 RESULT_SHAPES: dict[str, ResultShape] = {
     "text-classification": ResultShape(_ranked, unwrap_in_list=True),
     "token-classification": ResultShape(_column("entities")),
-    "question-answering": ResultShape(_fields("answer", "score", "start", "end")),
+    "question-answering": ResultShape(_answers),
     "feature-extraction": ResultShape(_column("embedding")),
     "text-generation": ResultShape(_one_record("generated_text")),
     "summarization": ResultShape(_one_record("summary_text"), unwrap_in_list=True),

@@ -10,6 +10,7 @@ of the defaults that `DeploymentOptions` derives from the batch size.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -24,7 +25,8 @@ TOKEN_ENV = "TASKRAY_API_TOKEN"
 class EndpointArgs(BaseModel):
     """`args` of one taskray application: what it serves and how it batches and guards."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Errors never echo the args back: they may sit next to secrets in a config.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     task: str = Field(description="transformers task id, e.g. text-classification (see `taskray tasks`).")
     model: str = Field(description="Hub id or local model directory.")
@@ -44,10 +46,12 @@ class EndpointArgs(BaseModel):
         16 * 1024 * 1024, ge=1, description="Request bodies larger than this get 413."
     )
     max_inputs: int = Field(64, ge=1, description="Most inputs in one request's `inputs` list.")
-    auth_token: SecretStr | None = Field(
+    auth_token_sha256: str | None = Field(
         None,
-        description=f"Bearer token required on every route but /healthz. The {TOKEN_ENV} "
-        "environment variable of the replica takes effect when this is unset.",
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 (hex) of the bearer token required on every route but /healthz. "
+        "Serve logs application args, so a config holds only the digest; `taskray serve` turns "
+        f"`auth_token` into it. When unset, the replica's {TOKEN_ENV} environment variable applies.",
     )
 
     @field_validator("task")
@@ -103,12 +107,15 @@ class DeploymentOptions(BaseModel):
 
 
 class AppSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: str = Field(description="Serve application name.")
     route_prefix: str = Field(description="HTTP route of the endpoint, e.g. /v1/text-classification.")
     args: EndpointArgs = Field(description="What the endpoint serves.")
     deployment: DeploymentOptions = Field(default_factory=DeploymentOptions, description="Replica options.")
+    auth_token: SecretStr | None = Field(
+        None, description="Bearer token; only its SHA-256 digest reaches the Serve config."
+    )
 
     @field_validator("route_prefix")
     @classmethod
@@ -134,7 +141,7 @@ class ServeSpec(BaseModel):
                 "name": app.name,
                 "route_prefix": app.route_prefix,
                 "import_path": APP_IMPORT_PATH,
-                "args": _plain_args(app.args),
+                "args": _plain_args(app.args, app.auth_token),
                 "deployments": [
                     {"name": DEPLOYMENT_NAME, **app.deployment.to_serve(app.args.max_batch_size)}
                 ],
@@ -150,12 +157,29 @@ def health_application() -> dict[str, Any]:
     return {"name": HEALTH_APP_NAME, "route_prefix": "/", "import_path": HEALTH_IMPORT_PATH, "args": {}}
 
 
-def _plain_args(args: EndpointArgs) -> dict[str, Any]:
-    plain = args.model_dump(exclude_defaults=True, exclude={"auth_token"})
-    if args.auth_token is not None:
-        # Serve ships args to the cluster as plain JSON; the secret is revealed only there.
-        plain["auth_token"] = args.auth_token.get_secret_value()
+def token_digest(token: str) -> str:
+    """The SHA-256 hex digest that stands for a bearer token in configs and replicas."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _plain_args(args: EndpointArgs, token: SecretStr | None) -> dict[str, Any]:
+    plain = args.model_dump(exclude_defaults=True)
+    if token is not None:
+        plain["auth_token_sha256"] = token_digest(token.get_secret_value())
     return plain
+
+
+def digest_auth_tokens(config: dict[str, Any]) -> dict[str, Any]:
+    """Replace each taskray application's `auth_token` arg by `auth_token_sha256`, in place,
+    before the config reaches Serve (which logs application args)."""
+    for app in taskray_applications(config):
+        args = app.get("args") or {}
+        token = args.pop("auth_token", None)
+        if token is not None:
+            if not isinstance(token, str) or not token:
+                raise ValueError(f"application {app.get('name')!r}: auth_token must be a non-empty string")
+            args["auth_token_sha256"] = token_digest(token)
+    return config
 
 
 def taskray_applications(config: dict[str, Any]) -> list[dict[str, Any]]:

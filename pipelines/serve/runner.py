@@ -1,33 +1,57 @@
-"""Deploy a Serve config in-process and wait until it answers, as `serve run CONFIG` does."""
+"""Deploy a Serve config from this process and wait until it answers.
+
+`serve run CONFIG` builds each application in a Ray task on the cluster (one worker process
+per application). Here the applications are built in this process and handed to Serve
+together (`serve.run_many`), which saves those processes: on a small machine starting a
+dozen of them costs more than the replicas themselves. The config's `deployments:` entries
+are applied to taskray endpoints as Serve would apply them.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from pipelines.serve.config import validate_serve_config
+from pipelines.serve.config import APP_IMPORT_PATH, DEPLOYMENT_NAME, HEALTH_IMPORT_PATH, validate_serve_config
 
 TERMINAL_FAILURES = ("DEPLOY_FAILED", "UNHEALTHY")
 
 
-def deploy(config: dict[str, Any], *, timeout_s: float = 300.0) -> None:
-    """Start Serve (HTTP options from the config) and deploy every application in it.
+def _application(app: dict[str, Any]):
+    from pipelines.serve.app import build_endpoint, build_health_app
 
-    Like Ray's `serve run` (ray/serve/scripts.py), this goes through the controller's
-    declarative `deploy_apps`, so `deployments:` overrides apply exactly as `serve deploy`
-    applies them. Deploying replaces the applications of an earlier config. Raises
-    RuntimeError naming the application when one fails to deploy or the wait times out.
-    """
-    from ray.serve._private import api as serve_api
-    from ray.serve.schema import ServeDeploySchema
-
-    schema = ServeDeploySchema.model_validate(validate_serve_config(config))
-    client = serve_api.serve_start(
-        http_options=schema.http_options.model_dump(),
-        proxy_location=schema.proxy_location,
+    path = app["import_path"]
+    if path == APP_IMPORT_PATH:
+        overrides = {d["name"]: d for d in app.get("deployments") or []}
+        unknown = sorted(set(overrides) - {DEPLOYMENT_NAME})
+        if unknown:
+            raise ValueError(f"application {app['name']!r}: unknown deployments {unknown}; expected {DEPLOYMENT_NAME}")
+        return build_endpoint(app.get("args") or {}, overrides.get(DEPLOYMENT_NAME))
+    if path == HEALTH_IMPORT_PATH:
+        return build_health_app(app.get("args"))
+    raise ValueError(
+        f"application {app['name']!r}: import_path {path!r} is not a taskray application; use `serve run` for it"
     )
-    client.deploy_apps(schema, _blocking=False)
-    wait_until_running([app.name for app in schema.applications], timeout_s=timeout_s)
+
+
+def deploy(config: dict[str, Any], *, timeout_s: float = 300.0) -> None:
+    """Start Serve with the config's HTTP options and run every application in it.
+
+    Raises ValueError for an invalid config and RuntimeError naming the application when
+    one fails to deploy or the wait times out.
+    """
+    from ray import serve
+    from ray.serve.api import RunTarget
+
+    validate_serve_config(config)
+    http = config.get("http_options") or {}
+    serve.start(http_options={k: v for k, v in http.items() if k in ("host", "port")})
+    targets = [
+        RunTarget(target=_application(app), name=app["name"], route_prefix=app.get("route_prefix", "/"))
+        for app in config["applications"]
+    ]
+    serve.run_many(targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
+    wait_until_running([t.name for t in targets], timeout_s=timeout_s)
 
 
 def wait_until_running(names: list[str], *, timeout_s: float) -> None:

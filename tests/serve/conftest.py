@@ -1,0 +1,135 @@
+"""One Serve instance for all Serve tests: every task from configs/serve.yaml (models swapped
+for tiny ones) plus three text-classification endpoints tuned for the API, backpressure and
+auth tests. Deploying them together lets their replicas start in parallel, once."""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SERVE_YAML = REPO / "configs" / "serve.yaml"
+
+API_ROUTE = "/v1/test/api"
+SLOW_ROUTE = "/v1/test/slow"
+SECURE_ROUTE = "/v1/test/secure"
+AUTH_TOKEN = "s3cret-token-for-tests-5d1f0a"
+API_MAX_BATCH = 4
+API_MAX_BODY = 4096
+SLOW_WAIT_S = 1.5  # the one admitted request of the slow endpoint waits this long for company
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _test_endpoints(model: str) -> list:
+    from pipelines.serve.config import AppSpec, DeploymentOptions, EndpointArgs
+
+    light = DeploymentOptions(num_cpus=0)
+    return [
+        AppSpec(
+            name="test-api",
+            route_prefix=API_ROUTE,
+            # A long gathering wait makes concurrent requests share batches on a busy machine.
+            args=EndpointArgs(task="text-classification", model=model, max_batch_size=API_MAX_BATCH,
+                              batch_wait_timeout_s=0.2, max_body_bytes=API_MAX_BODY, max_inputs=8),
+            deployment=light,
+        ),
+        AppSpec(
+            name="test-slow",
+            route_prefix=SLOW_ROUTE,
+            args=EndpointArgs(task="text-classification", model=model, max_batch_size=8,
+                              batch_wait_timeout_s=SLOW_WAIT_S),
+            deployment=DeploymentOptions(num_cpus=0, max_ongoing_requests=1, max_queued_requests=1, retry_after_s=2),
+        ),
+        AppSpec(
+            name="test-secure",
+            route_prefix=SECURE_ROUTE,
+            args=EndpointArgs(task="text-classification", model=model),
+            deployment=light,
+            auth_token=AUTH_TOKEN,
+        ),
+    ]
+
+
+def example_config_with_tiny_models(tiny_model, port: int) -> dict:
+    """configs/serve.yaml with each registered task's model replaced by its tiny model and
+    no CPU reservation (13 replicas share 2 cores here)."""
+    from operators import list_tasks
+
+    config = yaml.safe_load(SERVE_YAML.read_text())
+    config["http_options"] = {"host": "127.0.0.1", "port": port}
+    registered = set(list_tasks())
+    apps = []
+    for app in config["applications"]:
+        app = copy.deepcopy(app)
+        task = (app.get("args") or {}).get("task")
+        if task is not None:
+            if task not in registered:
+                continue  # an operator not written yet; test_every_task_is_served reports it
+            app["args"]["model"] = tiny_model(task)
+            for deployment in app.get("deployments", []):
+                deployment["ray_actor_options"] = {"num_cpus": 0, "num_gpus": 0}
+        apps.append(app)
+    config["applications"] = apps
+    return config
+
+
+@pytest.fixture(scope="session")
+def serve_url(tiny_model, request):
+    """Base URL of the session's Serve instance with all test applications running. The
+    13 example endpoints are deployed only when parity tests were collected."""
+    import ray
+    from ray import serve
+
+    from pipelines.serve.config import ServeSpec
+    from pipelines.serve.runner import deploy
+
+    port = free_port()
+    config = {"http_options": {"host": "127.0.0.1", "port": port}, "applications": []}
+    if any("test_parity.py" in item.nodeid for item in request.session.items):
+        config = example_config_with_tiny_models(tiny_model, port)
+    extra = ServeSpec(port=port, applications=_test_endpoints(tiny_model("text-classification")))
+    config["applications"] += [
+        a for a in extra.to_serve_config()["applications"]
+        if a["route_prefix"] != "/" or not any(b["route_prefix"] == "/" for b in config["applications"])
+    ]
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, namespace="serve",
+                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}})
+    try:
+        deploy(config, timeout_s=300)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        if started:
+            ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tc_model(tiny_model) -> str:
+    return tiny_model("text-classification")
+
+
+@pytest.fixture(scope="session")
+def tc_op(tc_model):
+    from operators import get_operator
+
+    return get_operator("text-classification")(tc_model).load()
+
+
+def pytest_collection_modifyitems(items):
+    # Serve tests start real processes; keep them apart from -m "not ray" runs.
+    for item in items:
+        if "tests/serve/" in str(item.fspath) and os.path.basename(str(item.fspath)) != "test_codec.py":
+            item.add_marker(pytest.mark.ray)
