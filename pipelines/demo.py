@@ -127,7 +127,7 @@ def demo_job(output_dir: str, models_dir: str | None = None):
     models = demo_models(tasks, models_dir or default_models_dir())
     # Fractional CPUs: all pools must fit on a 2-core laptop at once (Ray CPUs are logical).
     task_specs = [
-        {"task": t, "model": models[t], "batch_size": 16, "forward_cpus": 0.25, "preprocess_cpus": 0.5}
+        {"task": t, "model": models[t], "batch_size": 16, "forward_cpus": 0.1, "preprocess_cpus": 0.25}
         for t in tasks
     ]
     return build_job_spec(

@@ -28,11 +28,14 @@ def ray_session():
         log_to_driver=False,
         runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
     )
-    try:
-        ray.init(**kwargs)
-    except Exception:  # raylet registration has a fixed 30 s limit; a busy CI box can miss it once
-        ray.shutdown()
-        ray.init(**kwargs)
+    for attempt in range(3):
+        try:
+            ray.init(**kwargs)
+            break
+        except Exception:  # raylet registration has a fixed 30 s limit that a busy box can miss
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield ray
     ray.shutdown()
 
