@@ -318,6 +318,11 @@ class S3Endpoint:
             **kwargs,
         )
 
+    def check_fs(self):
+        """A pyarrow filesystem that reaches moto around the proxy: for a test's own reads and
+        checks, which must neither trip over an injected fault nor count as refused traffic."""
+        return (self.direct or self).pyarrow_fs()
+
     def list_keys(self, prefix: str = "") -> list[str]:
         """Object keys under `prefix` (relative to the bucket), sorted. Talks to moto directly
         when a proxy is in front, so a check never trips over an injected fault."""
