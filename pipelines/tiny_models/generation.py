@@ -20,7 +20,12 @@ import os
 
 import torch
 
-from pipelines.tiny_models.tokenizers import bart_bpe_tokenizer, byte_level_bpe_tokenizer, unigram_tokenizer
+from pipelines.tiny_models.tokenizers import (
+    bart_bpe_tokenizer,
+    byte_level_bpe_tokenizer,
+    mbart_tokenizer,
+    unigram_tokenizer,
+)
 
 SEED = 10
 VOCAB = 1000
@@ -39,12 +44,16 @@ def _save(model, tokenizer, out_dir: str) -> str:
 def _make_tokenizer_config_portable(out_dir: str) -> None:
     """transformers 4.57 (the reference for summarization/translation) fails on the empty
     `extra_special_tokens` *list* that v5 writes ('list' object has no attribute 'keys');
-    it expects a dict, and an absent key means the same as an empty one."""
+    it expects a dict, and an absent key means the same as an empty one. A non-empty list
+    (mBART's language codes) goes under `additional_special_tokens`, which both versions read."""
     path = os.path.join(out_dir, "tokenizer_config.json")
     with open(path) as f:
         config = json.load(f)
-    if config.get("extra_special_tokens") in ([], {}):
-        del config["extra_special_tokens"]
+    extra = config.pop("extra_special_tokens", None)
+    if isinstance(extra, list) and extra:
+        config["additional_special_tokens"] = extra  # the key 4.57 reads (mBART language codes)
+    elif extra:
+        config["extra_special_tokens"] = extra
     with open(path, "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
 
@@ -115,7 +124,12 @@ def build_summarization(out_dir: str) -> str:
     return _save(model, tokenizer, out_dir)
 
 
-def build_translation(out_dir: str) -> str:
+def build_translation(out_dir: str, variant: str | None = None) -> str:
+    """T5 with task prefixes; variant "mbart": mBART with language codes (src_lang/tgt_lang)."""
+    if variant == "mbart":
+        return _build_translation_mbart(out_dir)
+    if variant is not None:
+        raise ValueError(f"translation variants: None (T5) or 'mbart', got {variant!r}")
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(SEED + 2)
@@ -144,4 +158,35 @@ def build_translation(out_dir: str) -> str:
     )
     model = T5ForConditionalGeneration(config).eval()
     _generation_config(model, tokenizer, min_new_tokens=4, max_length=12)
+    return _save(model, tokenizer, out_dir)
+
+
+def _build_translation_mbart(out_dir: str) -> str:
+    from transformers import MBartConfig, MBartForConditionalGeneration
+
+    torch.manual_seed(SEED + 3)
+    tokenizer = mbart_tokenizer(VOCAB, POSITIONS)
+    config = MBartConfig(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=POSITIONS,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+        init_std=1.0,
+    )
+    model = MBartForConditionalGeneration(config).eval()
+    # Language codes stay allowed: the target code is forced as the first token, and
+    # generate() suppresses after forcing, which would leave no token at all.
+    codes = set(tokenizer.convert_tokens_to_ids(list(tokenizer.lang_code_to_id)))
+    model.generation_config.update(
+        suppress_tokens=[t for t in _unreadable_tokens(tokenizer) if t not in codes], min_new_tokens=4, max_length=12
+    )
     return _save(model, tokenizer, out_dir)

@@ -100,24 +100,30 @@ def bart_bpe_tokenizer(vocab_size: int = 1000, model_max_length: int = 128):
     )
 
 
-def unigram_tokenizer(vocab_size: int = 1000, model_max_length: int = 128):
-    """A T5-style (sentencepiece-like) Unigram tokenizer, 'text </s>', as a T5TokenizerFast.
+def _train_unigram(specials: list[str], vocab_size: int):
+    """A Unigram (sentencepiece-like) model over the prose, specials first."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    Ids 0/1/2 are <pad>/</s>/<unk> as in T5; no <extra_id_*> sentinels (not needed to generate)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import T5TokenizerFast
-
-    specials = ["<pad>", "</s>", "<unk>"]
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     # Every 4th topic (~1/4 of the prose): Unigram training is several times slower than BPE.
     tok.train_from_iterator(
-        corpus()[::4], trainers.UnigramTrainer(
-            vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>", show_progress=False
-        )
+        corpus()[::4],
+        trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>", show_progress=False),
     )
+    return tok
+
+
+def unigram_tokenizer(vocab_size: int = 1000, model_max_length: int = 128):
+    """A T5-style (sentencepiece-like) Unigram tokenizer, 'text </s>', as a T5TokenizerFast.
+
+    Ids 0/1/2 are <pad>/</s>/<unk> as in T5; no <extra_id_*> sentinels (not needed to generate)."""
+    from tokenizers import processors
+    from transformers import T5TokenizerFast
+
+    tok = _train_unigram(["<pad>", "</s>", "<unk>"], vocab_size)
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
     )
@@ -129,3 +135,15 @@ def unigram_tokenizer(vocab_size: int = 1000, model_max_length: int = 128):
         extra_ids=0,
         model_max_length=model_max_length,
     )
+
+
+def mbart_tokenizer(vocab_size: int = 1000, model_max_length: int = 128):
+    """An mBART-style tokenizer ('text </s> <src_lang>', fairseq language codes as special
+    tokens) as an MBartTokenizerFast built from a locally trained Unigram vocabulary."""
+    import json
+
+    from transformers import MBartTokenizerFast
+
+    tok = _train_unigram(["<s>", "<pad>", "</s>", "<unk>"], vocab_size)
+    pieces = [tuple(p) for p in json.loads(tok.to_str())["model"]["vocab"]]
+    return MBartTokenizerFast(vocab=pieces, src_lang="en_XX", model_max_length=model_max_length)

@@ -52,3 +52,23 @@ def test_unknown_language_pair_is_a_row_error_naming_known_pairs(model_dir):
 def test_half_a_language_pair_is_rejected(model_dir):
     out = get_operator("translation")(model_dir, tgt_lang="de")({"text": TEXTS[:1]})
     assert out["error"] == ["preprocess: give both src_lang and tgt_lang, got src_lang=None, tgt_lang='de'"]
+
+
+def test_language_codes_parity_with_legacy_pipeline_mbart(tiny_model, legacy_pipeline):
+    mbart_dir = tiny_model("translation", "mbart")
+    langs = {"src_lang": "en_XX", "tgt_lang": "de_DE"}
+    expected = legacy_pipeline("translation", mbart_dir, TEXTS, call_kwargs=langs)
+    op = get_operator("translation")(mbart_dir, max_batch_rows=3, **langs)
+    de_id = op.processor.convert_tokens_to_ids("de_DE")
+    assert op.generation_settings["forced_bos_token_id"] == de_id
+    prepared = op.preprocess({"text": TEXTS[:1]})
+    ids = list(prepared["features"][0]["input_ids"])
+    assert ids[-2:] == [op.processor.eos_token_id, op.processor.convert_tokens_to_ids("en_XX")]
+    out = op({"text": TEXTS})
+    assert out["error"] == [None] * len(TEXTS)
+    assert out["translation_text"] == [e[0]["translation_text"] for e in expected]
+    assert len(set(out["translation_text"])) == len(TEXTS)
+    raw = op.forward(prepared)["raw"][0]
+    assert raw[0] == de_id  # the target language is forced as the first generated token
+    fr = op.with_options(tgt_lang="fr_XX")({"text": TEXTS[:3]})["translation_text"]
+    assert fr != out["translation_text"][:3]
