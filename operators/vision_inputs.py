@@ -111,10 +111,10 @@ class ImageOperator(Operator):
 
     def plan_batches(self, features: list[dict[str, Any]]) -> list[list[int]]:
         """Rows of one exact tensor shape per micro-batch, bounded by rows and by pixels."""
-        keys = [(f["pixels"].shape, "pixel_mask" in f) for f in features]
+        keys = [(np.shape(f["pixels"]), f.get("pixel_mask") is not None) for f in features]
         batches = []
         for batch in shape_batches(keys, self.options.max_batch_rows):
-            _, height, width = features[batch[0]]["pixels"].shape
+            _, height, width = keys[batch[0]][0]
             rows = max(1, self.options.max_batch_pixels // max(height * width, 1))
             batches.extend(batch[start : start + rows] for start in range(0, len(batch), rows))
         return batches
@@ -123,16 +123,21 @@ class ImageOperator(Operator):
         """`pixel_values` (and `pixel_mask` where the processor padded) on the device."""
         import torch
 
-        pixels = self.to_device(np.stack([f["pixels"] for f in features]))
+        # asarray: features that went through Arrow may come back as nested lists
+        pixels = self.to_device(np.stack([np.asarray(f["pixels"], dtype=np.uint8) for f in features]))
         channels = pixels.shape[1]
         if self._table is None or self._table.shape[0] != channels or self._table.device != pixels.device:
             self._table = torch.from_numpy(pixel_table(self.processor, channels)).to(pixels.device)
         offsets = torch.arange(channels, device=pixels.device).view(1, channels, 1, 1) * 256
         values = self._table.flatten()[pixels.long() + offsets]
         inputs = {"pixel_values": values.to(self.dtype)}
-        if any("pixel_mask" in f for f in features):
-            masks = [f.get("pixel_mask", np.ones(f["pixels"].shape[1:], np.uint8)) for f in features]
-            inputs["pixel_mask"] = self.to_device(np.stack(masks).astype(np.int64))
+        # a column store fills a key missing in some rows with None, so test the value
+        if any(f.get("pixel_mask") is not None for f in features):
+            masks = [
+                np.ones(pixels.shape[2:], np.int64) if f.get("pixel_mask") is None else np.asarray(f["pixel_mask"], np.int64)
+                for f in features
+            ]
+            inputs["pixel_mask"] = self.to_device(np.stack(masks))
         return inputs
 
     @staticmethod

@@ -132,3 +132,25 @@ def test_plan_batches_groups_by_shape_and_bounds_pixels(vit_dir):
         assert len(batch) <= 3
         assert len(batch) * shapes[batch[0]][1] * shapes[batch[0]][2] <= 2 * 40 * 40
     assert sorted(len(b) for b in batches) == [1, 1, 2, 3]
+
+
+def test_model_inputs_accept_column_store_features(vit_dir):
+    """Features that went through Arrow: pixels as nested lists, a missing pixel_mask as None,
+    a padded row's mask kept."""
+    import torch
+
+    op = get_operator("image-classification")(vit_dir)
+    features = op.preprocess({"image": varied_images()[:2]})["features"]
+    direct = op.model_inputs(features)
+    mask = np.ones((32, 32), np.uint8)
+    mask[:, 20:] = 0
+    stored = [
+        {"pixels": features[0]["pixels"].tolist(), "original_size": [48, 64], "pixel_mask": None},
+        {"pixels": features[1]["pixels"], "original_size": [64, 48], "pixel_mask": mask},
+    ]
+    assert sorted(op.plan_batches(stored)) == [[0], [1]]  # a padded row never joins unpadded ones
+    assert op.plan_batches([stored[0], features[1]]) == [[0, 1]]
+    inputs = op.model_inputs(stored)
+    assert torch.equal(inputs["pixel_values"], direct["pixel_values"])
+    assert inputs["pixel_mask"].dtype == torch.int64
+    assert inputs["pixel_mask"][0].all() and inputs["pixel_mask"][1].sum() == 32 * 20

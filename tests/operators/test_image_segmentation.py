@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from operators import get_operator
+from operators.decoding.image import decode_image
 from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, varied_images
 
 SCORE_TOL = 1e-5  # fp32 on CPU, bit-identical pixels; batching changes summation order only
@@ -38,6 +39,7 @@ def mask_array(data: bytes) -> np.ndarray:
 
 
 def assert_same_segments(got: list[dict], want: list[dict], size: tuple[int, int]) -> None:
+    """size: (width, height) of the original image, as PIL gives it."""
     assert [g["label"] for g in got] == [w["label"] for w in want]
     for g, w in zip(got, want):
         if w["score"] is None:
@@ -57,10 +59,8 @@ def test_panoptic_parity_with_pipeline(model_dir, reference):
     assert out["error"] == [None] * len(images)
     labels = set()
     for i, data in enumerate(images):
-        image = open_for_pipeline(data)
-        expected = reference(image, threshold=THRESHOLD)
-        size = (image.height, image.width) if i == len(images) - 1 else image.size  # EXIF: rotated 90
-        assert_same_segments(out["segments"][i], expected, size)
+        expected = reference(open_for_pipeline(data), threshold=THRESHOLD)
+        assert_same_segments(out["segments"][i], expected, decode_image(data).size)  # EXIF applied
         labels.update(s["label"] for s in out["segments"][i])
     assert sum(len(s) for s in out["segments"]) >= len(images) - 1
     assert len(labels) > 1

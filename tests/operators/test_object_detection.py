@@ -9,7 +9,8 @@ from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pi
 
 SCORE_TOL = 1e-5  # fp32 on CPU, bit-identical pixels; batching changes summation order only
 # Boxes are whole pixels truncated toward zero (as pipeline's box.int()); a coordinate that
-# sits within float noise of an integer may truncate one pixel apart.
+# sits within float noise of an integer may truncate one pixel apart. Measured: 0 px differ
+# (scores: <= 3e-6) over 11 images at threshold 0.
 BOX_TOL = 1
 THRESHOLD = 0.3  # the tiny model's scores are 0.3-0.97; pipeline's default 0.5 would drop some images
 
