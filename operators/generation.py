@@ -7,6 +7,8 @@ Stages:
   plus the text, tokenized to compact unpadded ids. Inputs longer than the model takes are
   truncated or refused per row, so that an oversized row never reaches the device (an
   out-of-range position is a device-side assert on CUDA, which poisons the whole process).
+  Encoder inputs are truncated by default (the 4.57 pipelines do not truncate and fail such
+  inputs); text-generation prompts are not, as in its pipeline.
 * forward (device): micro-batches by token budget, sorted by length; LEFT padding for
   decoder-only models (the new tokens must follow the prompt directly; generate() derives
   position_ids from the attention mask), the tokenizer's side (right) for encoders. Returns
@@ -189,8 +191,9 @@ class GenerationOperator(Operator):
 
     def resolved(self, key: str) -> Any:
         """The value generate() will use for `key`."""
-        if key in self.generation_settings:
-            return self.generation_settings[key]
+        settings = self.generation_settings
+        if key in settings:
+            return settings[key]
         value = getattr(self._base_generation_config, key, None)
         return GENERATE_FALLBACKS.get(key) if value is None else value
 
