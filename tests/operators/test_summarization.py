@@ -53,3 +53,12 @@ def test_settings_order(bart_dir):
     assert op.generation_settings == {"num_beams": 1, "max_new_tokens": 5}
     raw = op.forward(op.preprocess({"text": TEXTS[:2]}))["raw"]
     assert [len(ids) for ids in raw] == [5, 5]  # min_new_tokens=4 keeps EOS out before
+
+
+def test_seeded_sampling_does_not_depend_on_batch_composition(bart_dir):
+    op = get_operator("summarization")(bart_dir, do_sample=True, num_beams=1, seed=11)
+    together = op.with_options(max_batch_rows=4)({"text": TEXTS})["summary_text"]
+    reordered = op.with_options(max_batch_rows=2)({"text": TEXTS[::-1]})["summary_text"][::-1]
+    assert together == reordered
+    assert together[:2] == [op({"text": [t]})["summary_text"][0] for t in TEXTS[:2]]
+    assert together != op.with_options(seed=12)({"text": TEXTS})["summary_text"]
