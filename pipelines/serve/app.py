@@ -35,7 +35,7 @@ from ray import serve
 
 from operators import OperatorOptions, get_operator
 from operators.errors import error_kind
-from pipelines.serve.codec import RequestError, decode_inputs, json_type, shape_results
+from pipelines.serve.codec import MEDIA_ROLES, RequestError, decode_inputs, json_type, shape_results
 from pipelines.serve.config import DEPLOYMENT_NAME, TOKEN_ENV, DeploymentOptions, EndpointArgs, token_digest
 
 logger = logging.getLogger("ray.serve")
@@ -92,15 +92,19 @@ async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
 
 
 @ingress.middleware("http")
-async def _bearer_auth(request: Request, call_next):
+async def _route_and_authorize(request: Request, call_next):
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path == root:
+        # POST {route} without a trailing slash: FastAPI would answer 307 to {route}/, which
+        # curl and many clients do not follow for a POST. Route it to "/" directly.
+        request.scope["path"] = root + "/"
+        path = request.scope["path"]
+    relative = path[len(root):] if root and path.startswith(root) else path
     # The token's digest lives on the app state of this replica's process (one replica per
     # process). Digests have a fixed length, and compare_digest takes the same time for any
     # guess, so a timing probe learns nothing.
     expected: str | None = getattr(request.app.state, "auth_token_sha256", None)
-    path, root = request.url.path, request.scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root):] or "/"
-    if expected and path not in OPEN_PATHS:
+    if expected and relative not in OPEN_PATHS:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         digest = hashlib.sha256(given.strip().encode()).hexdigest()
         if scheme.lower() != "bearer" or not given or not hmac.compare_digest(digest, expected):
@@ -112,8 +116,6 @@ async def _bearer_auth(request: Request, call_next):
     return await call_next(request)
 
 
-# Helpers the deployment uses are defined before it: Serve serializes the class when
-# it is decorated, capturing only the module globals that exist at that point.
 def _first_validation_error(error: ValidationError, prefix: str = "") -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
@@ -240,22 +242,21 @@ class TaskEndpoint:
     @ingress.post("/", openapi_extra=REQUEST_BODY_DOC)
     async def predict(self, request: Request) -> JSONResponse:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body = await read_body(request, self.args.max_body_bytes)
-        if content_type == "application/json":
-            inputs, parameters = self._parse_json(body)
-        elif content_type.split("/")[0] in self.op.input_roles and len(self.op.input_roles) == 1:
-            # A raw image/* or audio/* body is one input of the task's only role.
-            if not body:
-                raise RequestError(422, "body: empty")
-            inputs, parameters = None, {}
-        else:
-            accepted = ["application/json"] + [f"{r}/*" for r in self.op.input_roles if r in ("image", "audio")]
+        media = content_type.split("/")[0]
+        # A raw image/* or audio/* body is one input of a task whose only role is that medium.
+        raw = media in MEDIA_ROLES and self.op.input_roles == (media,)
+        if content_type != "application/json" and not raw:
+            accepted = ["application/json", *(f"{r}/*" for r in self.op.input_roles if r in MEDIA_ROLES)]
             raise RequestError(
                 415, f"unsupported Content-Type {content_type or '(none)'!r}; expected {' or '.join(accepted)}"
             )
-        if inputs is None:
-            decoded_columns, fields, is_list = {self.op.input_roles[0]: [body]}, ["body"], False
+        body = await read_body(request, self.args.max_body_bytes)
+        if raw:
+            if not body:
+                raise RequestError(422, "body: empty")
+            decoded_columns, fields, is_list, parameters = {media: [body]}, ["body"], False, {}
         else:
+            inputs, parameters = self._parse_json(body)
             decoded = decode_inputs(self.op.input_roles, inputs, self.args.max_inputs)
             decoded_columns, fields, is_list = decoded.columns, decoded.fields, decoded.is_list
         parameters = self._check_parameters(parameters)

@@ -50,8 +50,35 @@ def deploy(config: dict[str, Any], *, timeout_s: float = 300.0) -> None:
         RunTarget(target=_application(app), name=app["name"], route_prefix=app.get("route_prefix", "/"))
         for app in config["applications"]
     ]
-    serve.run_many(targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
-    wait_until_running([t.name for t in targets], timeout_s=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    try:
+        serve.run_many(targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
+    except TimeoutError:
+        # Serve gives its HTTP proxy a fixed 60 s to start (HTTP_PROXY_TIMEOUT), after the
+        # applications were submitted; on a busy machine it needs longer. The waits below
+        # cover the proxy and the applications within our own timeout.
+        pass
+    wait_until_running([t.name for t in targets], timeout_s=deadline - time.monotonic())
+    wait_for_proxy(http.get("host", "127.0.0.1"), http.get("port", 8000), timeout_s=deadline - time.monotonic())
+
+
+def wait_for_proxy(host: str, port: int, *, timeout_s: float) -> None:
+    """Until Serve's HTTP proxy answers its own health route."""
+    import urllib.error
+    import urllib.request
+
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    deadline = time.monotonic() + max(timeout_s, 1.0)
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/-/healthz", timeout=10) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Serve's HTTP proxy is not answering on {host}:{port} after {timeout_s:.0f}s")
+        time.sleep(0.5)
 
 
 def wait_until_running(names: list[str], *, timeout_s: float) -> None:

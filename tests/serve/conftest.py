@@ -105,7 +105,8 @@ def serve_url(tiny_model, request):
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, namespace="serve",
+        # "local": a fresh Ray even where another test or engineer left a `ray start` cluster.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve",
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}})
     try:
         deploy(config, timeout_s=300)

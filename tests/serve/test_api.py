@@ -52,6 +52,15 @@ def test_info_health_and_openapi(api, serve_url):
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
+def test_route_answers_with_and_without_trailing_slash(api, expected):
+    """curl does not follow a 307 for a POST, so {route} itself must answer."""
+    text = VARIED_TEXTS[1]
+    for url in (api, api + "/"):
+        response = requests.post(url, json={"inputs": text}, timeout=60, allow_redirects=False)
+        assert response.status_code == 200, (url, response.status_code, response.text)
+        assert_same(response.json(), expected[text])
+
+
 BAD_REQUESTS = [
     # (name, kwargs for requests.post, status, message fragment)
     ("malformed json", {"data": b'{"inputs": "x",', "headers": {"Content-Type": "application/json"}}, 400, "malformed JSON"),
