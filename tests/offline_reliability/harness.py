@@ -57,8 +57,9 @@ def own_cluster(head: dict, workers: list[dict], env_vars: dict | None = None):
 
     if ray.is_initialized():
         ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"include_dashboard": False, **head})
+    cluster = Cluster()
     try:
+        add_cluster_node(cluster, include_dashboard=False, **head)  # the first node is the head
         for args in workers:
             add_cluster_node(cluster, **args)
         cluster.wait_for_nodes(timeout=120)

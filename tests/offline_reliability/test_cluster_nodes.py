@@ -66,6 +66,18 @@ def gpu_node_ids() -> set[str]:
     return {n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU", 0) > 0}
 
 
+def forward_actor_nodes(alive_only: bool = False) -> dict[str, str]:
+    """Forward actor id -> node id, from the GCS actor table. (ray.util.state would need the
+    dashboard, which these clusters do not start, to keep the load down.)"""
+    from ray._private.state import actors
+
+    return {
+        actor_id: info["Address"]["NodeID"]
+        for actor_id, info in actors().items()
+        if "Forward" in info["ActorClassName"] and (not alive_only or info["State"] == "ALIVE")
+    }
+
+
 def fallback_warnings(session_dir: str) -> dict[str, int]:
     """Worker log file -> how often it says that a GPU was assigned but CUDA is missing."""
     counts = {}
@@ -94,11 +106,9 @@ def test_forward_actors_only_on_gpu_nodes_and_fall_back_to_cpu_once(cluster, dat
     nodes = read_manifest(out)["tasks"][TASK]["nodes"]
     assert set(nodes) <= gpu_nodes, f"forward ran on non-GPU nodes {set(nodes) - gpu_nodes}"
     assert sum(nodes.values()) == len(expected)
-    # The same from Ray's own records of where the forward actors lived.
-    from ray.util.state import list_actors
-
-    forward = [a for a in list_actors(detail=True, limit=1000) if "Forward" in (a.class_name or "")]
-    assert forward and {a.node_id for a in forward} <= gpu_nodes
+    # The same from the GCS's own records of where the forward actors lived.
+    forward = forward_actor_nodes()
+    assert forward and set(forward.values()) <= gpu_nodes, forward
     # Ray set CUDA_VISIBLE_DEVICES for the actor but torch sees no CUDA: it warns, once per
     # actor process, however many batches that actor ran.
     session = ray._private.worker._global_node.get_session_dir_path()
@@ -109,7 +119,6 @@ def test_forward_actors_only_on_gpu_nodes_and_fall_back_to_cpu_once(cluster, dat
 @pytest.mark.timeout(900)
 def test_worker_node_lost_mid_job_loses_no_rows(cluster, dataset, tiny_model, tmp_path):
     import ray
-    from ray.util.state import list_actors
 
     from pipelines.job import run_job
 
@@ -132,11 +141,8 @@ def test_worker_node_lost_mid_job_loses_no_rows(cluster, dataset, tiny_model, tm
     def victim_is_working() -> bool:
         if not job.is_alive():
             return True
-        on_victim = [
-            a for a in list_actors(filters=[("node_id", "=", victim_id), ("state", "=", "ALIVE")], limit=1000)
-            if "Forward" in (a.class_name or "")
-        ]
-        return bool(on_victim) and bool(checkpoint_state(out)["committed"])
+        on_victim = victim_id in forward_actor_nodes(alive_only=True).values()
+        return on_victim and bool(checkpoint_state(out)["committed"])
 
     wait_until(victim_is_working, 480, "a forward actor on the victim node and a first output file", interval_s=1.0)
     assert job.is_alive(), f"job ended before the node could be killed: {outcome}"

@@ -103,6 +103,8 @@ def test_endpoint_outage_mid_job_never_leaves_partial_success(s3, ray_s3, datase
     assert outcome["ended"] > fault_started
     assert s3.proxy.refused > refused, "the outage never touched the job's traffic"
 
+    print(f"outage of ~6 s mid-job: {'failed, resumed' if 'error' in outcome else 'finished after retries'}; "
+          f"{s3.proxy.refused - refused} connections/requests refused")
     if "error" in outcome:
         # Failing is allowed, but clearly: our error type, and no _SUCCESS at all.
         assert isinstance(outcome["error"], JobFailedError), repr(outcome["error"])
