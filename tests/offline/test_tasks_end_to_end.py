@@ -20,10 +20,21 @@ from operators import get_operator, list_tasks
 from tests.offline.conftest import SMALL, write_parquet
 from tests.operators import images, sounds, texts
 
-FLOAT_TOL = 1e-4  # fp32 on CPU; Ray blocks form other micro-batches than one __call__, so padding changes summation order only
-PNG_LEVELS_TOL = 1  # 16-bit depth PNGs quantize those floats: a value on a rounding edge may move one level
+# Both sides run one row per micro-batch (max_batch_rows=1): Ray cuts the rows into other
+# batches than one __call__ does, and with padding in play the calibrated tiny heads amplify
+# fp32 summation-order noise past 1e-4 (measured: 1.6e-4 on a text-classification score).
+# Without padding only the thread count differs (1 per forward actor), so fp32 noise remains.
+SAME_BATCHING = {"max_batch_rows": 1}
+FLOAT_TOL = 1e-4
+# 16-bit depth PNGs are min-max scaled renderings of those floats; 8 levels are 1.2e-4 of the
+# range, the same bound as FLOAT_TOL (measured: 2 levels between 1 and 2 torch threads).
+PNG_LEVELS_TOL = 8
 ROWS_PER_FILE = 4
 BLOCK_ROWS = 3  # several blocks per file: work and output files are split
+
+# One job starts 14 actor processes (torch + transformers each): about a minute on an idle
+# 2-core box, far longer when the box is shared; the suite's default 600 s is too tight then.
+pytestmark = pytest.mark.timeout(1500)
 
 
 def input_columns() -> dict[str, list]:
@@ -98,7 +109,11 @@ def multi_task_run(ray_session, dataset_dir, built_models, tmp_path_factory):
     from pipelines.job import run_job
     from pipelines.spec import build_job_spec
 
-    tasks = [{"task": t, "model": m, "batch_size": 4, **SMALL} for t, m in built_models.items() if isinstance(m, str)]
+    tasks = [
+        {"task": t, "model": m, "batch_size": 4, "options": SAME_BATCHING, **SMALL}
+        for t, m in built_models.items()
+        if isinstance(m, str)
+    ]
     output = str(tmp_path_factory.mktemp("e2e-out") / "out")
     spec = build_job_spec(
         {"input": dataset_dir, "output": output, "id_column": "uid", "keep_columns": ["n"], "block_rows": BLOCK_ROWS, "preprocess_actors": "1:1", "tasks": tasks},
@@ -118,7 +133,7 @@ def test_task_output_equals_operator_call(task, multi_task_run, built_models):
     table = pq.read_table(output).sort_by("uid")
     columns = input_columns()
     op_cls = get_operator(task)
-    op = op_cls(model)
+    op = op_cls(model, **SAME_BATCHING)
     batch = {role: columns[role] for role in op_cls.input_roles}
     want = op(batch)
     assert table.column("uid").to_pylist() == columns["uid"]  # one row per input row, in full
@@ -140,8 +155,9 @@ def test_multi_task_output_layout_and_manifest(multi_task_run):
     names = sorted(os.listdir(output))
     assert "_SUCCESS" in names and "_checkpoint" not in names
     data_files = [n for n in names if n.endswith(".parquet")]
-    # blocks of BLOCK_ROWS rows: the work (and so the output) is split, never one big file
-    assert len(data_files) >= math.ceil(12 / BLOCK_ROWS)
+    # the work, and so the output, is split: files hold >= BLOCK_ROWS rows, and a forward call
+    # bundles batch_size=4 rows, so 12 rows make 3 or more files, never one big file
+    assert len(data_files) >= 3
     table = pq.read_table(output)
     assert table.num_rows == summary.total == 12
     for t in spec.tasks:
