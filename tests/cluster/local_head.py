@@ -46,7 +46,22 @@ class LocalRayHead:
             "RAY_USAGE_STATS_ENABLED": "0",
         }
 
-    def start(self) -> "LocalRayHead":
+    def start(self, attempts: int = 3) -> "LocalRayHead":
+        """`ray start --head`, retried on fresh ports: on a loaded machine the raylet can miss
+        Ray's fixed 30 s registration deadline ("Failed to get node info"), and a second try
+        usually makes it."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once()
+            except RuntimeError:
+                if attempt == attempts:
+                    raise
+                self.gcs_port = free_port()
+                self.dashboard_port = free_port()
+                self.address = f"http://127.0.0.1:{self.dashboard_port}"
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> "LocalRayHead":
         cmd = [
             os.path.join(BIN, "ray"), "start", "--head",
             f"--port={self.gcs_port}",
@@ -64,12 +79,13 @@ class LocalRayHead:
         ]  # fmt: skip
         try:
             proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=self.start_timeout_s)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise
+        except subprocess.TimeoutExpired as e:
+            self._kill_processes()
+            raise RuntimeError(f"ray start did not return within {self.start_timeout_s:.0f}s") from e
         if proc.returncode != 0:
-            self.stop()
-            raise RuntimeError(f"ray start failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            self._kill_processes()
+            tail = (proc.stdout + proc.stderr)[-3000:]
+            raise RuntimeError(f"ray start failed ({proc.returncode}):\n{tail}")
         return self
 
     def _owned_processes(self) -> list[psutil.Process]:
@@ -89,7 +105,7 @@ class LocalRayHead:
         found.pop(os.getpid(), None)
         return list(found.values())
 
-    def stop(self) -> None:
+    def _kill_processes(self) -> None:
         procs = self._owned_processes()
         for p in procs:
             try:
@@ -103,6 +119,9 @@ class LocalRayHead:
             except psutil.NoSuchProcess:
                 pass
         psutil.wait_procs(alive, timeout=5)
+
+    def stop(self) -> None:
+        self._kill_processes()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def taskray(self, *args: str, timeout_s: float) -> subprocess.CompletedProcess:
