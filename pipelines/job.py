@@ -30,7 +30,6 @@ a kill in between must still be resumable.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import posixpath
@@ -62,7 +61,7 @@ class Stage:
     """One Ray Data operator of the graph: what build_dataset runs and describe_plan prints."""
 
     name: str
-    kind: str  # "read" | "repartition" | "map_batches" | "write"
+    kind: str  # "read" | "map_batches" | "write"
     args: dict[str, Any]
 
 
