@@ -1,0 +1,1 @@
+"""Reproducible throughput comparisons: `python -m benchmarks.run --help`."""

@@ -1,0 +1,90 @@
+"""The benchmark harness end to end at a tiny size: every workload, every competitor, one
+Ray. Checks that it runs and reports what it should, never its speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.run import agreement, table, target_lines
+from benchmarks.measure import Measurement, PeakRss, device_utilisation
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMPETITORS = ["forward only", "pipeline bs=1", "pipeline bs=2", "naive Ray Data", "taskray run"]
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_every_workload_runs_every_competitor(tmp_path):
+    out = tmp_path / "bench.json"
+    # A subprocess: the harness starts and stops its own Ray, which must not meet a Ray
+    # that another test of this session started.
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--rows", "4", "--batch-sizes", "1,2",
+         "--block-rows", "2", "--json", str(out), "--work-dir", str(tmp_path / "work")],
+        cwd=REPO, capture_output=True, text=True, timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["workloads"]) == {"embed-text", "classify-images", "asr"}
+    assert report["ray_startup_s"] > 0
+    for name, run in report["workloads"].items():
+        results = {r["competitor"]: r for r in run["results"]}
+        assert list(results) == COMPETITORS, name
+        for r in results.values():
+            assert r["items"] == 4 and r["seconds"] > 0 and r["items_per_s"] > 0, (name, r)
+            assert r["peak_rss_bytes"] > 50 * 2**20, (name, r)  # a Python process with torch loaded
+        taskray = results["taskray run"]
+        assert taskray["spilled_bytes"] == 0 and results["naive Ray Data"]["spilled_bytes"] == 0
+        assert 0 < taskray["device_utilisation"] <= 1, taskray
+        # the same work: taskray's results match the pipeline's on these items
+        assert taskray["config"]["agrees_with_pipeline"] == 1.0, (name, taskray["config"])
+        assert f"### {name}" in proc.stdout
+    assert "taskray vs best pipeline" in proc.stdout
+    # the tree sampler saw Ray's worker processes, not just the driver
+    assert results["taskray run"]["peak_rss_bytes"] > results["pipeline bs=1"]["peak_rss_bytes"]
+
+
+def test_ratios_and_targets_are_taskray_over_competitor():
+    results = [
+        Measurement("pipeline bs=1", 100, 10.0),
+        Measurement("pipeline bs=8", 100, 4.0),
+        Measurement("forward only", 100, 2.0),
+        Measurement("taskray run", 100, 2.5),
+    ]
+    text = table("embed-text", results)
+    assert "| pipeline bs=8 | 25.0 | 4.0 |" in text and "| 1.60x |" in text
+    lines = target_lines("embed-text", results)
+    assert lines[0].startswith("  taskray vs best pipeline (pipeline bs=8): 1.60x") and lines[0].endswith("PASS")
+    assert lines[1].startswith("  taskray vs forward only (forward only): 0.80x") and lines[1].endswith("PASS")
+
+
+def test_agreement_counts_matching_items():
+    assert agreement("embed-text", [[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.001], [1.0, 0.0]]) == 0.5
+    assert agreement("asr", ["A", "B", "C", "D"], ["A", "B", "X", "D"]) == 0.75
+
+
+def test_peak_rss_sees_child_processes(tmp_path):
+    # A child holding ~200 MiB must raise the tree's peak above the parent's own RSS.
+    code = "import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)"
+    with PeakRss(interval_s=0.05) as alone:
+        pass
+    with PeakRss(interval_s=0.05) as with_child:
+        subprocess.run([sys.executable, "-c", code], check=True)
+    assert with_child.bytes - alone.bytes > 150 * 2**20
+
+
+def test_device_utilisation_uses_each_actors_last_record(tmp_path):
+    path = tmp_path / "clock.jsonl"
+    records = [
+        {"pid": 1, "forward_s": 1.0, "wall_s": 4.0},
+        {"pid": 1, "forward_s": 3.0, "wall_s": 6.0},
+        {"pid": 2, "forward_s": 1.0, "wall_s": 4.0},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert device_utilisation(str(path)) == pytest.approx(4.0 / 10.0)
+    assert device_utilisation(str(tmp_path / "missing.jsonl")) is None
