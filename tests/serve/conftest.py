@@ -83,6 +83,23 @@ def example_config_with_tiny_models(tiny_model, port: int) -> dict:
     return config
 
 
+def _init_local_ray(attempts: int = 3) -> None:
+    import ray
+
+    for attempt in range(attempts):
+        try:
+            # "local": a fresh Ray even where something left a `ray start` cluster behind.
+            ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve",
+                     runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}})
+            return
+        except Exception as e:  # only Ray's startup timeout is retried
+            # Ray waits a hard-coded 30 s for its raylet to register (ray/_private/node.py);
+            # an oversubscribed machine can miss that once and make it the next time.
+            if "timed out during startup" not in str(e) or attempt == attempts - 1:
+                raise
+            ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def serve_url(tiny_model, request):
     """Base URL of the session's Serve instance with all test applications running. The
@@ -105,11 +122,9 @@ def serve_url(tiny_model, request):
 
     started = not ray.is_initialized()
     if started:
-        # "local": a fresh Ray even where another test or engineer left a `ray start` cluster.
-        ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve",
-                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}})
+        _init_local_ray()
     try:
-        deploy(config, timeout_s=300)
+        deploy(config, timeout_s=600)  # generous: 17 replicas on an oversubscribed 2-core machine
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()
