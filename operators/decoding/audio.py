@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from operators.decoding.structs import struct_bytes
 from operators.errors import RowError, describe
 
 DEFAULT_MAX_SECONDS = 3600.0
@@ -51,19 +52,10 @@ def decode_audio(value: Any, sampling_rate: int, max_seconds: float = DEFAULT_MA
 
 
 def _struct_bytes(value: dict) -> bytes:
-    data = value.get("bytes")
-    if data is None and value.get("path"):
-        path = value["path"]
-        try:
-            import fsspec
-
-            with fsspec.open(path, "rb") as f:
-                data = f.read()
-        except Exception as e:  # an unreadable path is this row's problem only
-            raise RowError("decode", f"cannot read {path!r}: {e}") from e
+    data = struct_bytes(value)
     if data is None:
         raise RowError("input", "audio struct has neither bytes, path nor array")
-    return bytes(data)
+    return data
 
 
 def _read(data: bytes) -> tuple[np.ndarray, int]:

@@ -6,6 +6,7 @@ import io
 import warnings
 from typing import Any
 
+from operators.decoding.structs import struct_bytes
 from operators.errors import RowError
 
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000; configurable per operator (max_image_pixels)
@@ -14,17 +15,7 @@ DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000; configurable per operator (max_i
 def image_bytes(value: Any) -> bytes:
     """The encoded bytes of an image cell: bytes, or a {bytes, path} struct (bytes preferred)."""
     if isinstance(value, dict):
-        data = value.get("bytes")
-        if data is None and value.get("path"):
-            path = value["path"]
-            try:
-                import fsspec
-
-                with fsspec.open(path, "rb") as f:
-                    data = f.read()
-            except Exception as e:  # an unreadable path is this row's problem only
-                raise RowError("decode", f"cannot read {path!r}: {e}") from e
-        value = data
+        value = struct_bytes(value)
     if isinstance(value, (bytearray, memoryview)):
         value = bytes(value)
     if value is None:
