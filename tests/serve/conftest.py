@@ -124,7 +124,9 @@ def serve_url(tiny_model, request):
     if started:
         _init_local_ray()
     try:
-        deploy(config, timeout_s=600)  # generous: 17 replicas on an oversubscribed 2-core machine
+        # Generous for 17 replicas on an oversubscribed 2-core machine, yet under pytest-timeout
+        # (600 s) so that a slow start fails naming the applications still deploying.
+        deploy(config, timeout_s=540)
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()

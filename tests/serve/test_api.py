@@ -4,6 +4,7 @@ followed by a good request), batching seen by the deployment, and a bounded load
 from __future__ import annotations
 
 import http.client
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -92,17 +93,24 @@ def test_bad_request_then_good(api, expected, name, kwargs, status, fragment):
     _good(api, expected)
 
 
-def test_chunked_body_gets_411(api, expected):
-    """Ray Serve's proxy hands a chunked request to the replica with an empty body; the
-    endpoint says so instead of calling the JSON malformed."""
+def test_chunked_body_is_answered_or_gets_411(api, expected):
+    """Ray Serve 2.60's proxy sometimes hands a chunked request to the replica with an empty
+    body (seen with bodies sent over several chunks). The endpoint then answers 411 naming
+    Content-Length instead of calling the JSON malformed; when the body arrives it is served.
+    (read_body's own handling is unit-tested in test_codec.py.)"""
+    text = VARIED_TEXTS[0]
+
     def chunks():
         yield b'{"inputs": '
-        yield b'"hello"}'
+        yield json.dumps(text).encode() + b"}"
 
     response = requests.post(api, data=chunks(), headers={"Content-Type": "application/json"}, timeout=60)
     assert response.request.headers.get("Transfer-Encoding") == "chunked"
-    assert response.status_code == 411, response.text
-    assert "Content-Length" in response.json()["error"]
+    if response.status_code == 200:
+        assert_same(response.json(), expected[text])
+    else:
+        assert response.status_code == 411, response.text
+        assert "Content-Length" in response.json()["error"]
     _good(api, expected)
 
 
