@@ -269,9 +269,15 @@ def _ensure_ray(spec: JobSpec) -> None:
     if ray.is_initialized():
         return
     env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    address = spec.ray_address or os.environ.get("RAY_ADDRESS")
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        # Inside a submitted Ray job the job's runtime_env already reaches the workers, and
+        # Ray refuses to merge a second one that sets any of the same env_vars.
+        env = {}
+    # "local" starts a private Ray: a bare ray.init() would join whatever cluster last
+    # registered itself on this machine (/tmp/ray/ray_current_cluster).
+    address = spec.ray_address or os.environ.get("RAY_ADDRESS") or "local"
     kwargs: dict[str, Any] = {}
-    if not address:
+    if address == "local":
         # A local Ray gets at least LOCAL_MIN_CPUS logical CPUs. They are scheduling tokens,
         # not cores: the actor pools hold theirs for the whole run, and with only 2 a
         # preprocess actor plus a forward actor (1 CPU each) left none for read and write
