@@ -198,10 +198,12 @@ def expected_rows(model_dir: str, shards) -> dict[str, dict]:
     return expected
 
 
-# fp32 on the CPU, same tolerance as tests/operators/test_text_classification.py. The job
-# batches rows differently (other padding) and its forward actor runs torch with one thread:
-# both change summation order only (measured: 1.3e-5 on a softmax score).
-SCORE_TOL = 1e-4
+# fp32 on the CPU. The job batches rows differently from one __call__ over a whole shard
+# (other padding, other micro-batches) and its forward actors run torch with one thread; the
+# calibrated tiny head amplifies that summation-order noise. Measured: 8.3e-5 from 4-row
+# batches alone in-process, 1.3e-5 after a resume, 1.0014e-4 max over a node-loss run (labels
+# all equal). 2e-4 keeps a wrong row's result (differences of 1e-2..1e-1) far outside.
+SCORE_TOL = 2e-4
 
 
 def assert_output_matches(table: "pyarrow.Table", expected: dict[str, dict]) -> None:  # noqa: F821
