@@ -52,7 +52,6 @@ def _warn_cuda_missing_once(visible: str) -> None:
         RuntimeWarning,
         stacklevel=3,
     )
-    logger.warning("GPU assigned but CUDA unavailable; falling back to CPU")
 
 
 def resolve_device(device: str = "auto") -> "torch.device":  # noqa: F821
