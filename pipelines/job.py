@@ -205,7 +205,13 @@ def run_job(spec: JobSpec) -> JobSummary:
 
     from pipelines.stages import JobStats
 
-    stats = ray.remote(num_cpus=0)(JobStats).remote()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # Pinned to the driver's node: a stats actor on a worker that is lost mid-job would take
+    # every forward call down with it (seen in the node-loss test).
+    stats = ray.remote(num_cpus=0)(JobStats).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    ).remote()
     ctx = DataContext.get_current()
     saved = (ctx.checkpoint_config, ctx.target_max_block_size, ctx.target_min_block_size)
     try:
