@@ -5,21 +5,9 @@ from __future__ import annotations
 import pytest
 
 from operators import get_operator
+from tests.operators.texts import VARIED_TEXTS as TEXTS
 
 SCORE_TOL = 1e-4  # fp32 on CPU; padding in a micro-batch changes summation order only
-
-TEXTS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "A function definition is an executable statement.",
-    "Hi",
-    "Exceptions are raised when an error is detected during execution; the handler may re-raise it "
-    "or handle it and continue with the next statement after the try block, as described below.",
-    "for loops iterate over sequences",
-    "Numbers are created by numeric literals or as the result of built-in functions and operators.",
-    "yes",
-    "The import statement combines two operations: it searches for the named module, then binds it.",
-    "Comparison operators chain arbitrarily.",
-]
 
 
 @pytest.fixture(scope="module")
