@@ -45,10 +45,10 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
-from operators.base import Operator, OperatorOptions
+from operators.base import Operator
 from operators.batching import pad_sequences
 from operators.errors import RowError
-from operators.text_inputs import DEFAULT_MAX_TEXT_CHARS, check_text
+from operators.text_inputs import TextLimitOptions, check_text
 
 # Options passed to generate() under the same name when set.
 GENERATE_OPTIONS = (
@@ -69,7 +69,7 @@ SAMPLING_KEYS = ("temperature", "top_k", "top_p")
 GENERATE_FALLBACKS = {"temperature": 1.0, "top_k": 50, "top_p": 1.0, "num_beams": 1, "do_sample": False}
 
 
-class GenerationOptions(OperatorOptions):
+class GenerationOptions(TextLimitOptions):
     max_new_tokens: int | None = Field(None, ge=1, description="Most tokens to generate per row.")
     min_new_tokens: int | None = Field(None, ge=0, description="Fewest tokens to generate before EOS is allowed.")
     max_length: int | None = Field(
@@ -93,9 +93,6 @@ class GenerationOptions(OperatorOptions):
     )
     max_input_tokens: int | None = Field(
         None, ge=1, description="Token limit per input; default: the tokenizer's model_max_length."
-    )
-    max_text_chars: int = Field(
-        DEFAULT_MAX_TEXT_CHARS, ge=1, description="Inputs with more characters are refused per row before tokenizing."
     )
     clean_up_tokenization_spaces: bool | None = Field(
         None, description="Clean up spaces before punctuation when decoding; default: the task's pipeline default."

@@ -27,15 +27,20 @@ def check_text(value: Any, role: str = "text", max_chars: int = DEFAULT_MAX_TEXT
     return value
 
 
-class TextOptions(OperatorOptions):
+class TextLimitOptions(OperatorOptions):
+    """The input-size limit every text operator applies before tokenizing."""
+
+    max_text_chars: int = Field(
+        DEFAULT_MAX_TEXT_CHARS, ge=1, description="Inputs with more characters are refused per row before tokenizing."
+    )
+
+
+class TextOptions(TextLimitOptions):
     truncation: bool = Field(
         True, description="Truncate inputs longer than the model's maximum length instead of failing the row."
     )
     max_length: int | None = Field(
         None, ge=1, description="Token limit per input; default: the tokenizer's model_max_length, capped by the model's positions."
-    )
-    max_text_chars: int = Field(
-        DEFAULT_MAX_TEXT_CHARS, ge=1, description="Inputs with more characters are refused per row before tokenizing."
     )
 
 

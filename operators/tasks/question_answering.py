@@ -13,16 +13,16 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from operators.base import Operator, OperatorOptions
+from operators.base import Operator
 from operators.batching import pad_sequences
 from operators.errors import RowError
 from operators.registry import register_operator
-from operators.text_inputs import DEFAULT_MAX_TEXT_CHARS, check_text
+from operators.text_inputs import TextLimitOptions, check_text
 
 _MASKED = -10000.0  # what 4.57 writes over logits that cannot be part of an answer
 
 
-class QuestionAnsweringOptions(OperatorOptions):
+class QuestionAnsweringOptions(TextLimitOptions):
     top_k: int | None = Field(None, ge=1, description="Also return `answers`, the k best answers.")
     doc_stride: int | None = Field(
         None, ge=1, description="Overlap between context windows; default min(max_seq_len // 2, 128)."
@@ -33,7 +33,6 @@ class QuestionAnsweringOptions(OperatorOptions):
     max_answer_len: int = Field(15, ge=1, description="Longest answer, in tokens.")
     handle_impossible_answer: bool = Field(False, description="Allow the empty answer when it scores best.")
     align_to_words: bool = Field(True, description="Widen answers to whole words.")
-    max_text_chars: int = Field(DEFAULT_MAX_TEXT_CHARS, ge=1, description="Longer questions/contexts are refused per row.")
 
 
 @register_operator("question-answering")
