@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -86,3 +87,21 @@ def test_cuda_auto_dtype_and_device(tiny_model):
     assert op.dtype in (torch.bfloat16, torch.float16)
     out = op({"text": ["a GPU row", "another"]})
     assert out["error"] == [None, None]
+
+
+def test_tokenizer_loads_without_the_modeling_stack(tmp_path):
+    """A text preprocessing actor needs only the tokenizer; touching AutoProcessor or
+    AutoImageProcessor imported transformers.modeling_utils and cost ~4 s of start-up."""
+    import subprocess
+    import sys
+
+    from pipelines.tiny_models import build_tiny_model
+
+    path = build_tiny_model("text-classification", str(tmp_path))
+    code = (
+        "import sys\n"
+        "from operators.loading import LoadOptions, load_processor\n"
+        f"load_processor('tokenizer', LoadOptions(model={path!r}))\n"
+        "assert 'transformers.modeling_utils' not in sys.modules, 'modeling_utils imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
