@@ -69,6 +69,11 @@ class Operator:
     auto_model: ClassVar[str] = "AutoModel"
     processor_kind: ClassVar[str] = "tokenizer"
     Options: ClassVar[type[OperatorOptions]] = OperatorOptions
+    # Rows an offline forward actor takes per call (TaskSpec.batch_size default). The
+    # micro-batch planner sorts within one call, so more rows pad less: MiniLM on 1 thread ran
+    # 39 rows/s at 64 rows per call and 58 at 256 (benchmarks/RESULTS.md). Media rows are
+    # larger in the object store, so they keep 64.
+    rows_per_call: ClassVar[int] = 64
 
     def __init__(
         self,

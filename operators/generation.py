@@ -118,6 +118,7 @@ class GenerationOperator(Operator):
     input_roles = ("text",)
     processor_kind = "tokenizer"
     Options: ClassVar[type[GenerationOptions]] = GenerationOptions
+    rows_per_call: ClassVar[int] = 256  # token ids are small; sorting more rows pads less
     # The pipeline's generation defaults for keys that neither the model nor the caller sets.
     pipeline_defaults: ClassVar[dict[str, Any]] = {"max_new_tokens": 256}
     # transformers' pipelines decode seq2seq outputs with clean_up_tokenization_spaces=False.

@@ -51,6 +51,7 @@ class EncoderTextOperator(Operator):
     input_roles = ("text",)
     processor_kind = "tokenizer"
     Options = TextOptions
+    rows_per_call = 256  # token ids are small; sorting more rows pads less
 
     def check_row(self, row: dict[str, Any]) -> dict[str, Any]:
         return {"text": check_text(row["text"], "text", self.options.max_text_chars)}

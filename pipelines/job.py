@@ -12,7 +12,12 @@ Graph (one read and one decode pass, one actor pool per task, one output):
       -> Write[parquet]                     io_cpus per task; files of >= block_rows rows, checkpointed
 
 Blocks are sized in rows: Ray Data sizes blocks in bytes (DataContext.target_max_block_size,
-128 MiB by default), so the job sets it to the estimated size of `block_rows` input rows.
+128 MiB by default), so the job sets it from the estimated size of `block_rows` input rows,
+times STAGE_GROWTH. One setting holds for every stage, and rows grow on the way (embed-text:
+token ids 2x the text, embeddings 11x): sized for the input alone, Forward's output was cut
+into 17-row blocks and the forward actor sat idle between calls for 11 s of a 46 s run
+(benchmarks/RESULTS.md). The price is read blocks of up to STAGE_GROWTH x block_rows rows
+from files that hold that many; Preprocess still works and emits block_rows at a time.
 Ray's default packed a 10k-row text dataset into one block, which then ran as one task and
 wrote one file at the very end, leaving nothing for a resume (measured; ARCHITECTURE.md).
 A `repartition(target_num_rows_per_block=...)` would do the same job, but it runs as an extra
@@ -42,6 +47,8 @@ from pipelines.manifest import SUCCESS_FILE, JobSummary, TaskCounts, manifest_js
 from pipelines.spec import JobSpec, SpecError
 from pipelines.storage import Location, delete_dir_contents, is_hidden, output_state, read_text, resolve, write_text
 
+STAGE_GROWTH = 4  # see the module docstring: blocks hold 4x the input bytes of block_rows rows
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "_checkpoint"
@@ -67,6 +74,8 @@ class Stage:
 
 def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]:
     """The graph as data. build_dataset and describe_plan both use it, so they cannot differ."""
+    from operators import get_operator
+
     pre_cpus = max(t.preprocess_cpus for t in spec.tasks)
     if spec.preprocess_actors is not None:
         pre_pool = spec.preprocess_actors
@@ -92,7 +101,8 @@ def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]
             "actors": t.actors,
             "num_gpus": t.num_gpus,
             "num_cpus": t.forward_cpus,
-            "batch_size": t.batch_size,
+            "batch_size": t.batch_size or get_operator(t.task).rows_per_call,
+            "torch_threads": t.resolved_torch_threads,
         }
         if t.forward_resources:
             args["resources"] = dict(t.forward_resources)
@@ -171,7 +181,7 @@ def build_dataset(spec: JobSpec, *, stats=None, source=None):
             fn_constructor_kwargs={
                 "task": t,
                 "output_names": outputs,
-                "num_threads": max(1, int(a["num_cpus"])),
+                "num_threads": a["torch_threads"],
                 "stats": stats,
             },
             batch_format="pyarrow",
@@ -216,7 +226,7 @@ def run_job(spec: JobSpec) -> JobSummary:
     saved = (ctx.checkpoint_config, ctx.target_max_block_size, ctx.target_min_block_size)
     try:
         # Set before the dataset is built: a Dataset copies the context when it is created.
-        ctx.target_max_block_size = source.block_bytes(spec.block_rows)
+        ctx.target_max_block_size = source.block_bytes(spec.block_rows) * STAGE_GROWTH
         ctx.target_min_block_size = min(ctx.target_min_block_size or 0, ctx.target_max_block_size)
         ctx.checkpoint_config = CheckpointConfig(
             id_column=source.id_column,

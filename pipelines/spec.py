@@ -9,6 +9,7 @@ a SpecError whose message names the field, so the CLI can exit 2 with it.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
@@ -80,17 +81,32 @@ class TaskSpec(BaseModel):
     columns: dict[str, str] = Field(
         default_factory=dict, description="Input role -> dataset column (roles: text, image, audio, question, context)."
     )
-    batch_size: int = Field(64, ge=1, description="Rows per forward call of an actor (the operator micro-batches inside).")
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Rows per forward call of an actor. The operator sorts them by length and cuts micro-batches, "
+        "so more rows pad less. Default: the operator's rows_per_call (256 for text, 64 for images and audio).",
+    )
     num_gpus: float = Field(0.0, ge=0, description="GPUs per forward actor; fractional values share a GPU.")
     actors: tuple[int, int] = Field(
         (1, 1), description="Forward actor pool size MIN:MAX (Ray Data ActorPoolStrategy min_size, max_size)."
     )
-    forward_cpus: float = Field(1.0, gt=0, description="CPUs per forward actor; also its torch thread count.")
+    forward_cpus: float = Field(1.0, gt=0, description="CPUs each forward actor reserves from Ray.")
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch intra-op threads per forward actor. Default: forward_cpus rounded up, so an actor "
+        "reserving 1.5 CPUs computes on 2 cores and leaves the 0.5 to read, write and tokenize tasks that mostly wait.",
+    )
     preprocess_cpus: float = Field(1.0, gt=0, description="CPUs per preprocessing actor (decode + processor, never weights).")
     forward_resources: dict[str, float] = Field(
         default_factory=dict,
         description="Custom Ray resources each forward actor requests, e.g. {taskray_gpu_node: 0.01} to pin actors to GPU nodes.",
     )
+
+    @property
+    def resolved_torch_threads(self) -> int:
+        return self.torch_threads or max(1, math.ceil(self.forward_cpus))
 
     @field_validator("actors", mode="before")
     @classmethod

@@ -28,6 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="N", help="rows per forward call")
     parser.add_argument("--num-gpus", type=float, metavar="F", help="GPUs per forward actor (fractional ok)")
     parser.add_argument("--actors", metavar="MIN:MAX", help="forward actor pool size")
+    parser.add_argument("--forward-cpus", type=float, metavar="F", help="CPUs each forward actor reserves")
+    parser.add_argument("--torch-threads", type=int, metavar="N", help="torch threads per forward actor (default: forward CPUs rounded up)")
     parser.add_argument("--preprocess-cpus", type=float, metavar="F", help="CPUs per preprocessing actor")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N rows")
     mode = parser.add_mutually_exclusive_group()
@@ -49,6 +51,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "num_gpus": args.num_gpus,
         "actors": args.actors,
+        "forward_cpus": args.forward_cpus,
+        "torch_threads": args.torch_threads,
         "preprocess_cpus": args.preprocess_cpus,
         "limit": args.limit,
         "columns": _pairs(args.column, "--column", parse_values=False),

@@ -158,3 +158,31 @@ def test_cli_dry_run_prints_spec_and_plan(capsys, text_input, tmp_path):
     assert "map_batches Forward[text-classification]" in text and "actors=1:3" in text and "num_gpus=0.5" in text
     assert "label, score, scores, error" in text
     assert not os.path.exists(tmp_path / "o")
+
+
+def test_forward_sizing_defaults_and_overrides():
+    from pipelines.job import plan_stages
+    from pipelines.spec import build_job_spec
+
+    def forward_args(**fields):
+        spec = build_job_spec({}, {"input": "in/", "output": "out/", "task": fields.pop("task"), "model": "m", **fields})
+        return plan_stages(spec, cluster_cpus=2)[2].args
+
+    text = forward_args(task="feature-extraction")
+    # torch threads follow the CPU reservation rounded up, so 1.5 CPUs compute on 2 cores
+    assert (text["batch_size"], text["torch_threads"]) == (256, 1)
+    assert forward_args(task="feature-extraction", forward_cpus=1.5)["torch_threads"] == 2
+    assert forward_args(task="feature-extraction", forward_cpus=0.25)["torch_threads"] == 1
+    assert forward_args(task="image-classification")["batch_size"] == 64  # media rows stay smaller
+    explicit = forward_args(task="image-classification", batch_size=8, torch_threads=3, forward_cpus=0.5)
+    assert (explicit["batch_size"], explicit["torch_threads"], explicit["num_cpus"]) == (8, 3, 0.5)
+
+
+def test_cli_flags_set_forward_cpus_and_threads(capsys, text_input, tmp_path):
+    code = taskray(
+        ["run", "--task", "text-classification", "--model", "m", "--input", text_input, "--output", str(tmp_path / "o"),
+         "--forward-cpus", "1.5", "--torch-threads", "2", "--dry-run"]
+    )
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "forward_cpus: 1.5" in text and "torch_threads: 2" in text
