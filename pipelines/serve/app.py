@@ -192,6 +192,10 @@ class BatchStats:
 class TaskEndpoint:
     def __init__(self, args: dict[str, Any]):
         self.args = EndpointArgs.model_validate(args)
+        if self.args.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.args.torch_threads)
         Op = get_operator(self.args.task)
         self.op = Op(
             self.args.model,

@@ -33,6 +33,12 @@ class EndpointArgs(BaseModel):
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to load.")
     device: str = Field("auto", description="torch device; auto picks CUDA when visible, else CPU.")
     dtype: str = Field("auto", description="auto: bf16/fp16 on GPU, fp32 on CPU; or float32/float16/bfloat16.")
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch intra-op threads of each replica. Default: what Ray gives the replica "
+        "(OMP_NUM_THREADS from its num_cpus, 1 when that is below 1).",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="Operator options fixed for this endpoint (e.g. top_k); requests may override "
