@@ -35,10 +35,14 @@ SCALE_LIMITS = {"wall": 10.5, "rss": 1.3}
 # job stalls (measured: defaults of 1 CPU per preprocess and forward actor on 2 CPUs never
 # start the read). Text tokenizes fast, so one light preprocessing actor feeds the forward
 # actor; images spend their time decoding and resizing, so two preprocessing actors.
+# The forward actor of text and audio computes on both cores (torch_threads=2) while it
+# reserves 1 CPU: tokenizing and feature extraction need ~1% of a core, so the reservation
+# leaves room for read and write tasks without idling a core. Images decode on both cores
+# instead, and their tiny model's forward is noise, so it keeps one thread.
 CPU_JOB: dict[str, dict[str, Any]] = {
-    "embed-text": {"preprocess_cpus": 0.25, "preprocess_actors": "1:1", "forward_cpus": 1.0},
-    "classify-images": {"preprocess_cpus": 0.5, "preprocess_actors": "1:2", "forward_cpus": 0.5},
-    "asr": {"preprocess_cpus": 0.25, "preprocess_actors": "1:1", "forward_cpus": 1.0},
+    "embed-text": {"preprocess_cpus": 0.25, "preprocess_actors": "1:1", "forward_cpus": 1.0, "torch_threads": 2},
+    "classify-images": {"preprocess_cpus": 0.5, "preprocess_actors": "1:2", "forward_cpus": 0.5, "torch_threads": 1},
+    "asr": {"preprocess_cpus": 0.25, "preprocess_actors": "1:1", "forward_cpus": 1.0, "torch_threads": 2},
 }
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,7 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     g = p.add_argument_group("taskray job (JobSpec / TaskSpec fields)")
     g.add_argument("--actors", default=None, help="Forward actor pool MIN:MAX (default: 1:<GPUs>, else 1).")
-    g.add_argument("--forward-cpus", type=float, default=None, help="CPUs per forward actor (= its torch threads).")
+    g.add_argument("--forward-cpus", type=float, default=None, help="CPUs each forward actor reserves from Ray.")
+    g.add_argument("--torch-threads", type=int, default=None, help="torch threads per forward actor.")
     g.add_argument("--batch-size", type=int, default=None, help="Rows per forward call (TaskSpec.batch_size).")
     g.add_argument("--block-rows", type=int, default=None, help="Rows per Ray Data block.")
     g.add_argument("--preprocess-actors", default=None, help="Preprocessing actor pool MIN:MAX.")
@@ -81,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def taskray_job_fields(args: argparse.Namespace, workload: str, gpus: int) -> dict[str, Any]:
     """The JobSpec / TaskSpec fields of the taskray run: per-workload defaults, then flags."""
     fields: dict[str, Any] = {"actors": f"1:{gpus}"} if gpus else dict(CPU_JOB[workload])
-    for name in ("actors", "forward_cpus", "batch_size", "block_rows", "preprocess_actors", "preprocess_cpus"):
+    for name in ("actors", "forward_cpus", "torch_threads", "batch_size", "block_rows", "preprocess_actors", "preprocess_cpus"):
         value = getattr(args, name)
         if value is not None:
             fields[name] = value
