@@ -38,11 +38,12 @@ SCALE_LIMITS = {"wall": 10.5, "rss": 1.3}
 # The forward actor of text and audio computes on both cores (torch_threads=2) while it
 # reserves 1 CPU: tokenizing and feature extraction need ~1% of a core, so the reservation
 # leaves room for read and write tasks without idling a core. Images decode on both cores
-# instead, and their tiny model's forward is noise, so it keeps one thread.
+# instead, and their tiny model's forward is noise, so it keeps one thread. block_growth 4:
+# results outgrow inputs (embeddings 11x), see pipelines/job.py.
 CPU_JOB: dict[str, dict[str, Any]] = {
-    "embed-text": {"preprocess_cpus": 0.25, "preprocess_actors": "1:1", "forward_cpus": 1.0, "torch_threads": 2},
-    "classify-images": {"preprocess_cpus": 0.5, "preprocess_actors": "1:2", "forward_cpus": 0.5, "torch_threads": 1},
-    "asr": {"preprocess_cpus": 0.25, "preprocess_actors": "1:1", "forward_cpus": 1.0, "torch_threads": 2},
+    "embed-text": {"preprocess_cpus": 0.25, "preprocess_actors": "1:1", "forward_cpus": 1.0, "torch_threads": 2, "block_growth": 4},
+    "classify-images": {"preprocess_cpus": 0.5, "preprocess_actors": "1:2", "forward_cpus": 0.5, "torch_threads": 1, "block_growth": 4},
+    "asr": {"preprocess_cpus": 0.25, "preprocess_actors": "1:1", "forward_cpus": 1.0, "torch_threads": 2, "block_growth": 4},
 }
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

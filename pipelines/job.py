@@ -13,11 +13,11 @@ Graph (one read and one decode pass, one actor pool per task, one output):
 
 Blocks are sized in rows: Ray Data sizes blocks in bytes (DataContext.target_max_block_size,
 128 MiB by default), so the job sets it from the estimated size of `block_rows` input rows,
-times STAGE_GROWTH. One setting holds for every stage, and rows grow on the way (embed-text:
+times `block_growth`. One setting holds for every stage, and rows grow on the way (embed-text:
 token ids 2x the text, embeddings 11x): sized for the input alone, Forward's output was cut
 into 17-row blocks and the forward actor sat idle between calls for 11 s of a 46 s run
-(benchmarks/RESULTS.md). The price is read blocks of up to STAGE_GROWTH x block_rows rows
-from files that hold that many; Preprocess still works and emits block_rows at a time.
+(benchmarks/RESULTS.md; block_growth 4 removed the gaps). The price is read blocks of up to
+block_growth x block_rows rows, so coarser parallel work; the default stays 1.
 Ray's default packed a 10k-row text dataset into one block, which then ran as one task and
 wrote one file at the very end, leaving nothing for a resume (measured; ARCHITECTURE.md).
 A `repartition(target_num_rows_per_block=...)` would do the same job, but it runs as an extra
@@ -46,8 +46,6 @@ from operators.errors import error_kind
 from pipelines.manifest import SUCCESS_FILE, JobSummary, TaskCounts, manifest_json, summary_from_manifest
 from pipelines.spec import JobSpec, SpecError
 from pipelines.storage import Location, delete_dir_contents, is_hidden, output_state, read_text, resolve, write_text
-
-STAGE_GROWTH = 4  # see the module docstring: blocks hold 4x the input bytes of block_rows rows
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +224,7 @@ def run_job(spec: JobSpec) -> JobSummary:
     saved = (ctx.checkpoint_config, ctx.target_max_block_size, ctx.target_min_block_size)
     try:
         # Set before the dataset is built: a Dataset copies the context when it is created.
-        ctx.target_max_block_size = source.block_bytes(spec.block_rows) * STAGE_GROWTH
+        ctx.target_max_block_size = int(source.block_bytes(spec.block_rows) * spec.block_growth)
         ctx.target_min_block_size = min(ctx.target_min_block_size or 0, ctx.target_max_block_size)
         ctx.checkpoint_config = CheckpointConfig(
             id_column=source.id_column,

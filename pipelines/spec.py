@@ -201,6 +201,14 @@ class JobSpec(BaseModel):
     block_rows: int = Field(
         256, ge=1, description="Rows per Ray Data block: the unit of parallel work, of output files and of resume."
     )
+    block_growth: float = Field(
+        1.0,
+        ge=1.0,
+        le=64.0,
+        description="Ray Data block byte target as a multiple of block_rows input rows. Raise it (e.g. 4) when "
+        "the results are much larger than the inputs (embeddings), so that Forward's output is not cut into "
+        "small blocks; read blocks then hold up to this many times block_rows rows.",
+    )
     io_cpus: float = Field(
         0.25,
         gt=0,

@@ -7,7 +7,10 @@ import pytest
 from operators import get_operator
 from tests.operators.texts import VARIED_TEXTS as TEXTS
 
-SCORE_TOL = 1e-4  # fp32 on CPU; padding in a micro-batch changes summation order only
+# fp32 on CPU; padding in a micro-batch changes summation order only, but the tiny model's
+# re-centred head (weight norm ~3e4, so that labels vary) magnifies that rounding: a padded
+# row's score moved 1.3e-4 in one CI run. Labels must still be equal.
+SCORE_TOL = 1e-3
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,10 @@ from tests.operators.texts import VARIED_TEXTS
 from tests.serve.conftest import SERVE_YAML
 
 # Scores and vectors are fp32 on CPU in both processes, but the server batches the rows
-# differently from the local call, so padding changes the summation order: 1e-4 absolute.
-FLOAT_TOL = 1e-4
+# differently from the local call, so padding changes the summation order. The tiny
+# classifier heads magnify that rounding (1.3e-4 seen in CI; see
+# tests/operators/test_text_classification.py), hence 1e-3 absolute.
+FLOAT_TOL = 1e-3
 # Masks and depth maps travel as PNG; a float that sits on a rounding edge may land one
 # grey level away after that reordering.
 PIXEL_TOL = 1
