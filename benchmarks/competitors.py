@@ -24,7 +24,6 @@ from unittest import mock
 
 import numpy as np
 
-from operators import get_operator
 from benchmarks.measure import ForwardClock, Measurement, PeakRss, device_utilisation, spilled_bytes_total
 from benchmarks.workloads import Workload
 
@@ -237,7 +236,7 @@ def taskray_job(
             "actors": f"{task.actors[0]}:{task.actors[1]}",
             "forward_cpus": task.forward_cpus,
             "torch_threads": task.resolved_torch_threads,
-            "batch_size": task.batch_size or get_operator(task.task).rows_per_call,
+            "batch_size": task.resolved_batch_size,
             "block_rows": spec.block_rows,
             "preprocess_actors": spec.preprocess_actors,
             "num_gpus": task.num_gpus,

@@ -72,8 +72,6 @@ class Stage:
 
 def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]:
     """The graph as data. build_dataset and describe_plan both use it, so they cannot differ."""
-    from operators import get_operator
-
     pre_cpus = max(t.preprocess_cpus for t in spec.tasks)
     if spec.preprocess_actors is not None:
         pre_pool = spec.preprocess_actors
@@ -99,7 +97,7 @@ def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]
             "actors": t.actors,
             "num_gpus": t.num_gpus,
             "num_cpus": t.forward_cpus,
-            "batch_size": t.batch_size or get_operator(t.task).rows_per_call,
+            "batch_size": t.resolved_batch_size,
             "torch_threads": t.resolved_torch_threads,
         }
         if t.forward_resources:

@@ -105,6 +105,12 @@ class TaskSpec(BaseModel):
     )
 
     @property
+    def resolved_batch_size(self) -> int:
+        from operators import get_operator
+
+        return self.batch_size or get_operator(self.task).rows_per_call
+
+    @property
     def resolved_torch_threads(self) -> int:
         return self.torch_threads or max(1, math.ceil(self.forward_cpus))
 
