@@ -168,12 +168,11 @@ def naive_ray_data(
 # ---------------------------------------------------------------------------- (c)
 
 
-def _timed_forward_class(clock_path: str):
-    """pipelines.stages.Forward with its operator's forward timed, for device utilisation.
-    The subclass is defined here so that Ray pickles it by value into the actors."""
-    from pipelines.stages import Forward
+def _timed_forward_class(base: type, clock_path: str):
+    """`base` (pipelines.stages.Forward or InlineForward) with its operator's forward timed, for
+    device utilisation. Defined here so that Ray pickles it by value into the actors."""
 
-    class TimedForward(Forward):
+    class TimedForward(base):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self._clock = ForwardClock(clock_path)
@@ -214,7 +213,9 @@ def taskray_job(
         clock_path = os.path.join(tmp, "clock.jsonl")
         spilled = spilled_bytes_total()
         # Instrumentation only: the same Forward stage, its operator's forward timed.
-        with mock.patch.object(pipelines.stages, "Forward", _timed_forward_class(clock_path)):
+        stages = pipelines.stages
+        with mock.patch.object(stages, "Forward", _timed_forward_class(stages.Forward, clock_path)), \
+                mock.patch.object(stages, "InlineForward", _timed_forward_class(stages.InlineForward, clock_path)):
             with PeakRss() as peak:
                 started = time.perf_counter()
                 summary = run_job(spec)
@@ -238,6 +239,7 @@ def taskray_job(
             "torch_threads": task.resolved_torch_threads,
             "batch_size": task.resolved_batch_size,
             "block_rows": spec.block_rows,
+            "preprocess": spec.preprocess,
             "preprocess_actors": spec.preprocess_actors,
             "num_gpus": task.num_gpus,
             **({"options": task.options} if task.options else {}),

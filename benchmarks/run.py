@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmarks.measure import Measurement
 from benchmarks.workloads import DEFAULT_ROWS, WORKLOADS, Workload, build_workload
+from pipelines.job import LOCAL_RAY_SYSTEM_CONFIG
 
 # Targets from the issue: taskray items/s over the competitor's, at least.
 TARGETS: dict[str, dict[str, float]] = {
@@ -38,11 +39,13 @@ SCALE_LIMITS = {"wall": 10.5, "rss": 1.3}
 # The forward actor of text and audio computes on both cores (torch_threads=2) while it
 # reserves 1 CPU: tokenizing and feature extraction need ~1% of a core, so the reservation
 # leaves room for read and write tasks without idling a core. Images decode on both cores
-# instead, and their tiny model's forward is noise, so it keeps one thread. block_growth 4:
-# results outgrow inputs (embeddings 11x), see pipelines/job.py.
+# instead, and their tiny model's forward is noise, so it keeps one thread; they decode inline,
+# in the forward actor's threads (one process to start instead of three: 36 s vs 40-45 s for
+# 3,000 images, RESULTS.md); text and audio measured the same either way and keep the pool.
+# block_growth 4: results outgrow inputs (embeddings 11x), see pipelines/job.py.
 CPU_JOB: dict[str, dict[str, Any]] = {
     "embed-text": {"preprocess_cpus": 0.25, "preprocess_actors": "1:1", "forward_cpus": 1.0, "torch_threads": 2, "block_growth": 4},
-    "classify-images": {"preprocess_cpus": 0.5, "preprocess_actors": "1:2", "forward_cpus": 0.5, "torch_threads": 1, "block_growth": 4},
+    "classify-images": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 1, "block_growth": 4},
     "asr": {"preprocess_cpus": 0.25, "preprocess_actors": "1:1", "forward_cpus": 1.0, "torch_threads": 2, "block_growth": 4},
 }
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--torch-threads", type=int, default=None, help="torch threads per forward actor.")
     g.add_argument("--batch-size", type=int, default=None, help="Rows per forward call (TaskSpec.batch_size).")
     g.add_argument("--block-rows", type=int, default=None, help="Rows per Ray Data block.")
+    g.add_argument("--preprocess", choices=("actors", "inline"), default=None, help="Preprocess in its own actor pool or inside the forward actors.")
     g.add_argument("--preprocess-actors", default=None, help="Preprocessing actor pool MIN:MAX.")
     g.add_argument("--preprocess-cpus", type=float, default=None, help="CPUs per preprocessing actor.")
     g.add_argument(
@@ -87,7 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def taskray_job_fields(args: argparse.Namespace, workload: str, gpus: int) -> dict[str, Any]:
     """The JobSpec / TaskSpec fields of the taskray run: per-workload defaults, then flags."""
     fields: dict[str, Any] = {"actors": f"1:{gpus}"} if gpus else dict(CPU_JOB[workload])
-    for name in ("actors", "forward_cpus", "torch_threads", "batch_size", "block_rows", "preprocess_actors", "preprocess_cpus"):
+    for name in ("actors", "forward_cpus", "torch_threads", "batch_size", "block_rows", "preprocess", "preprocess_actors", "preprocess_cpus"):
         value = getattr(args, name)
         if value is not None:
             fields[name] = value
@@ -121,7 +125,10 @@ class RayRuntime:
             try:
                 # "local": always a fresh Ray of our own; a bare init() joins any cluster
                 # that `ray start` left running on this machine.
-                ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+                ray.init(
+                    address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                    _system_config=LOCAL_RAY_SYSTEM_CONFIG,  # the settings `taskray run` gives its own Ray
+                )
                 break
             except Exception as e:  # Ray 2.60 waits a fixed 30 s for its raylet; a loaded
                 # machine can miss that, and a second try usually makes it

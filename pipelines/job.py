@@ -9,6 +9,7 @@ Graph (one read and one decode pass, one actor pool per task, one output):
       -> (CheckpointFilter, added by Ray Data on --resume; an actor with 1 CPU)
       -> MapBatches(Preprocess)             CPU actor pool; processors only, never weights
       -> MapBatches(Forward[t])             one actor pool per task: ActorPoolStrategy(min, max), num_gpus
+         (preprocess: inline -> no Preprocess pool; InlineForward[t] decodes inside the forward actor)
       -> Write[parquet]                     io_cpus per task; files of >= block_rows rows, checkpointed
 
 Blocks are sized in rows: Ray Data sizes blocks in bytes (DataContext.target_max_block_size,
@@ -51,6 +52,13 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "_checkpoint"
 LOCAL_MIN_CPUS = 4
+# Raylet settings for a Ray that taskray starts itself (cluster.yaml sets the same as RAY_<name>
+# environment variables). Ray kills a worker process idle for 1 s once there are more workers
+# than CPUs. Read and write tasks ask for io_cpus (a fraction), so more of them run than there
+# are CPUs: each finished task's worker was killed, and the next task started a new process
+# that imported ray.data and pyarrow again (~2.5 s of CPU). classify-images, 3,000 images on
+# 2 CPUs: 107 -> 85 s of CPU, 56 -> 43 s wall (benchmarks/RESULTS.md). Idle workers now live 60 s.
+LOCAL_RAY_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
 
 
 class OutputExistsError(SpecError):
@@ -84,12 +92,15 @@ def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]
             "read",
             {"input": spec.input, "format": spec.input_format, "limit": spec.limit, "rows_per_block": spec.block_rows, "num_cpus": spec.io_cpus},
         ),
-        Stage(
-            "Preprocess",
-            "map_batches",
-            {"tasks": [t.column_prefix for t in spec.tasks], "num_cpus": pre_cpus, "actors": pre_pool, "batch_size": spec.block_rows},
-        ),
     ]
+    if spec.preprocess == "actors":
+        stages.append(
+            Stage(
+                "Preprocess",
+                "map_batches",
+                {"tasks": [t.column_prefix for t in spec.tasks], "num_cpus": pre_cpus, "actors": pre_pool, "batch_size": spec.block_rows},
+            )
+        )
     for t in spec.tasks:
         args: dict[str, Any] = {
             "task": t.task,
@@ -100,6 +111,11 @@ def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]
             "batch_size": t.resolved_batch_size,
             "torch_threads": t.resolved_torch_threads,
         }
+        if spec.preprocess == "inline":
+            from pipelines.stages import inline_calls
+
+            args["preprocess"] = "inline"
+            args["concurrent_calls"] = inline_calls(t)
         if t.forward_resources:
             args["resources"] = dict(t.forward_resources)
         stages.append(Stage(f"Forward[{t.column_prefix}]", "map_batches", args))
@@ -147,24 +163,26 @@ def build_dataset(spec: JobSpec, *, stats=None, source=None):
     from ray.data import ActorPoolStrategy
 
     from pipelines.sources import plan_source, read_dataset
-    from pipelines.stages import Forward, Preprocess
+    from pipelines.stages import Forward, InlineForward, Preprocess
 
     source = source or plan_source(spec)
     stages = plan_stages(spec, ray.cluster_resources().get("CPU"))
     keep = list(dict.fromkeys([source.id_column, *spec.keep_columns]))
     ds = read_dataset(source, spec.block_rows, num_cpus=spec.io_cpus)
-    pre = stages[1].args
-    ds = ds.map_batches(
-        Preprocess,
-        fn_constructor_kwargs={"tasks": spec.tasks, "keep": keep},
-        batch_format="pyarrow",
-        batch_size=pre["batch_size"],
-        num_cpus=pre["num_cpus"],
-        compute=ActorPoolStrategy(min_size=pre["actors"][0], max_size=pre["actors"][1]),
-    )
+    if spec.preprocess == "actors":
+        pre = stages[1].args
+        ds = ds.map_batches(
+            Preprocess,
+            fn_constructor_kwargs={"tasks": spec.tasks, "keep": keep},
+            batch_format="pyarrow",
+            batch_size=pre["batch_size"],
+            num_cpus=pre["num_cpus"],
+            compute=ActorPoolStrategy(min_size=pre["actors"][0], max_size=pre["actors"][1]),
+        )
     from operators import get_operator
 
-    for t, stage in zip(spec.tasks, stages[2:-1]):
+    forward_stages = [s for s in stages if s.name.startswith("Forward[")]
+    for i, (t, stage) in enumerate(zip(spec.tasks, forward_stages)):
         a = stage.args
         outputs = {c: spec.output_column(t, c) for c in (*get_operator(t.task).output_columns, "error")}
         remote_args: dict[str, Any] = {"num_cpus": a["num_cpus"]}
@@ -172,17 +190,20 @@ def build_dataset(spec: JobSpec, *, stats=None, source=None):
             remote_args["num_gpus"] = a["num_gpus"]
         if a.get("resources"):
             remote_args["resources"] = a["resources"]
+        udf, kwargs = Forward, {"task": t, "output_names": outputs, "num_threads": a["torch_threads"], "stats": stats}
+        pool: dict[str, Any] = {"min_size": a["actors"][0], "max_size": a["actors"][1]}
+        if a.get("preprocess") == "inline":
+            # The last task drops the inputs the job does not keep; earlier ones pass them on.
+            last = i == len(spec.tasks) - 1
+            udf, kwargs["drop"] = InlineForward, [c for c in source.columns if c not in keep] if last else []
+            if a["concurrent_calls"] > 1:
+                pool.update(max_concurrent_calls_per_actor=a["concurrent_calls"], enable_true_multi_threading=True)
         ds = ds.map_batches(
-            Forward,
-            fn_constructor_kwargs={
-                "task": t,
-                "output_names": outputs,
-                "num_threads": a["torch_threads"],
-                "stats": stats,
-            },
+            udf,
+            fn_constructor_kwargs=kwargs,
             batch_format="pyarrow",
             batch_size=a["batch_size"],
-            compute=ActorPoolStrategy(min_size=a["actors"][0], max_size=a["actors"][1]),
+            compute=ActorPoolStrategy(**pool),
             **remote_args,
         )
     return ds, source
@@ -296,6 +317,7 @@ def _ensure_ray(spec: JobSpec) -> None:
         # tasks, and resume's CheckpointFilter actor takes one more. Torch threads are set
         # per forward actor, so this does not oversubscribe the cores with compute.
         kwargs["num_cpus"] = max(os.cpu_count() or 1, LOCAL_MIN_CPUS)
+        kwargs["_system_config"] = LOCAL_RAY_SYSTEM_CONFIG
     ray.init(
         address=address,
         runtime_env={"env_vars": env} if env else None,

@@ -224,6 +224,13 @@ class JobSpec(BaseModel):
     preprocess_actors: tuple[int, int] | None = Field(
         None, description="Preprocessing actor pool MIN:MAX; default 1:<CPUs in the cluster>."
     )
+    preprocess: Literal["actors", "inline"] = Field(
+        "actors",
+        description="Where decoding and tokenizing run. 'actors': a CPU actor pool of their own that feeds the "
+        "forward actors (GPU nodes: the accelerator never waits on decode). 'inline': inside each forward actor, "
+        "images and audio decoded in threads while the previous block runs forward (CPU-only nodes: no extra "
+        "process to start, no pass through the object store, no second pool competing for the same cores).",
+    )
     ray_address: str | None = Field(
         None, description="Ray cluster address for ray.init (default: RAY_ADDRESS, else a local Ray)."
     )

@@ -10,6 +10,12 @@ with pickle protocol 5 (our own data between our own stages; numpy buffers go ou
 cheaply), and `__error__<name>` the row's preprocessing error. Forward drops both and adds
 the task's result columns.
 
+With `preprocess: inline` (JobSpec) there is no Preprocess pool: InlineForward runs the same
+Preprocess inside the forward actor. On a CPU-only node the separate pool cost more than it
+saved: its process start-up (ray.data, transformers, torch: ~8 s of CPU) competed with the
+forward actor's own start-up for the same cores, for 0.5 s of tokenizing in a 2,000-row job
+(benchmarks/RESULTS.md).
+
 Postprocess is fused into Forward: every operator's postprocess needs the loaded model's
 config (id2label, generation settings) and the raw outputs, which are often larger than the
 final columns (logits, depth maps, mask scores). Shipping raw outputs to a separate CPU stage
@@ -72,8 +78,11 @@ class Preprocess:
     Drops the input columns that are not kept, so media bytes never reach the forward actors.
     """
 
-    def __init__(self, tasks: list["TaskSpec"], keep: list[str]):
-        self._tasks = [(t.column_prefix, t.role_columns(), build_operator(t)) for t in tasks]
+    def __init__(self, tasks: list["TaskSpec"], keep: list[str] | None, operators: list | None = None):
+        """`keep`: the input columns to pass on (None: all). `operators`: already built ones
+        (InlineForward passes its loaded operator), else one per task, processors only."""
+        operators = operators or [build_operator(t) for t in tasks]
+        self._tasks = [(t.column_prefix, t.role_columns(), op) for t, op in zip(tasks, operators)]
         self._keep = keep
         for _, _, op in self._tasks:
             _ = op.processor  # load the processor now (never the weights) so failures surface early
@@ -81,7 +90,7 @@ class Preprocess:
     def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
         import pyarrow as pa
 
-        out = table.select([c for c in self._keep if c in table.column_names])
+        out = table if self._keep is None else table.select([c for c in self._keep if c in table.column_names])
         for name, roles, op in self._tasks:
             batch = {role: [media_value(v) for v in table.column(col).to_pylist()] for role, col in roles.items()}
             prepared = op.preprocess(batch)
@@ -134,6 +143,44 @@ class Forward:
 
             ray.get(self._stats.add.remote(self._name, self._node, table.num_rows, kinds))
         return out
+
+
+# Roles whose decoding releases the GIL (PIL, soundfile) and takes long enough to overlap.
+MEDIA_ROLES = frozenset({"image", "audio"})
+
+
+def inline_calls(task: "TaskSpec") -> int:
+    """Concurrent calls per InlineForward actor. Media: 3, so that two blocks decode in threads
+    while a third runs forward. Text: 1; tokenizing is ~1% of a forward call, and a fast
+    tokenizer shared by threads can fail ("Already borrowed") when one thread sets its
+    truncation while another encodes or decodes."""
+    return 3 if MEDIA_ROLES & set(task.role_columns()) else 1
+
+
+class InlineForward(Forward):
+    """Forward that first runs its task's Preprocess in the same actor (`preprocess: inline`).
+
+    Ray Data may run `inline_calls(task)` calls at once on this actor (true multi-threading);
+    decoding runs outside the lock, forward + postprocess inside it, so one block's forward
+    overlaps the next blocks' decoding and torch never runs two forwards on the same threads.
+    `drop`: the input columns to drop once decoded (the last task drops the inputs the job
+    does not keep; earlier ones pass them on, since a later task needs its own inputs and the
+    earlier tasks' results must stay).
+    """
+
+    def __init__(self, task: "TaskSpec", output_names: dict[str, str], num_threads: int, stats=None, drop: list[str] = ()):
+        import threading
+
+        super().__init__(task, output_names, num_threads, stats)
+        self._preprocess = Preprocess([task], keep=None, operators=[self._op])
+        self._drop = list(drop)
+        self._forward_lock = threading.Lock()
+
+    def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
+        prepared = self._preprocess(table)
+        prepared = prepared.drop_columns([c for c in self._drop if c in prepared.column_names])
+        with self._forward_lock:
+            return super().__call__(prepared)
 
 
 def _to_arrow(values: list, name: str) -> "pyarrow.Array":

@@ -31,6 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forward-cpus", type=float, metavar="F", help="CPUs each forward actor reserves")
     parser.add_argument("--torch-threads", type=int, metavar="N", help="torch threads per forward actor (default: forward CPUs rounded up)")
     parser.add_argument("--preprocess-cpus", type=float, metavar="F", help="CPUs per preprocessing actor")
+    parser.add_argument(
+        "--preprocess", choices=("actors", "inline"),
+        help="decode/tokenize in a CPU actor pool of their own (default) or inside the forward actors (CPU-only nodes)",
+    )
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N rows")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an unfinished job in the output")
@@ -54,6 +58,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "forward_cpus": args.forward_cpus,
         "torch_threads": args.torch_threads,
         "preprocess_cpus": args.preprocess_cpus,
+        "preprocess": args.preprocess,
         "limit": args.limit,
         "columns": _pairs(args.column, "--column", parse_values=False),
         "options": _pairs(args.option, "--option", parse_values=True),

@@ -186,3 +186,24 @@ def test_cli_flags_set_forward_cpus_and_threads(capsys, text_input, tmp_path):
     text = capsys.readouterr().out
     assert code == 0
     assert "forward_cpus: 1.5" in text and "torch_threads: 2" in text
+
+
+def test_inline_preprocess_plan_and_flag(capsys, text_input, tmp_path):
+    from pipelines.job import plan_stages
+    from pipelines.spec import build_job_spec
+
+    spec = build_job_spec({}, {"input": "in/", "output": "out/", "task": "image-classification", "model": "m", "preprocess": "inline"})
+    stages = plan_stages(spec, cluster_cpus=2)
+    assert [s.name for s in stages] == ["read", "Forward[image-classification]", "write"]
+    assert (stages[1].args["preprocess"], stages[1].args["concurrent_calls"]) == ("inline", 3)
+    assert [s.name for s in plan_stages(build_job_spec({}, {"input": "in/", "output": "out/", "task": "image-classification", "model": "m"}))][1] == "Preprocess"
+    with pytest.raises(SpecError, match="preprocess"):
+        build_job_spec({}, {"input": "in/", "output": "out/", "task": "image-classification", "model": "m", "preprocess": "gpu"})
+    code = taskray(
+        ["run", "--task", "text-classification", "--model", "m", "--input", text_input, "--output", str(tmp_path / "o"),
+         "--preprocess", "inline", "--dry-run"]
+    )
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "preprocess: inline" in text and "map_batches Preprocess" not in text
+    assert "concurrent_calls=1" in text

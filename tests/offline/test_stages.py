@@ -44,3 +44,20 @@ def test_wrong_column_type_becomes_row_errors(task):
     pre = Preprocess([task], keep=["id"])
     out = pre(pa.table({"id": ["a", "b"], "body": [1, 2]}))
     assert out.column(error_column("text-classification")).to_pylist() == ["input: expected text as str, got int"] * 2
+
+
+def test_inline_forward_equals_preprocess_then_forward(task):
+    """InlineForward is Preprocess + Forward in one actor: same columns, same results; it
+    drops only the input columns it is told to (a later task may need the rest)."""
+    from pipelines.stages import InlineForward, inline_calls
+
+    names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
+    table = pa.table({"id": ["a", "b", "c"], "body": ["one text", "", "another text"], "other": [1, 2, 3]})
+    two_stage = Forward(task, names, num_threads=1)(Preprocess([task], keep=["id"])(table))
+    inline = InlineForward(task, names, num_threads=1, drop=["body", "other"])
+    assert inline._preprocess._tasks[0][2] is inline._op, "one operator: the processor is not loaded twice"
+    assert inline(table).to_pylist() == two_stage.to_pylist()
+    passed_on = InlineForward(task, names, num_threads=1)(table)
+    assert passed_on.column_names == ["id", "body", "other", "label", "score", "scores", "error"]
+    assert inline_calls(task) == 1  # text: one call at a time (shared fast tokenizer)
+    assert inline_calls(TaskSpec(task="image-classification", model="m")) == 3

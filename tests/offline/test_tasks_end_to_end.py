@@ -176,3 +176,38 @@ def test_multi_task_output_layout_and_manifest(multi_task_run):
     assert manifest["errors_by_kind"] == kinds
     assert set(manifest["tasks"]) == {t.task for t in spec.tasks}
     assert manifest["versions"]["ray"] == "2.60.0"
+
+
+INLINE_TASKS = ("text-classification", "image-classification", "automatic-speech-recognition")
+
+
+@pytest.mark.ray
+def test_inline_preprocess_job_equals_operator_call(ray_session, dataset_dir, built_models, tmp_path_factory):
+    """`preprocess: inline`: no Preprocess pool, each forward actor decodes its own inputs
+    (images and audio in concurrent calls). Same rows, same results, same per-row errors as
+    the operator's own call; only the kept columns and the results reach the output."""
+    from pipelines.job import plan_stages, run_job
+    from pipelines.spec import build_job_spec
+
+    tasks = [{"task": t, "model": built_models[t], "batch_size": 4, "options": SAME_BATCHING, **SMALL} for t in INLINE_TASKS]
+    output = str(tmp_path_factory.mktemp("e2e-inline") / "out")
+    spec = build_job_spec(
+        {"input": dataset_dir, "output": output, "id_column": "uid", "keep_columns": ["n"], "block_rows": BLOCK_ROWS, "preprocess": "inline", "tasks": tasks},
+        {},
+    )
+    stages = plan_stages(spec)
+    assert [s.name for s in stages] == ["read", *(f"Forward[{t}]" for t in INLINE_TASKS), "write"]
+    assert [s.args["concurrent_calls"] for s in stages[1:-1]] == [1, 3, 3]  # media decode in threads
+    summary = run_job(spec)
+    table = pq.read_table(output).sort_by("uid")
+    columns = input_columns()
+    assert table.column("uid").to_pylist() == columns["uid"]
+    assert table.column("n").to_pylist() == columns["n"]
+    assert not {"text", "image", "audio", "context", "question"} & set(table.column_names), "inputs are not kept"
+    for task in INLINE_TASKS:
+        op_cls = get_operator(task)
+        want = op_cls(built_models[task], **SAME_BATCHING)({role: columns[role] for role in op_cls.input_roles})
+        for column in (*op_cls.output_columns, "error"):
+            assert_close(table.column(f"{task}.{column}").to_pylist(), _normalize(want[column]), f"inline {task}.{column}")
+        assert any(e is not None for e in want["error"]) and any(e is None for e in want["error"])
+        assert summary.tasks[task].failed == sum(e is not None for e in want["error"])
