@@ -11,10 +11,11 @@ cheaply), and `__error__<name>` the row's preprocessing error. Forward drops bot
 the task's result columns.
 
 With `preprocess: inline` (JobSpec) there is no Preprocess pool: InlineForward runs the same
-Preprocess inside the forward actor. On a CPU-only node the separate pool cost more than it
-saved: its process start-up (ray.data, transformers, torch: ~8 s of CPU) competed with the
-forward actor's own start-up for the same cores, for 0.5 s of tokenizing in a 2,000-row job
-(benchmarks/RESULTS.md).
+Preprocess inside the forward actor. A separate pool costs a process start-up of its own
+(ray.data, transformers, torch: ~8 s of CPU, against 0.5 s of tokenizing in a 2,000-row
+job) on the cores the forward actor needs. Measured on 2 CPU cores (benchmarks/RESULTS.md):
+3,000 images ran in 36 s inline against 40-45 s with the pool; text and audio ran the same
+either way, which is why the pool stays the default.
 
 Postprocess is fused into Forward: every operator's postprocess needs the loaded model's
 config (id2label, generation settings) and the raw outputs, which are often larger than the
