@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from operators.audio_inputs import AudioOperator, AudioOptions
 from operators.batching import budget_batches
+from operators.ctc_decoding import CtcDecoder
 from operators.loading import load_processor
 from operators.registry import register_operator
 
@@ -105,6 +106,12 @@ class SpeechRecognitionOperator(AudioOperator):
             self._tokenizer = load_processor("tokenizer", self.load_options)
         return self._tokenizer
 
+    @property
+    def ctc_decoder(self) -> CtcDecoder:
+        if getattr(self, "_ctc_decoder", None) is None:
+            self._ctc_decoder = CtcDecoder(self.tokenizer)
+        return self._ctc_decoder
+
     def chunk_lengths(self) -> tuple[int, int, int]:
         """chunk, left and right stride in samples, rounded to whole logits frames as the pipeline does."""
         align_to = int(getattr(self.config, "inputs_to_logits_ratio", 1))
@@ -158,4 +165,4 @@ class SpeechRecognitionOperator(AudioOperator):
 
     def postprocess_row(self, raw: np.ndarray, features: dict[str, Any]) -> dict[str, Any]:
         # CTC decoding groups repeated ids and drops the blank; special tokens stay, as in the pipeline.
-        return {"text": self.tokenizer.decode(raw, skip_special_tokens=False)}
+        return {"text": self.ctc_decoder.decode(raw)}
