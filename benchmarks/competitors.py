@@ -24,7 +24,14 @@ from unittest import mock
 
 import numpy as np
 
-from benchmarks.measure import ForwardClock, Measurement, PeakRss, device_utilisation, spilled_bytes_total
+from benchmarks.measure import (
+    ForwardClock,
+    Measurement,
+    PeakRss,
+    device_utilisation,
+    first_forward_s,
+    spilled_bytes_total,
+)
 from benchmarks.workloads import Workload
 
 AUTO_MODELS = {
@@ -130,7 +137,7 @@ def naive_ray_data(
         clock_path = os.path.join(tmp, "clock.jsonl")
         spilled = spilled_bytes_total()
         with PeakRss() as peak:
-            started = time.perf_counter()
+            started, started_epoch = time.perf_counter(), time.time()
             ds = ray.data.read_parquet(input_dir).map_batches(
                 PipelinePredictor,
                 fn_constructor_kwargs={
@@ -146,7 +153,7 @@ def naive_ray_data(
             ds.write_parquet(output_dir)
             seconds = time.perf_counter() - started
         spilled = _delta(spilled, spilled_bytes_total())
-        utilisation = device_utilisation(clock_path)
+        utilisation, first_forward = device_utilisation(clock_path), first_forward_s(clock_path, started_epoch)
     _check_count("naive Ray Data", _parquet_rows(output_dir), len(workload))
     return Measurement(
         "naive Ray Data",
@@ -155,6 +162,7 @@ def naive_ray_data(
         peak_rss_bytes=peak.bytes,
         spilled_bytes=spilled,
         device_utilisation=utilisation,
+        first_forward_s=first_forward,
         config={
             "actors": actors,
             "actor_cpus": actor_cpus,
@@ -217,11 +225,11 @@ def taskray_job(
         with mock.patch.object(stages, "Forward", _timed_forward_class(stages.Forward, clock_path)), \
                 mock.patch.object(stages, "InlineForward", _timed_forward_class(stages.InlineForward, clock_path)):
             with PeakRss() as peak:
-                started = time.perf_counter()
+                started, started_epoch = time.perf_counter(), time.time()
                 summary = run_job(spec)
                 seconds = time.perf_counter() - started
         spilled = _delta(spilled, spilled_bytes_total())
-        utilisation = device_utilisation(clock_path)
+        utilisation, first_forward = device_utilisation(clock_path), first_forward_s(clock_path, started_epoch)
     _check_count("taskray", summary.total, len(workload))
     if summary.failed:
         raise RuntimeError(f"taskray: {summary.failed} rows failed: {summary.errors_by_kind}")
@@ -233,6 +241,7 @@ def taskray_job(
         peak_rss_bytes=peak.bytes,
         spilled_bytes=spilled,
         device_utilisation=utilisation,
+        first_forward_s=first_forward,
         config={
             "actors": f"{task.actors[0]}:{task.actors[1]}",
             "forward_cpus": task.forward_cpus,

@@ -23,6 +23,9 @@ class Measurement:
     # forward time / wall time inside the forward actors (or the process), CUDA runs only
     device_utilisation: float | None = None
     setup_seconds: float | None = None  # model load etc. kept out of `seconds`, where it was
+    # Ray runs: seconds from the start to the first forward call (process start, imports,
+    # weights, the first block read and preprocessed), the fixed cost inside `seconds`
+    first_forward_s: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,6 +124,7 @@ class ForwardClock:
         self.path = path
         self.created = time.perf_counter()
         self.forward_s = 0.0
+        self.spans: list[tuple[float, float]] = []  # (epoch start, seconds) of each forward
 
     def timed(self, fn, *args, **kwargs):
         import torch
@@ -128,29 +132,47 @@ class ForwardClock:
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        epoch, start = time.time(), time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
             if cuda:
                 torch.cuda.synchronize()
-            self.forward_s += time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            self.forward_s += seconds
+            self.spans.append((epoch, seconds))
 
     def flush(self) -> None:
-        record = {"pid": os.getpid(), "forward_s": self.forward_s, "wall_s": time.perf_counter() - self.created}
+        record = {
+            "pid": os.getpid(),
+            "forward_s": self.forward_s,
+            "wall_s": time.perf_counter() - self.created,
+            "spans": self.spans,
+        }
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
 
-def device_utilisation(path: str) -> float | None:
-    """Sum of forward time / sum of wall time over the actors that wrote to `path` (the last
-    record of each actor counts)."""
-    if not os.path.exists(path):
-        return None
+def _last_records(path: str) -> list[dict]:
+    """The last record of each actor that wrote to `path` (each record holds its totals)."""
     last: dict[int, dict] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            record = json.loads(line)
-            last[record["pid"]] = record
-    wall = sum(r["wall_s"] for r in last.values())
-    return sum(r["forward_s"] for r in last.values()) / wall if wall > 0 else None
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                last[record["pid"]] = record
+    return list(last.values())
+
+
+def device_utilisation(path: str) -> float | None:
+    """Sum of forward time / sum of wall time over the actors that wrote to `path`."""
+    records = _last_records(path)
+    wall = sum(r["wall_s"] for r in records)
+    return sum(r["forward_s"] for r in records) / wall if wall > 0 else None
+
+
+def first_forward_s(path: str, started_epoch: float) -> float | None:
+    """Seconds from `started_epoch` (time.time() when the run began) to the first forward call
+    of any actor: the run's start-up, paid once per job."""
+    starts = [span[0] for r in _last_records(path) for span in r.get("spans", ())]
+    return min(starts) - started_epoch if starts else None

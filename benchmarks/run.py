@@ -262,15 +262,18 @@ def table(workload: str, results: list[Measurement]) -> str:
     lines = [
         f"### {workload}",
         "",
-        "| competitor | items/s | wall s | peak RSS MiB | spilled | fwd busy | taskray ÷ this |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| competitor | items/s | wall s | 1st fwd s | peak RSS MiB | spilled | fwd busy | taskray ÷ this |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in results:
         ratio = f"{taskray.items_per_s / m.items_per_s:.2f}x" if taskray else "-"
         rss = f"{m.peak_rss_bytes / 2**20:.0f}" if m.peak_rss_bytes else "-"
         spilled = "-" if m.spilled_bytes is None else f"{m.spilled_bytes}"
         busy = "-" if m.device_utilisation is None else f"{m.device_utilisation:.0%}"
-        lines.append(f"| {m.competitor} | {m.items_per_s:.1f} | {m.seconds:.1f} | {rss} | {spilled} | {busy} | {ratio} |")
+        first = "-" if m.first_forward_s is None else f"{m.first_forward_s:.1f}"
+        lines.append(
+            f"| {m.competitor} | {m.items_per_s:.1f} | {m.seconds:.1f} | {first} | {rss} | {spilled} | {busy} | {ratio} |"
+        )
     return "\n".join(lines)
 
 

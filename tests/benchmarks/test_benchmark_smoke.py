@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from benchmarks.run import agreement, table, target_lines
-from benchmarks.measure import Measurement, PeakRss, device_utilisation
+from benchmarks.measure import Measurement, PeakRss, device_utilisation, first_forward_s
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMPETITORS = ["forward only", "pipeline bs=1", "pipeline bs=2", "naive Ray Data", "taskray run"]
@@ -41,6 +41,9 @@ def test_every_workload_runs_every_competitor(tmp_path):
         taskray = results["taskray run"]
         assert taskray["spilled_bytes"] == 0 and results["naive Ray Data"]["spilled_bytes"] == 0
         assert 0 < taskray["device_utilisation"] <= 1, taskray
+        # start-up is paid before the first forward call, inside the run's own time
+        for ray_run in (taskray, results["naive Ray Data"]):
+            assert 0 < ray_run["first_forward_s"] < ray_run["seconds"], ray_run
         # the same work: taskray's results match the pipeline's on these items. The tiny random
         # CTC model sits near argmax ties, so its transcripts can flip with the torch thread
         # count (the forward actor runs 1 thread, the in-process pipeline 2; seen once in a
@@ -65,7 +68,7 @@ def test_ratios_and_targets_are_taskray_over_competitor():
         Measurement("taskray run", 100, 2.5),
     ]
     text = table("embed-text", results)
-    assert "| pipeline bs=8 | 25.0 | 4.0 |" in text and "| 1.60x |" in text
+    assert "| pipeline bs=8 | 25.0 | 4.0 | - |" in text and "| 1.60x |" in text
     lines = target_lines("embed-text", results)
     assert lines[0].startswith("  taskray vs best pipeline (pipeline bs=8): 1.60x") and lines[0].endswith("PASS")
     assert lines[1].startswith("  taskray vs forward only (forward only): 0.80x") and lines[1].endswith("PASS")
@@ -96,3 +99,15 @@ def test_device_utilisation_uses_each_actors_last_record(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     assert device_utilisation(str(path)) == pytest.approx(4.0 / 10.0)
     assert device_utilisation(str(tmp_path / "missing.jsonl")) is None
+
+
+def test_first_forward_is_the_earliest_call_of_any_actor(tmp_path):
+    path = tmp_path / "clock.jsonl"
+    records = [
+        {"pid": 1, "forward_s": 1.0, "wall_s": 4.0, "spans": [[1012.0, 1.0]]},
+        {"pid": 1, "forward_s": 2.0, "wall_s": 6.0, "spans": [[1012.0, 1.0], [1014.0, 1.0]]},
+        {"pid": 2, "forward_s": 1.0, "wall_s": 4.0, "spans": [[1011.5, 1.0]]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert first_forward_s(str(path), started_epoch=1000.0) == pytest.approx(11.5)
+    assert first_forward_s(str(tmp_path / "missing.jsonl"), 1000.0) is None
