@@ -59,6 +59,13 @@ LOCAL_MIN_CPUS = 4
 # that imported ray.data and pyarrow again (~2.5 s of CPU). classify-images, 3,000 images on
 # 2 CPUs: 107 -> 85 s of CPU, 56 -> 43 s wall (benchmarks/RESULTS.md). Idle workers now live 60 s.
 LOCAL_RAY_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
+# Output blocks a running map task may hold before it waits for the driver to take them
+# (Ray Data's default is 2). Ray sized that for 128 MiB blocks; ours are a few hundred rows,
+# and one forward call's results (embeddings: 11x its input) span several blocks, so the
+# actor stopped after each 2 and sat idle until the driver's loop took them: 0.3 s between
+# calls, 13% of an embed-text run (benchmarks/RESULTS.md). Upstream: ray-project/ray#42217.
+# 16 such blocks are a few MiB per task.
+STREAMING_GEN_BUFFER_BLOCKS = 16
 
 
 class OutputExistsError(SpecError):
@@ -227,7 +234,6 @@ def run_job(spec: JobSpec) -> JobSummary:
     _ensure_ray(spec)
 
     import ray
-    from ray.data import DataContext
     from ray.data.checkpoint import CheckpointConfig
 
     from pipelines.stages import JobStats
@@ -239,34 +245,57 @@ def run_job(spec: JobSpec) -> JobSummary:
     stats = ray.remote(num_cpus=0)(JobStats).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     ).remote()
-    ctx = DataContext.get_current()
-    saved = (ctx.checkpoint_config, ctx.target_max_block_size, ctx.target_min_block_size)
     try:
-        # Set before the dataset is built: a Dataset copies the context when it is created.
-        ctx.target_max_block_size = int(source.block_bytes(spec.block_rows) * spec.block_growth)
-        ctx.target_min_block_size = min(ctx.target_min_block_size or 0, ctx.target_max_block_size)
-        ctx.checkpoint_config = CheckpointConfig(
-            id_column=source.id_column,
-            checkpoint_path=_uri(out, posixpath.join(out.path, CHECKPOINT_DIR)),
-            override_filesystem=out.filesystem,
-            delete_checkpoint_on_success=False,
-        )
-        ds, _ = build_dataset(spec, stats=stats, source=source)
-        try:
-            ds.write_parquet(
-                out.path,
-                filesystem=out.filesystem,
-                min_rows_per_file=spec.block_rows,
-                ray_remote_args={"num_cpus": spec.io_cpus},
-            )
-        except Exception as e:  # any execution failure: the job did not finish
-            raise JobFailedError(f"job did not finish: {type(e).__name__}: {_first_line(e)}") from e
+        with job_data_context(
+            block_bytes=int(source.block_bytes(spec.block_rows) * spec.block_growth),
+            checkpoint=CheckpointConfig(
+                id_column=source.id_column,
+                checkpoint_path=_uri(out, posixpath.join(out.path, CHECKPOINT_DIR)),
+                override_filesystem=out.filesystem,
+                delete_checkpoint_on_success=False,
+            ),
+        ):
+            ds, _ = build_dataset(spec, stats=stats, source=source)
+            try:
+                ds.write_parquet(
+                    out.path,
+                    filesystem=out.filesystem,
+                    min_rows_per_file=spec.block_rows,
+                    ray_remote_args={"num_cpus": spec.io_cpus},
+                )
+            except Exception as e:  # any execution failure: the job did not finish
+                raise JobFailedError(f"job did not finish: {type(e).__name__}: {_first_line(e)}") from e
         snapshot = ray.get(stats.snapshot.remote())
     finally:
-        ctx.checkpoint_config, ctx.target_max_block_size, ctx.target_min_block_size = saved
         ray.kill(stats)
     summary = _finalize(spec, out, source.id_column, snapshot, time.monotonic() - started)
     return summary
+
+
+@contextlib.contextmanager
+def job_data_context(*, block_bytes: int, checkpoint=None):
+    """Ray Data's current DataContext set up for one job, and restored afterwards.
+
+    Enter it before the dataset is built: a Dataset copies the context when it is created.
+    `block_bytes` is the block byte target (block_rows input rows times block_growth);
+    `checkpoint` a `ray.data.checkpoint.CheckpointConfig`, or None for no checkpointing.
+    """
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    names = ("checkpoint_config", "target_max_block_size", "target_min_block_size", "_max_num_blocks_in_streaming_gen_buffer")
+    saved = {name: getattr(ctx, name) for name in names}
+    try:
+        ctx.checkpoint_config = checkpoint
+        ctx.target_max_block_size = block_bytes
+        ctx.target_min_block_size = min(ctx.target_min_block_size or 0, block_bytes)
+        ctx._max_num_blocks_in_streaming_gen_buffer = max(
+            ctx._max_num_blocks_in_streaming_gen_buffer or 0, STREAMING_GEN_BUFFER_BLOCKS
+        )
+        yield ctx
+    finally:
+        for name, value in saved.items():
+            setattr(ctx, name, value)
 
 
 def _prepare_output(spec: JobSpec, out: Location) -> JobSummary | None:

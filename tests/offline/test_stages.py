@@ -61,3 +61,24 @@ def test_inline_forward_equals_preprocess_then_forward(task):
     assert passed_on.column_names == ["id", "body", "other", "label", "score", "scores", "error"]
     assert inline_calls(task) == 1  # text: one call at a time (shared fast tokenizer)
     assert inline_calls(TaskSpec(task="image-classification", model="m")) == 3
+
+
+def test_job_data_context_sets_the_job_settings_and_restores_them_after_a_failure():
+    from ray.data import DataContext
+
+    from pipelines.job import STREAMING_GEN_BUFFER_BLOCKS, job_data_context
+
+    ctx = DataContext.get_current()
+    names = ("checkpoint_config", "target_max_block_size", "target_min_block_size", "_max_num_blocks_in_streaming_gen_buffer")
+    before = {name: getattr(ctx, name) for name in names}
+    with pytest.raises(RuntimeError, match="boom"):
+        with job_data_context(block_bytes=4096) as inside:
+            assert inside is ctx
+            assert ctx.target_max_block_size == 4096
+            assert ctx.target_min_block_size <= 4096
+            assert ctx.checkpoint_config is None
+            # A forward call's results span several small blocks; Ray's default of 2 made the
+            # actor wait for the driver between calls.
+            assert ctx._max_num_blocks_in_streaming_gen_buffer >= STREAMING_GEN_BUFFER_BLOCKS > 2
+            raise RuntimeError("boom")
+    assert {name: getattr(ctx, name) for name in names} == before
