@@ -34,21 +34,24 @@ SCALE_LIMITS = {"wall": 10.5, "rss": 1.3}
 # taskray's job settings per workload on a CPU-only Ray (flags override them). Ray gives
 # logical CPUs: actors that reserve every CPU leave none for the read and write tasks, and the
 # job stalls (measured: defaults of 1 CPU per preprocess and forward actor on 2 CPUs never
-# start the read). Text tokenizes fast, so one light preprocessing actor feeds the forward
-# actor; images spend their time decoding and resizing, so two preprocessing actors.
-# The forward actor of text and audio computes on both cores (torch_threads=2) while it
-# reserves 1 CPU: tokenizing and feature extraction need ~1% of a core, so the reservation
-# leaves room for read and write tasks without idling a core. Images decode on both cores
-# instead, and their tiny model's forward is noise, so it keeps one thread; they decode inline,
-# in the forward actor's threads (one process to start instead of three: 36 s vs 40-45 s for
-# 3,000 images, RESULTS.md); text and audio measured the same either way and keep the pool.
+# start the read).
+# The forward actor of text computes on both cores (torch_threads=2) while it reserves 1 CPU:
+# tokenizing needs ~1% of a core, so the reservation leaves room for read and write tasks
+# without idling a core. Two 1-thread actors measured the same for text (6,000 rows: 128.9 vs
+# 127.1 rows/s) and start later. The tiny Wav2Vec2 computes 1.4x more per core on one thread
+# than on two (600 clips forward-only: 66.6 clips/s on 1 thread, 93.2 on 2), so asr runs two
+# 1-thread actors: 3,000 clips 66.3 vs 49.6 clips/s (600 clips: 36.4 vs 36.6, start-up bound).
+# Images decode on both cores instead, and their tiny model's forward is noise: one thread.
+# Every workload preprocesses inline, in the forward actors (one process to start instead of
+# two or three): 3,000 images 36 s vs 40-45 s; embed-text 2,000 rows, twice each, 102.2 and
+# 102.6 vs 100.7 and 97.3 rows/s with the first forward 0.5 s sooner (RESULTS.md).
 # block_growth 4: results outgrow inputs (embeddings 11x), see pipelines/job.py.
 # asr reads 64 clips per block instead of 256: the first forward waits for the first block
 # to be decoded, and 256 clips of up to 30 s took 2.5 s (600 clips: 32.5 -> 36.6 clips/s).
 CPU_JOB: dict[str, dict[str, Any]] = {
-    "embed-text": {"preprocess_cpus": 0.25, "preprocess_actors": "1:1", "forward_cpus": 1.0, "torch_threads": 2, "block_growth": 4},
+    "embed-text": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 2, "block_growth": 4},
     "classify-images": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 1, "block_growth": 4},
-    "asr": {"preprocess_cpus": 0.25, "preprocess_actors": "1:1", "forward_cpus": 1.0, "torch_threads": 2, "block_growth": 4, "block_rows": 64},
+    "asr": {"preprocess": "inline", "actors": "2:2", "forward_cpus": 0.5, "torch_threads": 1, "block_growth": 4, "block_rows": 64},
 }
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
