@@ -63,7 +63,7 @@ LOCAL_RAY_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
 # (Ray Data's default is 2). Ray sized that for 128 MiB blocks; ours are a few hundred rows,
 # and one forward call's results (embeddings: 11x its input) span several blocks, so the
 # actor stopped after each 2 and sat idle until the driver's loop took them: 0.3 s between
-# calls, 13% of an embed-text run (benchmarks/RESULTS.md). Upstream: ray-project/ray#42217.
+# calls, 2.0 s of a 22 s embed-text run (benchmarks/RESULTS.md). Upstream: ray-project/ray#42217.
 # 16 such blocks are a few MiB per task.
 STREAMING_GEN_BUFFER_BLOCKS = 16
 
