@@ -39,12 +39,25 @@ def cluster():
         yield c
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory, tiny_model):
+def _dataset(tmp_path_factory, tiny_model, n_files: int) -> tuple[str, dict]:
     root = tmp_path_factory.mktemp("cluster-data")
-    shards = text_shards(N_FILES, ROWS_PER_FILE)
+    shards = text_shards(n_files, ROWS_PER_FILE)
     write_shards(shards, str(root / "in"))
     return str(root / "in"), expected_rows(tiny_model(TASK), shards)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, tiny_model):
+    return _dataset(tmp_path_factory, tiny_model, N_FILES)
+
+
+@pytest.fixture(scope="module")
+def long_dataset(tmp_path_factory, tiny_model):
+    # 4x the rows: the node must be lost while the job still runs. With 240 rows the actor on
+    # the surviving node (its processes already warm from the test before) finished every
+    # block before the victim's actor came up, once forward calls stopped idling between
+    # calls (pipelines/job.py STREAMING_GEN_BUFFER_BLOCKS; seen in a CI run).
+    return _dataset(tmp_path_factory, tiny_model, 4 * N_FILES)
 
 
 def gpu_spec(inp: str, out: str, model_dir: str, actors: str):
@@ -118,12 +131,12 @@ def test_forward_actors_only_on_gpu_nodes_and_fall_back_to_cpu_once(cluster, dat
 
 
 @pytest.mark.timeout(900)
-def test_worker_node_lost_mid_job_loses_no_rows(cluster, dataset, tiny_model, tmp_path):
+def test_worker_node_lost_mid_job_loses_no_rows(cluster, long_dataset, tiny_model, tmp_path):
     import ray
 
     from pipelines.job import run_job
 
-    inp, expected = dataset
+    inp, expected = long_dataset
     out = str(tmp_path / "out")
     victim = add_cluster_node(cluster, **GPU_NODE)
     cluster.wait_for_nodes(timeout=120)
