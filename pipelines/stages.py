@@ -14,8 +14,9 @@ With `preprocess: inline` (JobSpec) there is no Preprocess pool: InlineForward r
 Preprocess inside the forward actor. A separate pool costs a process start-up of its own
 (ray.data, transformers, torch: ~8 s of CPU, against 0.5 s of tokenizing in a 2,000-row
 job) on the cores the forward actor needs. Measured on 2 CPU cores (benchmarks/RESULTS.md):
-3,000 images ran in 36 s inline against 40-45 s with the pool; text and audio ran the same
-either way, which is why the pool stays the default.
+3,000 images ran in 36 s inline against 40-45 s with the pool; 2,000 text rows 2-5% faster
+(the first forward 0.5 s sooner); audio the same. The pool stays the default because on a GPU
+node decoding in the forward actor would leave the GPU waiting on it.
 
 Postprocess is fused into Forward: every operator's postprocess needs the loaded model's
 config (id2label, generation settings) and the raw outputs, which are often larger than the
