@@ -117,6 +117,7 @@ def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]
             "num_cpus": t.forward_cpus,
             "batch_size": t.resolved_batch_size,
             "torch_threads": t.resolved_torch_threads,
+            "concurrent_calls": t.forward_calls,
         }
         if spec.preprocess == "inline":
             from pipelines.stages import inline_calls
@@ -203,8 +204,8 @@ def build_dataset(spec: JobSpec, *, stats=None, source=None):
             # The last task drops the inputs the job does not keep; earlier ones pass them on.
             last = i == len(spec.tasks) - 1
             udf, kwargs["drop"] = InlineForward, [c for c in source.columns if c not in keep] if last else []
-            if a["concurrent_calls"] > 1:
-                pool.update(max_concurrent_calls_per_actor=a["concurrent_calls"], enable_true_multi_threading=True)
+        if a["concurrent_calls"] > 1:
+            pool.update(max_concurrent_calls_per_actor=a["concurrent_calls"], enable_true_multi_threading=True)
         ds = ds.map_batches(
             udf,
             fn_constructor_kwargs=kwargs,

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 INPUT_FORMATS = ("auto", "parquet", "images", "audio", "jsonl", "csv")
 MODES = ("error-if-exists", "resume", "overwrite")
+# Roles whose decoding releases the GIL (PIL, soundfile) and whose operators hold no shared
+# tokenizer state, so one actor may run several calls at once.
+MEDIA_ROLES = frozenset({"image", "audio"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
 
@@ -98,6 +101,13 @@ class TaskSpec(BaseModel):
         description="torch intra-op threads per forward actor. Default: forward_cpus rounded up, so an actor "
         "reserving 1.5 CPUs computes on 2 cores and leaves the 0.5 to read, write and tokenize tasks that mostly wait.",
     )
+    forward_calls: int = Field(
+        1,
+        ge=1,
+        description="Forward calls one actor runs at once, each in its own thread on torch_threads threads (image and "
+        "audio tasks). On CPU, 2 calls of 1 thread use 2 cores with one process's start-up and one copy of the "
+        "weights; a small model computes more per core on one thread than on two.",
+    )
     preprocess_cpus: float = Field(1.0, gt=0, description="CPUs per preprocessing actor (decode + processor, never weights).")
     forward_resources: dict[str, float] = Field(
         default_factory=dict,
@@ -170,6 +180,10 @@ class TaskSpec(BaseModel):
         unused = sorted(set(self.columns) - set(roles))
         if unused:
             raise ValueError(f"columns: {self.task} has no input roles {unused}; it reads {list(roles)}")
+        if self.forward_calls > 1 and not set(roles) <= MEDIA_ROLES:
+            # A fast tokenizer shared by threads fails ("Already borrowed") when one thread
+            # sets its truncation while another encodes; text uses torch_threads instead.
+            raise ValueError(f"forward_calls > 1 needs an image or audio task; {self.task} tokenizes text")
         return self
 
     @property

@@ -147,24 +147,22 @@ class Forward:
         return out
 
 
-# Roles whose decoding releases the GIL (PIL, soundfile) and takes long enough to overlap.
-MEDIA_ROLES = frozenset({"image", "audio"})
-
-
 def inline_calls(task: "TaskSpec") -> int:
-    """Concurrent calls per InlineForward actor. Media: 3, so that two blocks decode in threads
-    while a third runs forward. Text: 1; tokenizing is ~1% of a forward call, and a fast
-    tokenizer shared by threads can fail ("Already borrowed") when one thread sets its
-    truncation while another encodes or decodes."""
-    return 3 if MEDIA_ROLES & set(task.role_columns()) else 1
+    """Concurrent calls per InlineForward actor: its `forward_calls`, plus 2 for media so that
+    two blocks decode in threads while the others run forward. Text: 1; tokenizing is ~1% of a
+    forward call, and a fast tokenizer shared by threads can fail ("Already borrowed") when one
+    thread sets its truncation while another encodes or decodes."""
+    from pipelines.spec import MEDIA_ROLES
+
+    return task.forward_calls + 2 if MEDIA_ROLES & set(task.role_columns()) else 1
 
 
 class InlineForward(Forward):
     """Forward that first runs its task's Preprocess in the same actor (`preprocess: inline`).
 
     Ray Data may run `inline_calls(task)` calls at once on this actor (true multi-threading);
-    decoding runs outside the lock, forward + postprocess inside it, so one block's forward
-    overlaps the next blocks' decoding and torch never runs two forwards on the same threads.
+    decoding runs outside the semaphore, forward + postprocess inside it, so forwards overlap
+    the next blocks' decoding and at most `forward_calls` forwards share the torch threads.
     `drop`: the input columns to drop once decoded (the last task drops the inputs the job
     does not keep; earlier ones pass them on, since a later task needs its own inputs and the
     earlier tasks' results must stay).
@@ -176,12 +174,12 @@ class InlineForward(Forward):
         super().__init__(task, output_names, num_threads, stats)
         self._preprocess = Preprocess([task], keep=None, operators=[self._op])
         self._drop = list(drop)
-        self._forward_lock = threading.Lock()
+        self._forward_slots = threading.Semaphore(task.forward_calls)
 
     def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
         prepared = self._preprocess(table)
         prepared = prepared.drop_columns([c for c in self._drop if c in prepared.column_names])
-        with self._forward_lock:
+        with self._forward_slots:
             return super().__call__(prepared)
 
 

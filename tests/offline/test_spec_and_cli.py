@@ -196,6 +196,9 @@ def test_inline_preprocess_plan_and_flag(capsys, text_input, tmp_path):
     stages = plan_stages(spec, cluster_cpus=2)
     assert [s.name for s in stages] == ["read", "Forward[image-classification]", "write"]
     assert (stages[1].args["preprocess"], stages[1].args["concurrent_calls"]) == ("inline", 3)
+    # forward_calls without inline preprocessing: the Forward pool runs that many calls at once
+    two = build_job_spec({}, {"input": "in/", "output": "out/", "task": "image-classification", "model": "m", "forward_calls": 2})
+    assert plan_stages(two, cluster_cpus=2)[2].args["concurrent_calls"] == 2
     assert [s.name for s in plan_stages(build_job_spec({}, {"input": "in/", "output": "out/", "task": "image-classification", "model": "m"}))][1] == "Preprocess"
     with pytest.raises(SpecError, match="preprocess"):
         build_job_spec({}, {"input": "in/", "output": "out/", "task": "image-classification", "model": "m", "preprocess": "gpu"})
@@ -207,3 +210,15 @@ def test_inline_preprocess_plan_and_flag(capsys, text_input, tmp_path):
     assert code == 0
     assert "preprocess: inline" in text and "map_batches Preprocess" not in text
     assert "concurrent_calls=1" in text
+    code = taskray(
+        ["run", "--task", "image-classification", "--model", "m", "--input", text_input, "--output", str(tmp_path / "o"),
+         "--preprocess", "inline", "--forward-calls", "2", "--dry-run"]
+    )
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "forward_calls: 2" in text and "concurrent_calls=4" in text
+    assert taskray(
+        ["run", "--task", "text-classification", "--model", "m", "--input", text_input, "--output", str(tmp_path / "o"),
+         "--forward-calls", "2", "--dry-run"]
+    ) == 2
+    assert "forward_calls > 1 needs an image or audio task" in capsys.readouterr().err

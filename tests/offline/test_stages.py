@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from pipelines.spec import TaskSpec
-from pipelines.stages import Forward, Preprocess, error_column, features_column
+from pipelines.stages import Forward, InlineForward, Preprocess, error_column, features_column
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_wrong_column_type_becomes_row_errors(task):
 def test_inline_forward_equals_preprocess_then_forward(task):
     """InlineForward is Preprocess + Forward in one actor: same columns, same results; it
     drops only the input columns it is told to (a later task may need the rest)."""
-    from pipelines.stages import InlineForward, inline_calls
+    from pipelines.stages import inline_calls
 
     names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
     table = pa.table({"id": ["a", "b", "c"], "body": ["one text", "", "another text"], "other": [1, 2, 3]})
@@ -61,6 +61,53 @@ def test_inline_forward_equals_preprocess_then_forward(task):
     assert passed_on.column_names == ["id", "body", "other", "label", "score", "scores", "error"]
     assert inline_calls(task) == 1  # text: one call at a time (shared fast tokenizer)
     assert inline_calls(TaskSpec(task="image-classification", model="m")) == 3
+    assert inline_calls(TaskSpec(task="automatic-speech-recognition", model="m", forward_calls=2)) == 4
+
+
+def test_forward_calls_run_forwards_at_once_and_match_one_at_a_time(tiny_model):
+    """forward_calls=2: two calls on one InlineForward are inside the operator's forward at
+    the same time (a barrier that only two threads can pass), with the results of running
+    them one at a time."""
+    import io
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import soundfile as sf
+
+    def clip(seconds: float, seed: int) -> bytes:
+        buffer = io.BytesIO()
+        wave = np.random.default_rng(seed).uniform(-0.5, 0.5, int(16_000 * seconds)).astype(np.float32)
+        sf.write(buffer, wave, 16_000, format="WAV", subtype="PCM_16")
+        return buffer.getvalue()
+
+    spec = TaskSpec(task="automatic-speech-recognition", model=tiny_model("automatic-speech-recognition"), forward_calls=2)
+    names = {"text": "text", "error": "error"}
+    tables = [pa.table({"id": [f"{i}a", f"{i}b"], "audio": [clip(0.5 + i, i), b"not audio"]}) for i in range(2)]
+    alone = InlineForward(spec, names, num_threads=1)
+    want = [alone(t).to_pylist() for t in tables]
+
+    stage = InlineForward(spec, names, num_threads=1, drop=[])
+    both_inside = threading.Barrier(2, timeout=30)
+    forward = stage._op.forward
+
+    def forward_meeting_the_other_call(prepared):
+        both_inside.wait()  # raises BrokenBarrierError if the calls were serialized
+        return forward(prepared)
+
+    stage._op.forward = forward_meeting_the_other_call
+    with ThreadPoolExecutor(2) as pool:
+        got = [f.result() for f in [pool.submit(stage, t) for t in tables]]
+    assert [g.to_pylist() for g in got] == want
+    assert want[0][1]["error"] and want[0][0]["error"] is None
+
+
+def test_forward_calls_are_for_image_and_audio_tasks():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="forward_calls > 1 needs an image or audio task"):
+        TaskSpec(task="feature-extraction", model="m", forward_calls=2)
+    assert TaskSpec(task="image-classification", model="m", forward_calls=2).forward_calls == 2
 
 
 def test_job_data_context_sets_the_job_settings_and_restores_them_after_a_failure():
