@@ -246,6 +246,7 @@ def taskray_job(
             "actors": f"{task.actors[0]}:{task.actors[1]}",
             "forward_cpus": task.forward_cpus,
             "torch_threads": task.resolved_torch_threads,
+            "forward_calls": task.forward_calls,
             "batch_size": task.resolved_batch_size,
             "block_rows": spec.block_rows,
             "preprocess": spec.preprocess,

@@ -165,10 +165,23 @@ def _last_records(path: str) -> list[dict]:
 
 
 def device_utilisation(path: str) -> float | None:
-    """Sum of forward time / sum of wall time over the actors that wrote to `path`."""
+    """Time with a forward running / wall time, summed over the actors that wrote to `path`.
+    An actor running several forward calls at once (`forward_calls`) counts overlapping
+    spans once: the device is busy, not busier."""
     records = _last_records(path)
     wall = sum(r["wall_s"] for r in records)
-    return sum(r["forward_s"] for r in records) / wall if wall > 0 else None
+    return sum(busy_seconds(r["spans"]) for r in records) / wall if wall > 0 else None
+
+
+def busy_seconds(spans: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, seconds) spans."""
+    total, end = 0.0, float("-inf")
+    for start, seconds in sorted(spans):
+        stop = start + seconds
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
 
 
 def first_forward_s(path: str, started_epoch: float) -> float | None:

@@ -40,7 +40,9 @@ SCALE_LIMITS = {"wall": 10.5, "rss": 1.3}
 # without idling a core. Two 1-thread actors measured the same for text (6,000 rows: 128.9 vs
 # 127.1 rows/s) and start later. The tiny Wav2Vec2 computes 1.4x more per core on one thread
 # than on two (600 clips forward-only: 66.6 clips/s on 1 thread, 93.2 on 2), so asr runs two
-# 1-thread actors: 3,000 clips 66.3 vs 49.6 clips/s (600 clips: 36.4 vs 36.6, start-up bound).
+# 1-thread forwards: two actors did 3,000 clips at 66.3 vs 49.6 clips/s for one 2-thread actor;
+# one actor running both as threads (forward_calls=2) starts one process instead of two, and
+# 600 clips went from 38.0 and 36.4 to 44.2 and 45.3 clips/s (first forward 7.0 -> 5.4 s).
 # Images decode on both cores instead, and their tiny model's forward is noise: one thread.
 # Every workload preprocesses inline, in the forward actors (one process to start instead of
 # two or three): 3,000 images 36 s vs 40-45 s; embed-text 2,000 rows, twice each, 102.2 and
@@ -51,7 +53,7 @@ SCALE_LIMITS = {"wall": 10.5, "rss": 1.3}
 CPU_JOB: dict[str, dict[str, Any]] = {
     "embed-text": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 2, "block_growth": 4},
     "classify-images": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 1, "block_growth": 4},
-    "asr": {"preprocess": "inline", "actors": "2:2", "forward_cpus": 0.5, "torch_threads": 1, "block_growth": 4, "block_rows": 64},
+    "asr": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 1, "forward_calls": 2, "block_growth": 4, "block_rows": 64},
 }
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--actors", default=None, help="Forward actor pool MIN:MAX (default: 1:<GPUs>, else 1).")
     g.add_argument("--forward-cpus", type=float, default=None, help="CPUs each forward actor reserves from Ray.")
     g.add_argument("--torch-threads", type=int, default=None, help="torch threads per forward actor.")
+    g.add_argument("--forward-calls", type=int, default=None, help="Forward calls one actor runs at once (image and audio).")
     g.add_argument("--batch-size", type=int, default=None, help="Rows per forward call (TaskSpec.batch_size).")
     g.add_argument("--block-rows", type=int, default=None, help="Rows per Ray Data block.")
     g.add_argument("--preprocess", choices=("actors", "inline"), default=None, help="Preprocess in its own actor pool or inside the forward actors.")
@@ -96,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def taskray_job_fields(args: argparse.Namespace, workload: str, gpus: int) -> dict[str, Any]:
     """The JobSpec / TaskSpec fields of the taskray run: per-workload defaults, then flags."""
     fields: dict[str, Any] = {"actors": f"1:{gpus}"} if gpus else dict(CPU_JOB[workload])
-    for name in ("actors", "forward_cpus", "torch_threads", "batch_size", "block_rows", "preprocess", "preprocess_actors", "preprocess_cpus"):
+    for name in ("actors", "forward_cpus", "torch_threads", "forward_calls", "batch_size", "block_rows", "preprocess", "preprocess_actors", "preprocess_cpus"):
         value = getattr(args, name)
         if value is not None:
             fields[name] = value

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from benchmarks.run import agreement, table, target_lines
-from benchmarks.measure import Measurement, PeakRss, device_utilisation, first_forward_s
+from benchmarks.measure import Measurement, PeakRss, busy_seconds, device_utilisation, first_forward_s
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMPETITORS = ["forward only", "pipeline bs=1", "pipeline bs=2", "naive Ray Data", "taskray run"]
@@ -92,13 +92,19 @@ def test_peak_rss_sees_child_processes(tmp_path):
 def test_device_utilisation_uses_each_actors_last_record(tmp_path):
     path = tmp_path / "clock.jsonl"
     records = [
-        {"pid": 1, "forward_s": 1.0, "wall_s": 4.0},
-        {"pid": 1, "forward_s": 3.0, "wall_s": 6.0},
-        {"pid": 2, "forward_s": 1.0, "wall_s": 4.0},
+        {"pid": 1, "forward_s": 1.0, "wall_s": 4.0, "spans": [[10.0, 1.0]]},
+        {"pid": 1, "forward_s": 3.0, "wall_s": 6.0, "spans": [[10.0, 1.0], [12.0, 2.0]]},
+        {"pid": 2, "forward_s": 1.0, "wall_s": 4.0, "spans": [[10.0, 1.0]]},
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     assert device_utilisation(str(path)) == pytest.approx(4.0 / 10.0)
     assert device_utilisation(str(tmp_path / "missing.jsonl")) is None
+
+
+def test_overlapping_forward_calls_count_once():
+    # forward_calls=2: two calls in flight at once keep the device busy, not twice as busy
+    assert busy_seconds([(10.0, 2.0), (11.0, 2.0), (20.0, 1.0), (20.5, 0.2)]) == pytest.approx(4.0)
+    assert busy_seconds([]) == 0.0
 
 
 def test_first_forward_is_the_earliest_call_of_any_actor(tmp_path):
