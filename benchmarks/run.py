@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--actors", default=None, help="Forward actor pool MIN:MAX (default: 1:<GPUs>, else 1).")
     g.add_argument("--forward-cpus", type=float, default=None, help="CPUs each forward actor reserves from Ray.")
     g.add_argument("--torch-threads", type=int, default=None, help="torch threads per forward actor.")
-    g.add_argument("--forward-calls", type=int, default=None, help="Forward calls one actor runs at once (image and audio).")
+    g.add_argument("--forward-calls", type=int, default=None, help="Forward calls one actor runs at once, each on --torch-threads threads.")
     g.add_argument("--batch-size", type=int, default=None, help="Rows per forward call (TaskSpec.batch_size).")
     g.add_argument("--block-rows", type=int, default=None, help="Rows per Ray Data block.")
     g.add_argument("--preprocess", choices=("actors", "inline"), default=None, help="Preprocess in its own actor pool or inside the forward actors.")

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 INPUT_FORMATS = ("auto", "parquet", "images", "audio", "jsonl", "csv")
 MODES = ("error-if-exists", "resume", "overwrite")
-# Roles whose decoding releases the GIL (PIL, soundfile) and whose operators hold no shared
-# tokenizer state, so one actor may run several calls at once.
+# Roles whose decoding releases the GIL (PIL, soundfile) and shares no tokenizer between
+# threads, so one actor decodes several blocks at once.
 MEDIA_ROLES = frozenset({"image", "audio"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
@@ -104,9 +104,10 @@ class TaskSpec(BaseModel):
     forward_calls: int = Field(
         1,
         ge=1,
-        description="Forward calls one actor runs at once, each in its own thread on torch_threads threads (image and "
-        "audio tasks). On CPU, 2 calls of 1 thread use 2 cores with one process's start-up and one copy of the "
-        "weights; a small model computes more per core on one thread than on two.",
+        description="Forward calls one actor runs at once, each in its own thread on torch_threads threads. On CPU, "
+        "2 calls of 1 thread use 2 cores with one process's start-up and one copy of the weights, and compute more "
+        "per core than one call on 2 threads (threads that never wait for each other). Text tasks tokenize one "
+        "call at a time.",
     )
     preprocess_cpus: float = Field(1.0, gt=0, description="CPUs per preprocessing actor (decode + processor, never weights).")
     forward_resources: dict[str, float] = Field(
@@ -180,10 +181,6 @@ class TaskSpec(BaseModel):
         unused = sorted(set(self.columns) - set(roles))
         if unused:
             raise ValueError(f"columns: {self.task} has no input roles {unused}; it reads {list(roles)}")
-        if self.forward_calls > 1 and not set(roles) <= MEDIA_ROLES:
-            # A fast tokenizer shared by threads fails ("Already borrowed") when one thread
-            # sets its truncation while another encodes; text uses torch_threads instead.
-            raise ValueError(f"forward_calls > 1 needs an image or audio task; {self.task} tokenizes text")
         return self
 
     @property

@@ -26,9 +26,11 @@ would cost more object-store traffic than the postprocessing costs on the actor.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
+import threading
 from typing import TYPE_CHECKING, Any
 
 from operators.errors import error_kind
@@ -118,6 +120,15 @@ class Forward:
         self._output_names = output_names  # result column (and "error") -> output column
         self._stats = stats
         self._node = _node_id()
+        # Ray Data may run several calls at once on this actor (forward_calls, and decoding
+        # in InlineForward); at most forward_calls of them are in the model at a time.
+        self._forward_slots = threading.Semaphore(task.forward_calls)
+        # A fast tokenizer cannot be shared freely by threads: one that sets its truncation
+        # while another encodes or decodes with the GIL released fails ("Already borrowed").
+        # Text tasks tokenize and postprocess (decode) one call at a time (~1% of a call);
+        # forward only reads token ids, which holds the GIL. Image and audio decoding shares
+        # nothing and releases the GIL, so it runs unlocked.
+        self._tokenizer_lock = contextlib.nullcontext() if media_only(task) else threading.Lock()
         logger.info("forward actor for %s on node %s, device %s", self._name, self._node, self._op.device)
 
     def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
@@ -129,7 +140,10 @@ class Forward:
             "features": [None if b is None else pickle.loads(b) for b in blobs],
             "error": table.column(err_col).to_pylist(),
         }
-        result = self._op.postprocess(self._op.forward(prepared), prepared)
+        with self._forward_slots:
+            raw = self._op.forward(prepared)
+        with self._tokenizer_lock:
+            result = self._op.postprocess(raw, prepared)
         out = table.drop_columns([feats_col, err_col])
         for column, name in self._output_names.items():
             values = result[column]
@@ -147,40 +161,41 @@ class Forward:
         return out
 
 
-def inline_calls(task: "TaskSpec") -> int:
-    """Concurrent calls per InlineForward actor: its `forward_calls`, plus 2 for media so that
-    two blocks decode in threads while the others run forward. Text: 1; tokenizing is ~1% of a
-    forward call, and a fast tokenizer shared by threads can fail ("Already borrowed") when one
-    thread sets its truncation while another encodes or decodes."""
+def media_only(task: "TaskSpec") -> bool:
+    """Whether every input of the task is an image or audio (decoded by PIL or soundfile)."""
     from pipelines.spec import MEDIA_ROLES
 
-    return task.forward_calls + 2 if MEDIA_ROLES & set(task.role_columns()) else 1
+    return set(task.role_columns()) <= MEDIA_ROLES
+
+
+def inline_calls(task: "TaskSpec") -> int:
+    """Concurrent calls per InlineForward actor: its `forward_calls`, plus 2 for image and
+    audio tasks so that two blocks decode in threads while the others run forward. Text
+    tokenizes under a lock, so extra calls would only wait."""
+    return task.forward_calls + 2 if media_only(task) else task.forward_calls
 
 
 class InlineForward(Forward):
     """Forward that first runs its task's Preprocess in the same actor (`preprocess: inline`).
 
     Ray Data may run `inline_calls(task)` calls at once on this actor (true multi-threading);
-    decoding runs outside the semaphore, forward + postprocess inside it, so forwards overlap
-    the next blocks' decoding and at most `forward_calls` forwards share the torch threads.
+    decoding runs outside the forward slots, so forwards overlap the next blocks' decoding
+    and at most `forward_calls` forwards share the torch threads.
     `drop`: the input columns to drop once decoded (the last task drops the inputs the job
     does not keep; earlier ones pass them on, since a later task needs its own inputs and the
     earlier tasks' results must stay).
     """
 
     def __init__(self, task: "TaskSpec", output_names: dict[str, str], num_threads: int, stats=None, drop: list[str] = ()):
-        import threading
-
         super().__init__(task, output_names, num_threads, stats)
         self._preprocess = Preprocess([task], keep=None, operators=[self._op])
         self._drop = list(drop)
-        self._forward_slots = threading.Semaphore(task.forward_calls)
 
     def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
-        prepared = self._preprocess(table)
+        with self._tokenizer_lock:
+            prepared = self._preprocess(table)
         prepared = prepared.drop_columns([c for c in self._drop if c in prepared.column_names])
-        with self._forward_slots:
-            return super().__call__(prepared)
+        return super().__call__(prepared)
 
 
 def _to_arrow(values: list, name: str) -> "pyarrow.Array":

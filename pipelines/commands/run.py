@@ -30,7 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--actors", metavar="MIN:MAX", help="forward actor pool size")
     parser.add_argument("--forward-cpus", type=float, metavar="F", help="CPUs each forward actor reserves")
     parser.add_argument("--torch-threads", type=int, metavar="N", help="torch threads per forward actor (default: forward CPUs rounded up)")
-    parser.add_argument("--forward-calls", type=int, metavar="N", help="forward calls one actor runs at once, each in its own thread (image and audio tasks; default 1)")
+    parser.add_argument("--forward-calls", type=int, metavar="N", help="forward calls one actor runs at once, each in its own thread on --torch-threads threads (default 1)")
     parser.add_argument("--preprocess-cpus", type=float, metavar="F", help="CPUs per preprocessing actor")
     parser.add_argument(
         "--preprocess", choices=("actors", "inline"),

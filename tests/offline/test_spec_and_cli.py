@@ -217,8 +217,5 @@ def test_inline_preprocess_plan_and_flag(capsys, text_input, tmp_path):
     text = capsys.readouterr().out
     assert code == 0
     assert "forward_calls: 2" in text and "concurrent_calls=4" in text
-    assert taskray(
-        ["run", "--task", "text-classification", "--model", "m", "--input", text_input, "--output", str(tmp_path / "o"),
-         "--forward-calls", "2", "--dry-run"]
-    ) == 2
-    assert "forward_calls > 1 needs an image or audio task" in capsys.readouterr().err
+    with pytest.raises(SpecError, match="forward_calls"):
+        build_job_spec({}, {"input": "in/", "output": "out/", "task": "text-classification", "model": "m", "forward_calls": 0})

@@ -62,6 +62,7 @@ def test_inline_forward_equals_preprocess_then_forward(task):
     assert inline_calls(task) == 1  # text: one call at a time (shared fast tokenizer)
     assert inline_calls(TaskSpec(task="image-classification", model="m")) == 3
     assert inline_calls(TaskSpec(task="automatic-speech-recognition", model="m", forward_calls=2)) == 4
+    assert inline_calls(TaskSpec(task="feature-extraction", model="m", forward_calls=2)) == 2
 
 
 def test_forward_calls_run_forwards_at_once_and_match_one_at_a_time(tiny_model):
@@ -102,12 +103,40 @@ def test_forward_calls_run_forwards_at_once_and_match_one_at_a_time(tiny_model):
     assert want[0][1]["error"] and want[0][0]["error"] is None
 
 
-def test_forward_calls_are_for_image_and_audio_tasks():
-    from pydantic import ValidationError
+def test_text_forward_calls_share_the_tokenizer_one_call_at_a_time(task):
+    """Text with forward_calls=2: both calls are in the model at once, tokenizing and
+    postprocessing take turns (a shared fast tokenizer fails when threads use it at once),
+    and the results are those of one call at a time."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
 
-    with pytest.raises(ValidationError, match="forward_calls > 1 needs an image or audio task"):
-        TaskSpec(task="feature-extraction", model="m", forward_calls=2)
-    assert TaskSpec(task="image-classification", model="m", forward_calls=2).forward_calls == 2
+    spec = task.model_copy(update={"forward_calls": 2})
+    names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
+    tables = [pa.table({"id": [f"{i}a", f"{i}b"], "body": [f"text number {i} " * (i + 1), ""]}) for i in range(2)]
+    want = [InlineForward(spec, names, num_threads=1)(t).to_pylist() for t in tables]
+    stage = InlineForward(spec, names, num_threads=1)
+    both_inside, inside_tokenizer = threading.Barrier(2, timeout=30), []
+    forward, preprocess = stage._op.forward, stage._preprocess
+
+    def forward_meeting_the_other_call(prepared):
+        both_inside.wait()
+        return forward(prepared)
+
+    def preprocess_alone(table):
+        inside_tokenizer.append(1)
+        assert len(inside_tokenizer) == 1, "two calls tokenized at once"
+        time.sleep(0.2)  # both calls start together: without the lock they would overlap here
+        try:
+            return preprocess(table)
+        finally:
+            inside_tokenizer.pop()
+
+    stage._op.forward, stage._preprocess = forward_meeting_the_other_call, preprocess_alone
+    with ThreadPoolExecutor(2) as pool:
+        got = [f.result() for f in [pool.submit(stage, t) for t in tables]]
+    assert [g.to_pylist() for g in got] == want
+    assert want[0][1]["error"] and want[0][0]["error"] is None
 
 
 def test_job_data_context_sets_the_job_settings_and_restores_them_after_a_failure():
