@@ -13,6 +13,14 @@ from pipelines.spec import SpecError, load_job_spec
 from tests.offline.conftest import write_parquet
 
 
+def dry_run(capsys, input_dir: str, output: str, *flags: str, task: str = "text-classification") -> str:
+    """`taskray run --dry-run` with these flags: asserts it exits 0 and returns what it printed."""
+    code = taskray(["run", "--task", task, "--model", "m", "--input", input_dir, "--output", output, *flags, "--dry-run"])
+    text = capsys.readouterr().out
+    assert code == 0
+    return text
+
+
 @pytest.fixture
 def text_input(tmp_path) -> str:
     root = str(tmp_path / "in")
@@ -148,12 +156,7 @@ def test_cli_refuses_non_empty_output(capsys, text_input, tmp_path):
 
 
 def test_cli_dry_run_prints_spec_and_plan(capsys, text_input, tmp_path):
-    code = taskray(
-        ["run", "--task", "text-classification", "--model", "m", "--input", text_input, "--output", str(tmp_path / "o"),
-         "--actors", "1:3", "--num-gpus", "0.5", "--option", "top_k=2", "--dry-run"]
-    )
-    text = capsys.readouterr().out
-    assert code == 0
+    text = dry_run(capsys, text_input, str(tmp_path / "o"), "--actors", "1:3", "--num-gpus", "0.5", "--option", "top_k=2")
     assert "top_k: 2" in text  # the resolved spec, option value parsed as YAML
     assert "map_batches Forward[text-classification]" in text and "actors=1:3" in text and "num_gpus=0.5" in text
     assert "label, score, scores, error" in text
@@ -179,12 +182,7 @@ def test_forward_sizing_defaults_and_overrides():
 
 
 def test_cli_flags_set_forward_cpus_and_threads(capsys, text_input, tmp_path):
-    code = taskray(
-        ["run", "--task", "text-classification", "--model", "m", "--input", text_input, "--output", str(tmp_path / "o"),
-         "--forward-cpus", "1.5", "--torch-threads", "2", "--dry-run"]
-    )
-    text = capsys.readouterr().out
-    assert code == 0
+    text = dry_run(capsys, text_input, str(tmp_path / "o"), "--forward-cpus", "1.5", "--torch-threads", "2")
     assert "forward_cpus: 1.5" in text and "torch_threads: 2" in text
 
 
@@ -202,20 +200,10 @@ def test_inline_preprocess_plan_and_flag(capsys, text_input, tmp_path):
     assert [s.name for s in plan_stages(build_job_spec({}, {"input": "in/", "output": "out/", "task": "image-classification", "model": "m"}))][1] == "Preprocess"
     with pytest.raises(SpecError, match="preprocess"):
         build_job_spec({}, {"input": "in/", "output": "out/", "task": "image-classification", "model": "m", "preprocess": "gpu"})
-    code = taskray(
-        ["run", "--task", "text-classification", "--model", "m", "--input", text_input, "--output", str(tmp_path / "o"),
-         "--preprocess", "inline", "--dry-run"]
-    )
-    text = capsys.readouterr().out
-    assert code == 0
+    text = dry_run(capsys, text_input, str(tmp_path / "o"), "--preprocess", "inline")
     assert "preprocess: inline" in text and "map_batches Preprocess" not in text
     assert "concurrent_calls=1" in text
-    code = taskray(
-        ["run", "--task", "image-classification", "--model", "m", "--input", text_input, "--output", str(tmp_path / "o"),
-         "--preprocess", "inline", "--forward-calls", "2", "--dry-run"]
-    )
-    text = capsys.readouterr().out
-    assert code == 0
+    text = dry_run(capsys, text_input, str(tmp_path / "o"), "--preprocess", "inline", "--forward-calls", "2", task="image-classification")
     assert "forward_calls: 2" in text and "concurrent_calls=4" in text
     with pytest.raises(SpecError, match="forward_calls"):
         build_job_spec({}, {"input": "in/", "output": "out/", "task": "text-classification", "model": "m", "forward_calls": 0})
