@@ -20,7 +20,7 @@ import tempfile
 import time
 from typing import Any
 
-from benchmarks.measure import Measurement
+from benchmarks.measure import Measurement, release_memory
 from benchmarks.workloads import DEFAULT_ROWS, WORKLOADS, Workload, build_workload
 from pipelines.job import LOCAL_RAY_SYSTEM_CONFIG
 
@@ -180,6 +180,7 @@ def compare(workload: Workload, args: argparse.Namespace, ray_runtime: RayRuntim
     def report(m: Measurement) -> None:
         results.append(m)
         print(f"  {m.competitor:<16} {m.items_per_s:9.1f} items/s  {m.seconds:7.1f} s", flush=True)
+        release_memory()  # each competitor starts from a driver without the last one's garbage
 
     if "forward" in chosen:
         report(c.forward_only(workload))
