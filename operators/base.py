@@ -34,6 +34,9 @@ from operators.loading import LoadOptions, load_model, load_processor, resolve_d
 logger = logging.getLogger(__name__)
 
 INPUT_ROLES = ("text", "image", "audio", "question", "context")
+# Roles that arrive as encoded bytes (PIL, soundfile decode them, releasing the GIL); the
+# others are text that a tokenizer reads.
+MEDIA_ROLES = frozenset({"image", "audio"})
 
 
 class OperatorOptions(BaseModel):

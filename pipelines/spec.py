@@ -17,9 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 INPUT_FORMATS = ("auto", "parquet", "images", "audio", "jsonl", "csv")
 MODES = ("error-if-exists", "resume", "overwrite")
-# Roles whose decoding releases the GIL (PIL, soundfile) and shares no tokenizer between
-# threads, so one actor decodes several blocks at once.
-MEDIA_ROLES = frozenset({"image", "audio"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
 

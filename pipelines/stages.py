@@ -33,6 +33,7 @@ import pickle
 import threading
 from typing import TYPE_CHECKING, Any
 
+from operators.base import MEDIA_ROLES
 from operators.errors import error_kind
 
 if TYPE_CHECKING:
@@ -163,8 +164,6 @@ class Forward:
 
 def media_only(task: "TaskSpec") -> bool:
     """Whether every input of the task is an image or audio (decoded by PIL or soundfile)."""
-    from pipelines.spec import MEDIA_ROLES
-
     return set(task.role_columns()) <= MEDIA_ROLES
 
 

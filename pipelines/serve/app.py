@@ -34,8 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
 from operators import OperatorOptions, get_operator
+from operators.base import MEDIA_ROLES
 from operators.errors import error_kind
-from pipelines.serve.codec import MEDIA_ROLES, RequestError, decode_inputs, json_type, shape_results
+from pipelines.serve.codec import RequestError, decode_inputs, json_type, shape_results
 from pipelines.serve.config import DEPLOYMENT_NAME, TOKEN_ENV, DeploymentOptions, EndpointArgs, token_digest
 
 logger = logging.getLogger("ray.serve")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-MEDIA_ROLES = ("image", "audio")
+from operators.base import MEDIA_ROLES
 
 
 class RequestError(Exception):

@@ -17,6 +17,25 @@ def task(tiny_model) -> TaskSpec:
     return TaskSpec(task="text-classification", model=tiny_model("text-classification"), columns={"text": "body"})
 
 
+def call_at_once(stage, tables: list[pa.Table]) -> list[list[dict]]:
+    """Each table through `stage` in its own thread, with the two calls made to meet inside the
+    operator's forward: a barrier only two threads can pass fails (BrokenBarrierError) when
+    the stage runs its forwards one at a time."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    both_inside = threading.Barrier(2, timeout=30)
+    forward = stage._op.forward
+
+    def forward_meeting_the_other_call(prepared):
+        both_inside.wait()
+        return forward(prepared)
+
+    stage._op.forward = forward_meeting_the_other_call
+    with ThreadPoolExecutor(2) as pool:
+        return [f.result().to_pylist() for f in [pool.submit(stage, t) for t in tables]]
+
+
 def test_preprocess_is_compact_and_loads_no_weights(task):
     stage = Preprocess([task], keep=["id"])
     table = pa.table({"id": ["a", "b", "c"], "body": ["short", "a much longer sentence with many more words in it", None]})
@@ -67,11 +86,8 @@ def test_inline_forward_equals_preprocess_then_forward(task):
 
 def test_forward_calls_run_forwards_at_once_and_match_one_at_a_time(tiny_model):
     """forward_calls=2: two calls on one InlineForward are inside the operator's forward at
-    the same time (a barrier that only two threads can pass), with the results of running
-    them one at a time."""
+    the same time, with the results of running them one at a time."""
     import io
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
     import soundfile as sf
@@ -88,18 +104,7 @@ def test_forward_calls_run_forwards_at_once_and_match_one_at_a_time(tiny_model):
     alone = InlineForward(spec, names, num_threads=1)
     want = [alone(t).to_pylist() for t in tables]
 
-    stage = InlineForward(spec, names, num_threads=1, drop=[])
-    both_inside = threading.Barrier(2, timeout=30)
-    forward = stage._op.forward
-
-    def forward_meeting_the_other_call(prepared):
-        both_inside.wait()  # raises BrokenBarrierError if the calls were serialized
-        return forward(prepared)
-
-    stage._op.forward = forward_meeting_the_other_call
-    with ThreadPoolExecutor(2) as pool:
-        got = [f.result() for f in [pool.submit(stage, t) for t in tables]]
-    assert [g.to_pylist() for g in got] == want
+    assert call_at_once(InlineForward(spec, names, num_threads=1, drop=[]), tables) == want
     assert want[0][1]["error"] and want[0][0]["error"] is None
 
 
@@ -107,21 +112,14 @@ def test_text_forward_calls_share_the_tokenizer_one_call_at_a_time(task):
     """Text with forward_calls=2: both calls are in the model at once, tokenizing and
     postprocessing take turns (a shared fast tokenizer fails when threads use it at once),
     and the results are those of one call at a time."""
-    import threading
     import time
-    from concurrent.futures import ThreadPoolExecutor
 
     spec = task.model_copy(update={"forward_calls": 2})
     names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
     tables = [pa.table({"id": [f"{i}a", f"{i}b"], "body": [f"text number {i} " * (i + 1), ""]}) for i in range(2)]
     want = [InlineForward(spec, names, num_threads=1)(t).to_pylist() for t in tables]
     stage = InlineForward(spec, names, num_threads=1)
-    both_inside, inside_tokenizer = threading.Barrier(2, timeout=30), []
-    forward, preprocess = stage._op.forward, stage._preprocess
-
-    def forward_meeting_the_other_call(prepared):
-        both_inside.wait()
-        return forward(prepared)
+    inside_tokenizer, preprocess = [], stage._preprocess
 
     def preprocess_alone(table):
         inside_tokenizer.append(1)
@@ -132,10 +130,8 @@ def test_text_forward_calls_share_the_tokenizer_one_call_at_a_time(task):
         finally:
             inside_tokenizer.pop()
 
-    stage._op.forward, stage._preprocess = forward_meeting_the_other_call, preprocess_alone
-    with ThreadPoolExecutor(2) as pool:
-        got = [f.result() for f in [pool.submit(stage, t) for t in tables]]
-    assert [g.to_pylist() for g in got] == want
+    stage._preprocess = preprocess_alone
+    assert call_at_once(stage, tables) == want
     assert want[0][1]["error"] and want[0][0]["error"] is None
 
 
