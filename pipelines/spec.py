@@ -103,8 +103,8 @@ class TaskSpec(BaseModel):
         ge=1,
         description="Forward calls one actor runs at once, each in its own thread on torch_threads threads. On CPU, "
         "2 calls of 1 thread use 2 cores with one process's start-up and one copy of the weights, like two 1-thread "
-        "actors; small models compute more per core on one thread (tiny Wav2Vec2: 1.4x). Text tasks tokenize one "
-        "call at a time.",
+        "actors; small models compute more per core on one thread (tiny Wav2Vec2: 1.4x). A call running alone "
+        "takes the threads of the others. Text tasks tokenize one call at a time.",
     )
     preprocess_cpus: float = Field(1.0, gt=0, description="CPUs per preprocessing actor (decode + processor, never weights).")
     forward_resources: dict[str, float] = Field(

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from operators.base import MEDIA_ROLES
 from operators.errors import error_kind
+from pipelines.torch_threads import ThreadShare
 
 if TYPE_CHECKING:
     import pyarrow
@@ -124,6 +125,11 @@ class Forward:
         # Ray Data may run several calls at once on this actor (forward_calls, and decoding
         # in InlineForward); at most forward_calls of them are in the model at a time.
         self._forward_slots = threading.Semaphore(task.forward_calls)
+        # With several calls, the threads of the calls not running go to those that are,
+        # re-split before each micro-batch (pipelines/torch_threads.py).
+        self._threads = ThreadShare(max(1, num_threads), task.forward_calls)
+        if task.forward_calls > 1:
+            self._op.forward_batch = self._threads.around(self._op.forward_batch)
         # A fast tokenizer cannot be shared freely by threads: one that sets its truncation
         # while another encodes or decodes with the GIL released fails ("Already borrowed").
         # Text tasks tokenize and postprocess (decode) one call at a time (~1% of a call);
@@ -141,7 +147,7 @@ class Forward:
             "features": [None if b is None else pickle.loads(b) for b in blobs],
             "error": table.column(err_col).to_pylist(),
         }
-        with self._forward_slots:
+        with self._forward_slots, self._threads.running():
             raw = self._op.forward(prepared)
         with self._tokenizer_lock:
             result = self._op.postprocess(raw, prepared)

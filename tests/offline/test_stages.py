@@ -135,6 +135,37 @@ def test_text_forward_calls_share_the_tokenizer_one_call_at_a_time(task):
     assert want[0][1]["error"] and want[0][0]["error"] is None
 
 
+def test_forward_calls_give_a_lone_call_the_idle_threads(task, monkeypatch):
+    """forward_calls=2 with 1 torch thread each: a call alone in the model runs its
+    micro-batches on both threads, two calls at once on one each (pipelines/torch_threads.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from operators import get_operator
+
+    threads_seen: list[int] = []
+    cls = get_operator(task.task)
+    forward_batch = cls.forward_batch
+
+    def recording(self, features):
+        threads_seen.append(torch.get_num_threads())
+        return forward_batch(self, features)
+
+    monkeypatch.setattr(cls, "forward_batch", recording)
+    spec = task.model_copy(update={"forward_calls": 2, "torch_threads": 1})
+    names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
+    tables = [pa.table({"id": [f"{i}a"], "body": [f"text number {i}"]}) for i in range(2)]
+    stage = InlineForward(spec, names, num_threads=1)
+    with ThreadPoolExecutor(1) as pool:  # its own thread: torch's count is per thread
+        alone = pool.submit(stage, tables[0]).result().to_pylist()
+    assert threads_seen == [2]
+    threads_seen.clear()
+    together = call_at_once(stage, tables)
+    assert threads_seen == [1, 1]
+    assert together[0] == alone
+
+
 def test_job_data_context_sets_the_job_settings_and_restores_them_after_a_failure():
     from ray.data import DataContext
 
