@@ -35,10 +35,13 @@ SCALE_LIMITS = {"wall": 10.5, "rss": 1.3}
 # logical CPUs: actors that reserve every CPU leave none for the read and write tasks, and the
 # job stalls (measured: defaults of 1 CPU per preprocess and forward actor on 2 CPUs never
 # start the read).
-# The forward actor of text computes on both cores (torch_threads=2) while it reserves 1 CPU:
-# tokenizing needs ~1% of a core, so the reservation leaves room for read and write tasks
-# without idling a core. Two 1-thread actors measured the same for text (6,000 rows: 128.9 vs
-# 127.1 rows/s) and start later. The tiny Wav2Vec2 computes 1.4x more per core on one thread
+# The forward actor of text computes on both cores while it reserves 1 CPU: tokenizing needs
+# ~1% of a core, so the reservation leaves room for read and write tasks without idling a
+# core. It runs 2 forward calls of 1 thread (forward_calls=2), which never wait for each
+# other the way one call's 2 threads do (in-process 155 vs 142 rows/s); a call running alone
+# takes both threads (pipelines/torch_threads.py). 6,000 rows: 132.1, 132.6 vs 121.9 rows/s
+# for one call on 2 threads. Two 1-thread actors measured the same as one 2-thread actor
+# (6,000 rows: 128.9 vs 127.1 rows/s) and start later. The tiny Wav2Vec2 computes 1.4x more per core on one thread
 # than on two (600 clips forward-only: 66.6 clips/s on 1 thread, 93.2 on 2), so asr runs two
 # 1-thread forwards: two actors did 3,000 clips at 66.3 vs 49.6 clips/s for one 2-thread actor;
 # one actor running both as threads (forward_calls=2) starts one process instead of two, and
@@ -51,7 +54,7 @@ SCALE_LIMITS = {"wall": 10.5, "rss": 1.3}
 # asr reads 64 clips per block instead of 256: the first forward waits for the first block
 # to be decoded, and 256 clips of up to 30 s took 2.5 s (600 clips: 32.5 -> 36.6 clips/s).
 CPU_JOB: dict[str, dict[str, Any]] = {
-    "embed-text": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 2, "block_growth": 4},
+    "embed-text": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 1, "forward_calls": 2, "block_growth": 4},
     "classify-images": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 1, "block_growth": 4},
     "asr": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 1, "forward_calls": 2, "block_growth": 4, "block_rows": 64},
 }
