@@ -37,6 +37,7 @@ class ThreadShare:
         with self._lock:
             self._running += 1
         try:
+            self.fit()  # before the call plans its micro-batches, which are sized per thread
             yield
         finally:
             with self._lock:

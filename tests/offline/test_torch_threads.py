@@ -9,6 +9,16 @@ import pytest
 from pipelines.torch_threads import ThreadShare
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """`running()` sets the calling thread's torch threads; give the next tests theirs back."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def test_running_calls_split_the_threads_and_never_go_below_their_own():
     share = ThreadShare(per_call=1, calls=2)
     assert share.threads_now() == 2  # nothing running: a call starting now gets both

@@ -58,3 +58,25 @@ def test_bad_rows_are_isolated(model_dir):
     clean = op({"text": [VARIED_TEXTS[0], VARIED_TEXTS[1]]})
     np.testing.assert_allclose(out["embedding"][0], clean["embedding"][0], atol=EMBED_TOL)
     np.testing.assert_allclose(out["embedding"][4], clean["embedding"][1], atol=EMBED_TOL)
+
+
+def test_cpu_token_budget_is_per_torch_thread_of_the_calling_thread(model_dir):
+    """512 tokens per thread on the CPU (1 thread: 512 beat 1024; 2 threads: 1024 beat 512),
+    read in the calling thread, where forward_calls set its share; the option overrides."""
+    import threading
+
+    import torch
+
+    op = get_operator("feature-extraction")(model_dir, device="cpu")
+    budgets = {}
+
+    def budget_on(threads: int) -> None:
+        torch.set_num_threads(threads)  # this thread's count only
+        budgets[threads] = op.token_budget
+
+    for threads in (1, 2):
+        t = threading.Thread(target=budget_on, args=(threads,))
+        t.start()
+        t.join()
+    assert budgets == {1: 512, 2: 1024}
+    assert op.with_options(batch_budget=300).token_budget == 300
