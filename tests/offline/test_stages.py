@@ -138,6 +138,7 @@ def test_text_forward_calls_share_the_tokenizer_one_call_at_a_time(task):
 def test_forward_calls_give_a_lone_call_the_idle_threads(task, monkeypatch):
     """forward_calls=2 with 1 torch thread each: a call alone in the model runs its
     micro-batches on both threads, two calls at once on one each (pipelines/torch_threads.py)."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
@@ -145,11 +146,14 @@ def test_forward_calls_give_a_lone_call_the_idle_threads(task, monkeypatch):
     from operators import get_operator
 
     threads_seen: list[int] = []
+    both_recorded: list[threading.Barrier] = []  # set for the two calls at once
     cls = get_operator(task.task)
     forward_batch = cls.forward_batch
 
     def recording(self, features):
         threads_seen.append(torch.get_num_threads())
+        for barrier in both_recorded:  # neither call leaves the model before both recorded
+            barrier.wait()
         return forward_batch(self, features)
 
     monkeypatch.setattr(cls, "forward_batch", recording)
@@ -161,6 +165,7 @@ def test_forward_calls_give_a_lone_call_the_idle_threads(task, monkeypatch):
         alone = pool.submit(stage, tables[0]).result().to_pylist()
     assert threads_seen == [2]
     threads_seen.clear()
+    both_recorded.append(threading.Barrier(2, timeout=30))
     together = call_at_once(stage, tables)
     assert threads_seen == [1, 1]
     assert together[0] == alone
