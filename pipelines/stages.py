@@ -126,10 +126,9 @@ class Forward:
         # in InlineForward); at most forward_calls of them are in the model at a time.
         self._forward_slots = threading.Semaphore(task.forward_calls)
         # With several calls, the threads of the calls not running go to those that are,
-        # re-split before each micro-batch (pipelines/torch_threads.py).
+        # re-split before each micro-batch (pipelines/torch_threads.py); one call keeps its own.
         self._threads = ThreadShare(max(1, num_threads), task.forward_calls)
-        if task.forward_calls > 1:
-            self._op.forward_batch = self._threads.around(self._op.forward_batch)
+        self._op.forward_batch = self._threads.around(self._op.forward_batch)
         # A fast tokenizer cannot be shared freely by threads: one that sets its truncation
         # while another encodes or decodes with the GIL released fails ("Already borrowed").
         # Text tasks tokenize and postprocess (decode) one call at a time (~1% of a call);
