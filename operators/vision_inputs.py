@@ -3,7 +3,10 @@
 Preprocess (CPU) decodes the image and lets the model's own image processor resize it, with
 rescaling and normalization switched off: the compact per-row feature is the resized uint8
 pixels (CHW) plus the original (height, width). Resizing with the processor itself keeps its
-PIL resample settings, so pixels equal those transformers.pipeline feeds the model.
+PIL resample settings, so pixels equal those transformers.pipeline feeds the model. Where
+that whole processor call is one fixed-size PIL resize (ViT's), the operator makes that one
+call itself (operators/direct_resize.py), after checking on its first image that the pixels
+are the same.
 
 Forward (device) groups rows by tensor shape (processors that keep the aspect ratio give
 different sizes; mixed sizes are never padded together), stacks the uint8 pixels, moves them
@@ -12,6 +15,7 @@ to the device and there turns them into floats with the processor's exact math.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -20,6 +24,9 @@ from pydantic import Field
 from operators.base import Operator, OperatorOptions
 from operators.batching import shape_batches
 from operators.decoding.image import DEFAULT_MAX_PIXELS, decode_image
+from operators.direct_resize import DirectResize
+
+logger = logging.getLogger(__name__)
 
 
 class ImageOptions(OperatorOptions):
@@ -68,6 +75,7 @@ class ImageOperator(Operator):
 
     _config = None
     _table = None
+    _direct: DirectResize | bool | None = None  # None: not decided yet; False: no shortcut
 
     # ------------------------------------------------------------------ CPU side
 
@@ -79,6 +87,28 @@ class ImageOperator(Operator):
         return [self.image_features(row["image"]) for row in rows]
 
     def image_features(self, image) -> dict[str, Any]:
+        direct = self.direct_resize(image)
+        if direct is not None:
+            return {"pixels": direct(image), "original_size": (int(image.height), int(image.width))}
+        return self.processor_features(image)
+
+    def direct_resize(self, image) -> DirectResize | None:
+        """The shortcut for this processor, decided on the first image by comparing pixels.
+
+        Threads of one actor may race to decide; each reaches the same answer."""
+        if self._direct is None:
+            direct = DirectResize.matching(self.processor)
+            if direct is not None and not np.array_equal(direct(image), self.processor_features(image)["pixels"]):
+                logger.warning(
+                    "%s: a plain PIL resize gave other pixels than %s; using the processor for every image",
+                    self.model_id,
+                    type(self.processor).__name__,
+                )
+                direct = None
+            self._direct = direct or False
+        return self._direct or None
+
+    def processor_features(self, image) -> dict[str, Any]:
         out = self.processor(images=[image], do_rescale=False, do_normalize=False)
         pixels = np.asarray(out["pixel_values"][0])
         if pixels.dtype != np.uint8 or pixels.ndim != 3:

@@ -8,6 +8,7 @@ import pytest
 
 from operators import get_operator
 from operators.decoding.image import decode_image
+from operators.direct_resize import DirectResize
 from tests.operators.images import (
     encode,
     exif_rotated_jpeg,
@@ -157,3 +158,43 @@ def test_model_inputs_accept_column_store_features(vit_dir):
     assert torch.equal(inputs["pixel_values"], direct["pixel_values"])
     assert inputs["pixel_mask"].dtype == torch.int64
     assert inputs["pixel_mask"][0].all() and inputs["pixel_mask"][1].sum() == 32 * 20
+
+
+@pytest.mark.parametrize(
+    "task,variant,shortcut",
+    [("image-classification", None, True), ("image-classification", "convnext", False),
+     ("object-detection", None, False), ("image-segmentation", None, False), ("depth-estimation", None, False)],
+)
+def test_direct_resize_only_where_it_is_the_whole_processor_call(tiny_model, task, variant, shortcut):
+    """ViT's processor is one fixed-size PIL resize; ConvNeXT crops, DETR and Mask2Former keep
+    the aspect ratio, GLPN rounds to a divisor: those keep the processor."""
+    op = get_operator(task)(tiny_model(task, variant))
+    direct = DirectResize.matching(op.processor)
+    assert (direct is not None) is shortcut
+    for data in varied_images() + [exif_rotated_jpeg()]:
+        image = decode_image(data)
+        features = op.image_features(image)
+        assert np.array_equal(features["pixels"], op.processor_features(image)["pixels"])
+    assert (op._direct is not False) is shortcut
+
+
+def test_a_processor_that_overrides_a_step_keeps_the_processor(vit_dir):
+    op = get_operator("image-classification")(vit_dir)
+    processor = op.processor
+    patched = type("PatchedResize", (type(processor),), {"resize": lambda self, image, **kw: image})
+    processor.__class__ = patched
+    assert DirectResize.matching(processor) is None
+
+
+def test_a_shortcut_that_disagrees_on_the_first_image_is_dropped(vit_dir, monkeypatch, caplog):
+    wrong = DirectResize(size=(32, 32), resample=0)  # NEAREST where the processor has BILINEAR
+    monkeypatch.setattr(DirectResize, "matching", classmethod(lambda cls, processor: wrong))
+    op = get_operator("image-classification")(vit_dir)
+    images = [decode_image(data) for data in varied_images()]
+    assert not np.array_equal(wrong(images[0]), op.processor_features(images[0])["pixels"])
+    with caplog.at_level("WARNING"):
+        features = [op.image_features(image) for image in images]
+    assert "a plain PIL resize gave other pixels" in caplog.text
+    assert op._direct is False
+    for image, got in zip(images, features):
+        assert np.array_equal(got["pixels"], op.processor_features(image)["pixels"])
