@@ -48,7 +48,9 @@ def decode_image(value: Any, max_pixels: int = DEFAULT_MAX_PIXELS):
                     f"exceeds the limit of {max_pixels}",
                 )
             image.load()
-            image = ImageOps.exif_transpose(image)
+            # in place: the default returns a copy even when there is nothing to turn, which
+            # cost 0.35 ms of 3 per 100-1000 px image
+            ImageOps.exif_transpose(image, in_place=True)
             if image.mode != "RGB":
                 # plain convert, as transformers' load_image does, so results match pipeline()
                 image = image.convert("RGB")

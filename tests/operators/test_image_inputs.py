@@ -97,8 +97,16 @@ def test_hf_datasets_struct_and_buffers(vit_dir, tmp_path):
 
 
 def test_exif_orientation_and_modes():
+    import io
+
+    from PIL import Image, ImageOps
+
     rotated = decode_image(exif_rotated_jpeg())
     assert rotated.size == (40, 80) and rotated.mode == "RGB"
+    # what transformers' load_image makes of it (a transposed copy), pixel for pixel
+    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(exif_rotated_jpeg()))).convert("RGB")
+    assert np.array_equal(np.asarray(rotated), np.asarray(expected))
+    assert ImageOps.exif_transpose(rotated).size == (40, 80), "the orientation tag must be spent"
     for data in varied_images():  # RGBA and grayscale PNG/JPEG all come out RGB
         assert decode_image(data).mode == "RGB"
     assert decode_image(one_pixel_png()).size == (1, 1)
