@@ -73,6 +73,9 @@ class Operator:
     modality: ClassVar[str] = ""  # "text" | "image" | "audio"
     input_roles: ClassVar[tuple[str, ...]] = ()
     output_columns: ClassVar[tuple[str, ...]] = ()  # result columns, "error" excluded
+    # Result columns of float32 vectors. Offline jobs write them as list<float32>; Arrow
+    # would infer list<double> from the Python floats and store every value twice as wide.
+    float32_columns: ClassVar[tuple[str, ...]] = ()
     auto_model: ClassVar[str] = "AutoModel"
     processor_kind: ClassVar[str] = "tokenizer"
     Options: ClassVar[type[OperatorOptions]] = OperatorOptions

@@ -153,7 +153,11 @@ class Forward:
         out = table.drop_columns([feats_col, err_col])
         for column, name in self._output_names.items():
             values = result[column]
-            out = out.append_column(name, pa.array(values, pa.string()) if column == "error" else _to_arrow(values, name))
+            if column == "error":
+                array = pa.array(values, pa.string())
+            else:
+                array = _to_arrow(values, name, pa.list_(pa.float32()) if column in self._op.float32_columns else None)
+            out = out.append_column(name, array)
         if self._stats is not None:
             kinds: dict[str, int] = {}
             for e in result["error"]:
@@ -202,11 +206,11 @@ class InlineForward(Forward):
         return super().__call__(prepared)
 
 
-def _to_arrow(values: list, name: str) -> "pyarrow.Array":
+def _to_arrow(values: list, name: str, arrow_type: "pyarrow.DataType | None" = None) -> "pyarrow.Array":
     import pyarrow as pa
 
     try:
-        return pa.array(values)
+        return pa.array(values, arrow_type)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         sample = next((v for v in values if v is not None), None)
         raise TypeError(f"result column {name!r} does not convert to Arrow (got {type(sample).__name__}): {e}") from e

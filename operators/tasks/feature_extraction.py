@@ -29,6 +29,7 @@ class FeatureExtractionOptions(TextOptions):
 @register_operator("feature-extraction")
 class FeatureExtractionOperator(EncoderTextOperator):
     output_columns = ("embedding",)
+    float32_columns = ("embedding",)
     auto_model = "AutoModel"
     Options = FeatureExtractionOptions
 

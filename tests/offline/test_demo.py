@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -40,4 +41,6 @@ def test_demo_runs_offline_and_reports(ray_session, tiny_models_dir, tmp_path, c
         assert f"{task}.error" in table.column_names, f"{task} missing from the demo output"
     embeddings = [e for e in table.column("feature-extraction.embedding").to_pylist() if e is not None]
     assert embeddings and len(embeddings[0]) == 384  # the real MiniLM, not a tiny model
+    # float32 as the model computes them, not widened to double on the way to Parquet
+    assert table.schema.field("feature-extraction.embedding").type == pa.list_(pa.float32())
     assert not os.path.exists(labels / "_checkpoint")
