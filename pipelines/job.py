@@ -66,6 +66,13 @@ LOCAL_RAY_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
 # calls, 2.0 s of a 22 s embed-text run (benchmarks/RESULTS.md). Upstream: ray-project/ray#42217.
 # 16 such blocks are a few MiB per task.
 STREAMING_GEN_BUFFER_BLOCKS = 16
+# Parquet writers dictionary-encode every column until its dictionary passes this size, then
+# write the rest of the column chunk plain. pyarrow's 1 MiB default holds the whole chunk of a
+# few hundred 384-float embeddings, all distinct: 2,262 bytes a row instead of 1,536. At 16 KiB
+# the floats fall back after the first page, while labels and error strings (a small
+# vocabulary) stay dictionary-encoded.
+DICTIONARY_PAGE_BYTES = 16 * 1024
+PARQUET_WRITE_OPTIONS = {"dictionary_pagesize_limit": DICTIONARY_PAGE_BYTES}
 
 
 class OutputExistsError(SpecError):
@@ -263,6 +270,7 @@ def run_job(spec: JobSpec) -> JobSummary:
                     filesystem=out.filesystem,
                     min_rows_per_file=spec.block_rows,
                     ray_remote_args={"num_cpus": spec.io_cpus},
+                    **PARQUET_WRITE_OPTIONS,
                 )
             except Exception as e:  # any execution failure: the job did not finish
                 raise JobFailedError(f"job did not finish: {type(e).__name__}: {_first_line(e)}") from e
