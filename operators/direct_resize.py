@@ -5,8 +5,8 @@ RGB PIL image into `np.array(image.resize((width, height), resample))` in CHW or
 rescaling and normalization are off (they run on the device, see vision_inputs). Going
 through the processor adds kwarg validation, structure checks and two numpy/PIL round trips:
 0.6 ms of CPU per image, most of it holding the GIL, on top of 3 ms to decode a 100-1000 px
-JPEG/PNG. With three decoding threads in one actor that Python is the ceiling: 486-515
-images/s through the processor against 605 directly (benchmarks/RESULTS.md).
+JPEG/PNG. The forward actor decodes in three threads, which share that GIL: 461-469 images/s
+through the processor against 553-576 directly (benchmarks/RESULTS.md, night table).
 
 `DirectResize.matching(processor)` only accepts processors whose preprocessing steps are
 PilBackend's own, unchanged, and the operator compares the two paths on its first image

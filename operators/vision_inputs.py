@@ -95,7 +95,8 @@ class ImageOperator(Operator):
     def direct_resize(self, image) -> DirectResize | None:
         """The shortcut for this processor, decided on the first image by comparing pixels.
 
-        Threads of one actor may race to decide; each reaches the same answer."""
+        The decoding threads of one actor may each check their own first image; a mismatch
+        on any of them is final."""
         if self._direct is None:
             direct = DirectResize.matching(self.processor)
             if direct is not None and not np.array_equal(direct(image), self.processor_features(image)["pixels"]):
@@ -105,7 +106,10 @@ class ImageOperator(Operator):
                     type(self.processor).__name__,
                 )
                 direct = None
-            self._direct = direct or False
+            if direct is None:
+                self._direct = False
+            elif self._direct is None:
+                self._direct = direct
         return self._direct or None
 
     def processor_features(self, image) -> dict[str, Any]:
