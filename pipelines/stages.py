@@ -10,8 +10,9 @@ with pickle protocol 5 (our own data between our own stages; numpy buffers go ou
 cheaply), and `__error__<name>` the row's preprocessing error. Forward drops both and adds
 the task's result columns.
 
-With `preprocess: inline` (JobSpec) there is no Preprocess pool: InlineForward runs the same
-Preprocess inside the forward actor. A separate pool costs a process start-up of its own
+With `preprocess: inline` (JobSpec) there is no Preprocess pool: InlineForward runs the
+operator's preprocess inside the forward actor and hands the features to forward as they are,
+with no internal columns. A separate pool costs a process start-up of its own
 (ray.data, transformers, torch: ~8 s of CPU, against 0.5 s of tokenizing in a 2,000-row
 job) on the cores the forward actor needs. Measured on 2 CPU cores (benchmarks/RESULTS.md):
 3,000 images ran in 36 s inline against 40-45 s with the pool; 2,000 text rows 2-5% faster
@@ -70,6 +71,12 @@ def build_operator(task: "TaskSpec"):
     )
 
 
+def preprocess_block(op, table: "pyarrow.Table", roles: dict[str, str]) -> dict[str, list]:
+    """The operator's preprocess over one block: {"features", "error"}, one entry per row.
+    `roles`: operator input role -> the table's column."""
+    return op.preprocess({role: [media_value(v) for v in table.column(col).to_pylist()] for role, col in roles.items()})
+
+
 def media_value(value: Any) -> Any:
     """An HF-datasets {bytes, path} cell becomes its bytes; a path-only cell stays a dict so
     the operator can read the path itself."""
@@ -84,11 +91,9 @@ class Preprocess:
     Drops the input columns that are not kept, so media bytes never reach the forward actors.
     """
 
-    def __init__(self, tasks: list["TaskSpec"], keep: list[str] | None, operators: list | None = None):
-        """`keep`: the input columns to pass on (None: all). `operators`: already built ones
-        (InlineForward passes its loaded operator), else one per task, processors only."""
-        operators = operators or [build_operator(t) for t in tasks]
-        self._tasks = [(t.column_prefix, t.role_columns(), op) for t, op in zip(tasks, operators)]
+    def __init__(self, tasks: list["TaskSpec"], keep: list[str] | None):
+        """`keep`: the input columns to pass on (None: all)."""
+        self._tasks = [(t.column_prefix, t.role_columns(), build_operator(t)) for t in tasks]
         self._keep = keep
         for _, _, op in self._tasks:
             _ = op.processor  # load the processor now (never the weights) so failures surface early
@@ -98,8 +103,7 @@ class Preprocess:
 
         out = table if self._keep is None else table.select([c for c in self._keep if c in table.column_names])
         for name, roles, op in self._tasks:
-            batch = {role: [media_value(v) for v in table.column(col).to_pylist()] for role, col in roles.items()}
-            prepared = op.preprocess(batch)
+            prepared = preprocess_block(op, table, roles)
             blobs = [None if f is None else pickle.dumps(f, protocol=5) for f in prepared["features"]]
             out = out.append_column(features_column(name), pa.array(blobs, pa.binary()))
             out = out.append_column(error_column(name), pa.array(prepared["error"], pa.string()))
@@ -138,19 +142,23 @@ class Forward:
         logger.info("forward actor for %s on node %s, device %s", self._name, self._node, self._op.device)
 
     def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
-        import pyarrow as pa
-
         feats_col, err_col = features_column(self._name), error_column(self._name)
         blobs = table.column(feats_col).to_pylist()
         prepared = {
             "features": [None if b is None else pickle.loads(b) for b in blobs],
             "error": table.column(err_col).to_pylist(),
         }
+        return self.label(table.drop_columns([feats_col, err_col]), prepared)
+
+    def label(self, out: "pyarrow.Table", prepared: dict[str, list]) -> "pyarrow.Table":
+        """Forward and postprocess `prepared` (the operator's preprocess output for the rows
+        of `out`), and append the task's result columns to `out`."""
+        import pyarrow as pa
+
         with self._forward_slots, self._threads.running():
             raw = self._op.forward(prepared)
         with self._tokenizer_lock:
             result = self._op.postprocess(raw, prepared)
-        out = table.drop_columns([feats_col, err_col])
         for column, name in self._output_names.items():
             values = result[column]
             if column == "error":
@@ -167,7 +175,7 @@ class Forward:
             # shuts this actor down right after its last batch.
             import ray
 
-            ray.get(self._stats.add.remote(self._name, self._node, table.num_rows, kinds))
+            ray.get(self._stats.add.remote(self._name, self._node, out.num_rows, kinds))
         return out
 
 
@@ -184,7 +192,10 @@ def inline_calls(task: "TaskSpec") -> int:
 
 
 class InlineForward(Forward):
-    """Forward that first runs its task's Preprocess in the same actor (`preprocess: inline`).
+    """Forward that first runs its task's preprocess in the same actor (`preprocess: inline`).
+
+    The features go straight from preprocess to forward, with no pickled internal column:
+    for audio that column meant four copies of each clip's float32 waveform (~1 MB).
 
     Ray Data may run `inline_calls(task)` calls at once on this actor (true multi-threading);
     decoding runs outside the forward slots, so forwards overlap the next blocks' decoding
@@ -196,14 +207,13 @@ class InlineForward(Forward):
 
     def __init__(self, task: "TaskSpec", output_names: dict[str, str], num_threads: int, stats=None, drop: list[str] = ()):
         super().__init__(task, output_names, num_threads, stats)
-        self._preprocess = Preprocess([task], keep=None, operators=[self._op])
+        self._roles = task.role_columns()
         self._drop = list(drop)
 
     def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
         with self._tokenizer_lock:
-            prepared = self._preprocess(table)
-        prepared = prepared.drop_columns([c for c in self._drop if c in prepared.column_names])
-        return super().__call__(prepared)
+            prepared = preprocess_block(self._op, table, self._roles)
+        return self.label(table.drop_columns([c for c in self._drop if c in table.column_names]), prepared)
 
 
 def _to_arrow(values: list, name: str, arrow_type: "pyarrow.DataType | None" = None) -> "pyarrow.Array":

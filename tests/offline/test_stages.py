@@ -65,16 +65,20 @@ def test_wrong_column_type_becomes_row_errors(task):
     assert out.column(error_column("text-classification")).to_pylist() == ["input: expected text as str, got int"] * 2
 
 
-def test_inline_forward_equals_preprocess_then_forward(task):
+def test_inline_forward_equals_preprocess_then_forward(task, monkeypatch):
     """InlineForward is Preprocess + Forward in one actor: same columns, same results; it
-    drops only the input columns it is told to (a later task may need the rest)."""
+    drops only the input columns it is told to (a later task may need the rest), and hands
+    the features over without pickling them."""
+    from types import SimpleNamespace
+
+    import pipelines.stages as stages
     from pipelines.stages import inline_calls
 
     names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
     table = pa.table({"id": ["a", "b", "c"], "body": ["one text", "", "another text"], "other": [1, 2, 3]})
     two_stage = Forward(task, names, num_threads=1)(Preprocess([task], keep=["id"])(table))
     inline = InlineForward(task, names, num_threads=1, drop=["body", "other"])
-    assert inline._preprocess._tasks[0][2] is inline._op, "one operator: the processor is not loaded twice"
+    monkeypatch.setattr(stages, "pickle", SimpleNamespace())  # no dumps or loads to call
     assert inline(table).to_pylist() == two_stage.to_pylist()
     passed_on = InlineForward(task, names, num_threads=1)(table)
     assert passed_on.column_names == ["id", "body", "other", "label", "score", "scores", "error"]
@@ -119,18 +123,18 @@ def test_text_forward_calls_share_the_tokenizer_one_call_at_a_time(task):
     tables = [pa.table({"id": [f"{i}a", f"{i}b"], "body": [f"text number {i} " * (i + 1), ""]}) for i in range(2)]
     want = [InlineForward(spec, names, num_threads=1)(t).to_pylist() for t in tables]
     stage = InlineForward(spec, names, num_threads=1)
-    inside_tokenizer, preprocess = [], stage._preprocess
+    inside_tokenizer, preprocess = [], stage._op.preprocess
 
-    def preprocess_alone(table):
+    def preprocess_alone(batch):
         inside_tokenizer.append(1)
         assert len(inside_tokenizer) == 1, "two calls tokenized at once"
         time.sleep(0.2)  # both calls start together: without the lock they would overlap here
         try:
-            return preprocess(table)
+            return preprocess(batch)
         finally:
             inside_tokenizer.pop()
 
-    stage._preprocess = preprocess_alone
+    stage._op.preprocess = preprocess_alone
     assert call_at_once(stage, tables) == want
     assert want[0][1]["error"] and want[0][0]["error"] is None
 
