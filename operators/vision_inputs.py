@@ -88,9 +88,9 @@ class ImageOperator(Operator):
 
     def image_features(self, image) -> dict[str, Any]:
         direct = self.direct_resize(image)
-        if direct is not None:
-            return {"pixels": direct(image), "original_size": (int(image.height), int(image.width))}
-        return self.processor_features(image)
+        features = {"pixels": direct(image)} if direct is not None else self.processor_features(image)
+        features["original_size"] = (int(image.height), int(image.width))
+        return features
 
     def direct_resize(self, image) -> DirectResize | None:
         """The shortcut for this processor, decided on the first image by comparing pixels.
@@ -113,6 +113,7 @@ class ImageOperator(Operator):
         return self._direct or None
 
     def processor_features(self, image) -> dict[str, Any]:
+        """`pixels` (uint8 CHW) from the processor, and `pixel_mask` where it padded."""
         out = self.processor(images=[image], do_rescale=False, do_normalize=False)
         pixels = np.asarray(out["pixel_values"][0])
         if pixels.dtype != np.uint8 or pixels.ndim != 3:
@@ -120,10 +121,7 @@ class ImageOperator(Operator):
                 f"{type(self.processor).__name__} gave {pixels.dtype} pixels of shape {pixels.shape} "
                 "without rescaling; expected uint8 CHW"
             )
-        features: dict[str, Any] = {
-            "pixels": pixels,
-            "original_size": (int(image.height), int(image.width)),
-        }
+        features: dict[str, Any] = {"pixels": pixels}
         mask = out.get("pixel_mask")
         if mask is not None and not np.all(np.asarray(mask[0]) == 1):
             # only a processor with a fixed pad_size pads a single image; keep its mask then
