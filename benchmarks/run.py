@@ -41,9 +41,9 @@ SCALE_LIMITS = {"wall": 10.5, "rss": 1.3}
 # other the way one call's 2 threads do (in-process 155 vs 142 rows/s); a call running alone
 # takes both threads (pipelines/torch_threads.py). 6,000 rows: 132.1, 132.6 vs 121.9 rows/s
 # for one call on 2 threads. Two 1-thread actors measured the same as one 2-thread actor
-# (6,000 rows: 128.9 vs 127.1 rows/s) and start later. The tiny Wav2Vec2 computes 1.4x more per core on one thread
-# than on two (600 clips forward-only: 66.6 clips/s on 1 thread, 93.2 on 2), so asr runs two
-# 1-thread forwards: two actors did 3,000 clips at 66.3 vs 49.6 clips/s for one 2-thread actor;
+# (6,000 rows: 128.9 vs 127.1 rows/s) and start later. The tiny Wav2Vec2 computes 1.4x more
+# per core on one thread than on two (600 clips forward-only: 66.6 clips/s on 1 thread, 93.2
+# on 2), so asr runs two 1-thread forwards: two actors did 3,000 clips at 66.3 vs 49.6 clips/s for one 2-thread actor;
 # one actor running both as threads (forward_calls=2) starts one process instead of two, and
 # 600 clips went from 38.0 and 36.4 to 44.2 and 45.3 clips/s (first forward 7.0 -> 5.4 s).
 # Images decode on both cores instead, and their tiny model's forward is noise: one thread.
