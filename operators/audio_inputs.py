@@ -32,12 +32,23 @@ class AudioOptions(OperatorOptions):
     max_seconds: float = Field(
         DEFAULT_MAX_SECONDS, gt=0, description="Clips longer than this many seconds are refused per row after decoding."
     )
-    max_batch_samples: int = Field(
-        16_000 * 60,
+    max_batch_samples: int | None = Field(
+        None,
         ge=1,
         description="Padded size budget of one micro-batch in samples at the model's rate "
-        "(rows x longest row). A longer clip still runs, alone.",
+        "(rows x longest row). A longer clip still runs, alone. Default: 60 s of audio on the "
+        "CPU, 480 s on a GPU.",
     )
+
+
+# The default micro-batch budgets, in seconds of audio. On 2 CPU cores 60 s and 120 s ran
+# alike. On an H200 a 60 s micro-batch held ~4 clips of the benchmark's 1-30 s and the tiny
+# Wav2Vec2 ran launch-bound: 37 clips/s against transformers.pipeline's 138 at batch size 32,
+# and forward-only's 373 with 480 s micro-batches (benchmarks/RESULTS.md). 480 s of 16 kHz audio
+# is 7.7M samples; wav2vec2-large's widest activation, its first conv layer's 512 channels at
+# 1/5 of the rate, is then 1.6 GB in bf16.
+CPU_AUDIO_BUDGET_S = 60
+GPU_AUDIO_BUDGET_S = 480
 
 
 class AudioOperator(Operator):
@@ -76,6 +87,14 @@ class AudioOperator(Operator):
     @property
     def sampling_rate(self) -> int:
         return int(self.processor.sampling_rate)
+
+    @property
+    def sample_budget(self) -> int:
+        """The micro-batch budget in samples: the option, else the device's default."""
+        if self.options.max_batch_samples:
+            return self.options.max_batch_samples
+        seconds = CPU_AUDIO_BUDGET_S if self.device.type == "cpu" else GPU_AUDIO_BUDGET_S
+        return int(seconds * self.sampling_rate)
 
     @property
     def min_samples(self) -> int:
@@ -126,7 +145,7 @@ class AudioOperator(Operator):
     def plan_waveforms(self, lengths: list[int]) -> list[list[int]]:
         """Micro-batches over waveforms of these lengths: longest first within a sample
         budget where padding is exact, else only equal lengths together."""
-        budget, max_rows = self.options.max_batch_samples, self.options.max_batch_rows
+        budget, max_rows = self.sample_budget, self.options.max_batch_rows
         if self.padding_is_exact:
             return budget_batches(lengths, budget, max_rows)
         groups: dict[int, list[int]] = defaultdict(list)

@@ -132,7 +132,7 @@ class SpeechRecognitionOperator(AudioOperator):
             return super().plan_batches(features)
         # Rows by the samples their chunks hold; forward_batch re-plans the chunks themselves.
         costs = [sum(c.end - c.start for c in self.chunks(self.row_length(f))) for f in features]
-        return budget_batches(costs, self.options.max_batch_samples)
+        return budget_batches(costs, self.sample_budget)
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
         align_to = int(getattr(self.config, "inputs_to_logits_ratio", 1))

@@ -147,6 +147,20 @@ def test_plan_keeps_similar_lengths_together_within_the_sample_budget(op):
         assert len(batch) * max(lengths[i] for i in batch) <= RATE * 24 or len(batch) == 1
 
 
+def test_sample_budget_defaults_by_device(tiny_model, monkeypatch):
+    """60 s of audio per micro-batch on the CPU, 480 s on a GPU (where 60 s ran launch-bound),
+    and the option over both."""
+    import torch
+
+    op = get_operator("audio-classification")(tiny_model("audio-classification")).load()
+    assert op.device.type == "cpu" and op.sample_budget == 60 * op.sampling_rate
+    monkeypatch.setattr(op, "_device", torch.device("cuda"))
+    assert op.sample_budget == 480 * op.sampling_rate
+    assert op.with_options(max_batch_samples=1234).sample_budget == 1234
+    long_clips = [{"waveform": np.zeros(RATE * 30, np.float32)} for _ in range(20)]
+    assert [len(b) for b in op.plan_batches(long_clips)] == [16, 4]
+
+
 def test_group_norm_model_batches_only_equal_lengths(tiny_model):
     base = get_operator("audio-classification")(tiny_model("audio-classification", "base"))
     assert not base.padding_is_exact
