@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +39,11 @@ INPUT_ROLES = ("text", "image", "audio", "question", "context")
 MEDIA_ROLES = frozenset({"image", "audio"})
 
 
+# Named kernels only: transformers also takes "org/repo" as an attention implementation and
+# then downloads and runs that repository's code, which trust_remote_code=False would not stop.
+AttentionKernel = Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"]
+
+
 class OperatorOptions(BaseModel):
     """Options every operator accepts. Task operators subclass this with their own fields."""
 
@@ -53,6 +58,17 @@ class OperatorOptions(BaseModel):
         description="Padded size budget of one micro-batch: rows x longest row, in tokens. "
         "Bounds padding waste and memory for token inputs (audio uses max_batch_samples). "
         "Default: 512 per torch thread on the CPU, 16384 on CUDA.",
+    )
+    attn_implementation: AttentionKernel | None = Field(
+        None,
+        description="transformers' attention kernel. Default: transformers' choice, SDPA where "
+        "the model supports it (all the tasks' families but GLPN and Mask2Former), else eager.",
+    )
+    torch_compile: bool = Field(
+        False,
+        description="Compile the model's forward with torch.compile (dynamic shapes, Inductor). "
+        "Each process's first calls wait while it compiles (MiniLM on 2 CPU cores: 9-14 s); on "
+        "the CPU it needs a C++ compiler.",
     )
 
 
@@ -135,7 +151,13 @@ class Operator:
     def model(self):
         """The weights, loaded on first use. CPU-only stages never touch this."""
         if self._model is None:
-            self._model = self.build_model()
+            model = self.build_model()
+            if self.options.torch_compile:
+                # In place (nn.Module.compile): the model keeps its class, so config,
+                # generate() and the parameters read as before; its __call__ is compiled.
+                # Dynamic shapes, since every micro-batch has its own length.
+                model.compile(dynamic=True)
+            self._model = model
         return self._model
 
     def load(self) -> "Operator":
@@ -147,7 +169,13 @@ class Operator:
         return load_processor(self.processor_kind, self.load_options)
 
     def build_model(self):
-        return load_model(self.auto_model, self.load_options, self.device, self.dtype)
+        return load_model(self.auto_model, self.load_options, self.device, self.dtype, **self.model_kwargs())
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Extra `from_pretrained` arguments from the options."""
+        if self.options.attn_implementation is None:
+            return {}
+        return {"attn_implementation": self.options.attn_implementation}
 
     def with_options(self, **options: Any) -> "Operator":
         """A shallow copy with some options changed, sharing the loaded model and processor."""

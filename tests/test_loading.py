@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 
 import pytest
@@ -105,3 +106,55 @@ def test_tokenizer_loads_without_the_modeling_stack(tmp_path):
         "assert 'transformers.modeling_utils' not in sys.modules, 'modeling_utils imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+def test_attention_is_sdpa_where_supported_and_the_option_overrides(tiny_model):
+    from operators import get_operator
+
+    from tests.operators.texts import VARIED_TEXTS
+
+    Op = get_operator("text-classification")
+    default = Op(tiny_model("text-classification")).load()
+    eager = Op(tiny_model("text-classification"), attn_implementation="eager").load()
+    assert default.model.config._attn_implementation == "sdpa"
+    assert eager.model.config._attn_implementation == "eager"
+    a, b = default({"text": VARIED_TEXTS}), eager({"text": VARIED_TEXTS})
+    # other kernels sum in other orders; the calibrated tiny model's large logits turn that into
+    # ~1e-4 in its scores (the text-classification parity tolerance is 1e-3 for the same reason)
+    assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-3)
+    # GLPN has no SDPA kernel: transformers' choice falls back to eager, and the load works
+    depth = get_operator("depth-estimation")(tiny_model("depth-estimation")).load()
+    assert depth.model.config._attn_implementation == "eager"
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(cxx) for cxx in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if cxx),
+    reason="torch.compile's Inductor needs a C++ compiler on the CPU",
+)
+def test_torch_compile_is_opt_in_and_gives_the_same_results(tiny_model):
+    """Compiled in place, with dynamic shapes: a second call with other lengths reuses it."""
+    from operators import get_operator
+
+    from tests.operators.texts import VARIED_TEXTS
+
+    Op = get_operator("text-classification")
+    plain = Op(tiny_model("text-classification"), max_batch_rows=4).load()
+    assert plain.model._compiled_call_impl is None
+    compiled = Op(tiny_model("text-classification"), max_batch_rows=4, torch_compile=True).load()
+    assert compiled.model._compiled_call_impl is not None
+    assert type(compiled.model) is type(plain.model)  # config and generate() read as before
+    for texts in (VARIED_TEXTS, [t + " and a few more words" for t in VARIED_TEXTS]):
+        a, b = plain({"text": texts}), compiled({"text": texts})
+        assert b["error"] == [None] * len(texts)
+        assert a["label"] == b["label"]
+        assert a["score"] == pytest.approx(b["score"], abs=1e-3)  # fused kernels: ~1e-4
+
+
+def test_attn_implementation_takes_named_kernels_only(tiny_model):
+    """A hub repository here would make transformers download and run its code."""
+    from operators import get_operator
+
+    with pytest.raises(ValueError, match="attn_implementation"):
+        get_operator("text-classification")(
+            tiny_model("text-classification"), attn_implementation="kernels-community/flash-attn"
+        )

@@ -64,7 +64,7 @@ class ImageSegmentationOperator(ImageOperator):
 
         universal = self.model_config.model_type in MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES
         auto_class = "AutoModelForUniversalSegmentation" if universal else "AutoModelForSemanticSegmentation"
-        return load_model(auto_class, self.load_options, self.device, self.dtype)
+        return load_model(auto_class, self.load_options, self.device, self.dtype, **self.model_kwargs())
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
         out = self.model(**self.model_inputs(features))

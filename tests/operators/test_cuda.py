@@ -102,7 +102,8 @@ def test_float32_on_cuda_matches_cpu(case, tiny_model):
     assert op.device.type == "cuda" and next(op.model.parameters()).is_cuda
     _, on_cpu = _run(case, tiny_model, "cpu", "float32")
     unstable = case[4]
-    mismatches = list(_differences(_without(on_cpu, unstable), _without(on_cuda, unstable), FP32_TOL, exact_labels=True))
+    expected, got = _without(on_cpu, unstable), _without(on_cuda, unstable)
+    mismatches = list(_differences(expected, got, FP32_TOL, exact_labels=True))
     assert not mismatches, "\n".join(mismatches[:10])
 
 
@@ -136,7 +137,7 @@ def _differences(expected: Any, got: Any, tol: float, *, exact_labels: bool, pat
             yield f"{path}: {type(expected).__name__} != {type(got).__name__}"
         elif exact_labels and len(expected) != len(got):
             yield f"{path}: {len(expected)} items != {len(got)}"
-        elif not exact_labels and expected and all(isinstance(v, float) for v in expected) and len(expected) != len(got):
+        elif len(expected) != len(got) and expected and all(isinstance(v, float) for v in expected):
             yield f"{path}: vector of {len(expected)} != {len(got)}"
         else:
             for i, (a, b) in enumerate(zip(expected, got)):
