@@ -132,7 +132,7 @@ def test_attention_is_sdpa_where_supported_and_the_option_overrides(tiny_model):
     reason="torch.compile's Inductor needs a C++ compiler on the CPU",
 )
 def test_torch_compile_is_opt_in_and_gives_the_same_results(tiny_model):
-    """Compiled in place, with dynamic shapes: a second call with other lengths reuses it."""
+    """Compiled in place, with dynamic shapes: calls with other lengths give the same results too."""
     from operators import get_operator
 
     from tests.operators.texts import VARIED_TEXTS
