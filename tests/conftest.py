@@ -13,11 +13,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def pytest_configure(config):
-    # The CPU suite (`-m "not gpu"`, what CI runs) holds CPU results to CPU tolerances; on a
-    # GPU machine `device: auto` would pick CUDA and bf16. Hiding the GPUs before anything
-    # initializes CUDA keeps it on the CPU there, in this process and in the Ray workers.
-    if config.getoption("markexpr", "").replace(" ", "") == "notgpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     # The tiny models are far too small to gain from intra-op threads, and on a 2-core
     # machine shared with Ray workers torch's spinning threads cost ~10x CPU (measured
     # while building the tiny DETR: 5.6 s CPU with default threads, 0.6 s with one).
