@@ -28,8 +28,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from operators.batching import budget_batches
-from operators.errors import RowError, row_error
+from operators.errors import RowError, describe, row_error
 from operators.loading import LoadOptions, load_model, load_processor, resolve_device, resolve_dtype
+from operators.out_of_memory import MicroBatchScale, free_device_memory, is_out_of_memory
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ class Operator:
         self._model = None
         self._device = None
         self._dtype = None
+        # Lowered after a device OOM; shared with with_options copies (one model, one memory).
+        self._batch_scale = MicroBatchScale()
 
     # ------------------------------------------------------------------ loading
 
@@ -359,16 +362,42 @@ class Operator:
         return [_first_or_exception(self.preprocess_rows, [row]) for row in rows]
 
     def _forward_isolated(self, features: list[dict[str, Any]]) -> list[Any]:
+        """One planned micro-batch through `forward_batch`: a result or an exception per piece.
+
+        Runs it in sub-batches of the operator's lowered budget (operators/out_of_memory.py)
+        once a device OOM has lowered it."""
+        size = self._batch_scale.rows(len(features))
+        results: list[Any] = []
+        for start in range(0, len(features), size):
+            results.extend(self._forward_split(features[start : start + size], len(features)))
+        return results
+
+    def _forward_split(self, features: list[dict[str, Any]], planned: int) -> list[Any]:
+        """A device OOM halves the batch and retries each half (only a row that runs out of
+        memory alone fails, as `oom`); any other failure is retried row by row to isolate it."""
+        oom = None
         try:
             results = self.forward_batch(features)
             if len(results) != len(features):
                 raise RuntimeError(f"forward_batch returned {len(results)} rows for {len(features)}")
             return results
-        except Exception as e:  # a bad micro-batch is retried row by row to isolate the cause
-            if len(features) == 1:
+        except Exception as e:  # a failed micro-batch is split or retried row by row below
+            if is_out_of_memory(e):
+                oom = describe(e)
+            elif len(features) == 1:
                 return [e]
-            logger.warning("micro-batch of %d failed (%s); retrying row by row", len(features), e)
-        return [_first_or_exception(self.forward_batch, [f]) for f in features]
+            else:
+                logger.warning("micro-batch of %d failed (%s); retrying row by row", len(features), e)
+        if oom is None:
+            return [self._forward_split([f], planned)[0] for f in features]
+        # Outside the except block: the exception's traceback held the batch's tensors.
+        free_device_memory(self.device)
+        if len(features) == 1:
+            return [RowError("oom", f"out of device memory on this row alone ({oom})")]
+        half = (len(features) + 1) // 2
+        self._batch_scale.lower(half, planned)
+        logger.warning("micro-batch of %d ran out of device memory; retrying in halves of %d", len(features), half)
+        return self._forward_split(features[:half], planned) + self._forward_split(features[half:], planned)
 
 
 def _as_list(values: Any, role: str) -> list:

@@ -7,7 +7,9 @@ class RowError(Exception):
     """A failure that belongs to one input row.
 
     `stage` is one of: input (wrong type or empty value), decode (media bytes), preprocess,
-    forward, postprocess. The message is what the user sees in the `error` column.
+    forward, oom (out of device memory with the row alone in its micro-batch; see
+    operators/out_of_memory.py), postprocess. The message is what the user sees in the
+    `error` column.
     """
 
     def __init__(self, stage: str, message: str):
