@@ -7,6 +7,15 @@ A task subclass implements four small hooks and inherits everything else:
 * `forward_batch(feats)`  one padded micro-batch through the model; raw per-row outputs
 * `postprocess_row(raw, feats)` the result columns for one row
 
+Tasks where one row becomes several model inputs (question-answering windows, speech
+recognition chunks) also implement the fan-out pair, as transformers' ChunkPipeline does:
+
+* `row_pieces(feats)`     the model inputs of one row (default: the row itself)
+* `merge_pieces(outputs, feats)` one row's raw output from its pieces' outputs, in order
+
+The base plans micro-batches over the pieces of all rows together, so pieces of different
+rows share micro-batches, and a failed piece fails only its own row.
+
 The base class owns ordering, per-row errors, micro-batch planning, device moves and
 `torch.inference_mode()`. The data between stages is a dict of columns:
 
@@ -217,7 +226,7 @@ class Operator:
         raise NotImplementedError
 
     def row_length(self, features: dict[str, Any]) -> int:
-        """The length used to plan micro-batches (tokens, or audio frames)."""
+        """The length of one piece, used to plan micro-batches (tokens, or audio frames)."""
         return len(features["input_ids"])
 
     @property
@@ -233,12 +242,25 @@ class Operator:
         return CUDA_TOKEN_BUDGET
 
     def plan_batches(self, features: list[dict[str, Any]]) -> list[list[int]]:
-        """Micro-batches as lists of positions into `features`. Default: token budget."""
+        """Micro-batches as lists of positions into `features` (the pieces of all rows; see
+        `row_pieces`). Default: token budget."""
         return budget_batches(
             [self.row_length(f) for f in features],
             self.token_budget,
             self.options.max_batch_rows,
         )
+
+    def row_pieces(self, features: dict[str, Any]) -> list[dict[str, Any]]:
+        """The model inputs that one row's features fan out into. `plan_batches` and
+        `forward_batch` see pieces. Default: one piece, the features themselves."""
+        return [features]
+
+    def merge_pieces(self, outputs: list[Any], features: dict[str, Any]) -> Any:
+        """One row's raw output from its pieces' `forward_batch` outputs, in piece order.
+        Default: the output of the row's single piece."""
+        if len(outputs) != 1:
+            raise RuntimeError(f"{type(self).__name__} has {len(outputs)} pieces for one row; override merge_pieces")
+        return outputs[0]
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[Any]:
         raise NotImplementedError
@@ -297,14 +319,35 @@ class Operator:
         # Load outside the per-batch isolation: a model that cannot load fails the call,
         # it does not turn every row into an error.
         _ = self.model
+        pieces: list[dict[str, Any]] = []
+        owners: list[int] = []  # the row of each piece
+        for i in ok:
+            try:
+                row_pieces = self.row_pieces(features[i])
+                if not row_pieces:
+                    raise RuntimeError("the row has no model inputs")
+            except Exception as e:  # one bad row must not fail its neighbours
+                errors[i] = row_error("forward", e)
+                continue
+            pieces.extend(row_pieces)
+            owners.extend([i] * len(row_pieces))
+        outputs: list[Any] = [None] * len(pieces)
         with torch.inference_mode():
-            for positions in self.plan_batches([features[i] for i in ok]):
-                rows = [ok[p] for p in positions]
-                for i, result in zip(rows, self._forward_isolated([features[i] for i in rows])):
-                    if isinstance(result, BaseException):
-                        errors[i] = row_error("forward", result)
-                    else:
-                        raw[i] = result
+            for positions in self.plan_batches(pieces):
+                for p, result in zip(positions, self._forward_isolated([pieces[p] for p in positions])):
+                    outputs[p] = result
+        per_row: dict[int, list[Any]] = {}
+        for i, result in zip(owners, outputs):
+            per_row.setdefault(i, []).append(result)
+        for i, results in per_row.items():
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:
+                errors[i] = row_error("forward", failed)
+                continue
+            try:
+                raw[i] = self.merge_pieces(results, features[i])
+            except Exception as e:  # isolate the row
+                errors[i] = row_error("forward", e)
         return {"raw": raw, "error": errors}
 
     def postprocess(self, raw: Mapping[str, Sequence], prepared: Mapping[str, Sequence]) -> dict[str, list]:

@@ -94,23 +94,24 @@ class QuestionAnsweringOperator(Operator):
             f["word_chars"].append(_word_chars(encoded[span], sequence_ids))
         return features
 
-    def row_length(self, features: dict[str, Any]) -> int:
-        return len(features["ids"]) * max(len(ids) for ids in features["ids"])
+    def row_pieces(self, features: dict[str, Any]) -> list[dict[str, Any]]:
+        # Each window is one model input; the base batches windows of all rows together.
+        return [{"input_ids": ids, "types": types} for ids, types in zip(features["ids"], features["types"])]
 
-    def forward_batch(self, features: list[dict[str, Any]]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-        spans = [(row, ids, types) for row, f in enumerate(features) for ids, types in zip(f["ids"], f["types"])]
-        ids, mask = pad_sequences([s[1] for s in spans], self.processor.pad_token_id or 0, dtype=np.int64)
-        types, _ = pad_sequences([s[2] for s in spans], 0, dtype=np.int64)
+    def forward_batch(self, windows: list[dict[str, Any]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        ids, mask = pad_sequences([w["input_ids"] for w in windows], self.processor.pad_token_id or 0, dtype=np.int64)
+        types, _ = pad_sequences([w["types"] for w in windows], 0, dtype=np.int64)
         out = self.model(
             input_ids=self.to_device(ids), attention_mask=self.to_device(mask), token_type_ids=self.to_device(types)
         )
         starts = out.start_logits.float().cpu().numpy()
         ends = out.end_logits.float().cpu().numpy()
-        raw: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in features]
-        for k, (row, span_ids, _) in enumerate(spans):
-            n = len(span_ids)
-            raw[row].append((starts[k, :n], ends[k, :n]))
-        return raw
+        return [(starts[k, : len(w["input_ids"])], ends[k, : len(w["input_ids"])]) for k, w in enumerate(windows)]
+
+    def merge_pieces(
+        self, outputs: list[tuple[np.ndarray, np.ndarray]], features: dict[str, Any]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        return outputs  # postprocess_row reads every window's logits
 
     def postprocess_row(self, raw: list[tuple[np.ndarray, np.ndarray]], features: dict[str, Any]) -> dict[str, Any]:
         opts = self.options

@@ -1,10 +1,14 @@
-"""automatic-speech-recognition: CTC transcription (Wav2Vec2ForCTC), with long-form chunking.
+"""automatic-speech-recognition: CTC transcription (Wav2Vec2ForCTC) and Whisper, with long-form chunking.
 
-Chunking follows transformers' ASR pipeline for CTC models (pipelines/automatic_speech_recognition.py:
+One task id serves both kinds of model, as `transformers.pipeline` does: constructing the
+operator reads the model's config and returns a `WhisperRecognitionOperator`
+(operators/whisper_recognition.py) for Whisper checkpoints, this class for CTC models.
+
+Chunking (CTC) follows transformers' ASR pipeline for CTC models (pipelines/automatic_speech_recognition.py:
 `chunk_iter`, `rescale_stride` and the stride slicing in `postprocess`): overlapping chunks of
 `chunk_length_s`, each normalized on its own; the logits frames of the `stride_length_s`
 overlaps are dropped, the rest concatenated and decoded once. Where the pipeline runs chunks
-one at a time, we batch the chunks of many rows together.
+one at a time, the base class batches the chunks of many rows together (`row_pieces`).
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from operators.audio_inputs import AudioOperator, AudioOptions
-from operators.batching import budget_batches
 from operators.ctc_decoding import CtcDecoder
 from operators.loading import load_processor
 from operators.registry import register_operator
 
 NonNegative = Annotated[float, Field(ge=0)]
+
+
+# Options that only Whisper (sequence-to-sequence) models take.
+WHISPER_OPTIONS = ("language", "task", "return_timestamps", "num_beams", "max_new_tokens")
 
 
 class SpeechRecognitionOptions(AudioOptions):
@@ -31,6 +38,27 @@ class SpeechRecognitionOptions(AudioOptions):
         None,
         description="Seconds of context on each side of a chunk whose frames are dropped when stitching; "
         "one number or (left, right). Default: chunk_length_s / 6, as the pipeline does.",
+    )
+
+    language: str | None = Field(
+        None,
+        description="Whisper: the spoken language (a code such as 'fr', a name such as 'french', or a "
+        "token such as '<|fr|>'). Default: detected per clip, as the checkpoint's generation config says.",
+    )
+    task: str | None = Field(
+        None,
+        description="Whisper: 'transcribe', or 'translate' into English, where the checkpoint's generation "
+        "config knows the task. Default: the checkpoint's.",
+    )
+    return_timestamps: bool = Field(
+        False,
+        description="Whisper: also return `chunks`, [{timestamp: (start, end), text}] segments in seconds.",
+    )
+    num_beams: int | None = Field(
+        None, ge=1, description="Whisper: beam width. Default: the checkpoint's, else 5 as the pipeline does."
+    )
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="Whisper: most tokens per 30 s window. Default: the checkpoint's max_length (448)."
     )
 
     @model_validator(mode="after")
@@ -93,11 +121,50 @@ def kept_frames(chunk: Chunk, align_to: int) -> tuple[int, int]:
 
 @register_operator("automatic-speech-recognition")
 class SpeechRecognitionOperator(AudioOperator):
-    output_columns = ("text",)
+    output_columns = ("text", "chunks")
     auto_model = "AutoModelForCTC"
     Options = SpeechRecognitionOptions
     # The ASR pipeline always asks the feature extractor for a mask and passes it on.
     always_attention_mask = True
+
+    def __new__(
+        cls, model: str | None = None, *args: Any, revision: str | None = None, trust_remote_code: bool = False,
+        **kwargs: Any,
+    ):
+        """The operator for the model's kind: Whisper or CTC, as the pipeline decides it."""
+        if cls is not SpeechRecognitionOperator or model is None:  # a subclass, or copy/pickle
+            return super().__new__(cls)
+        from operators.loading import LoadOptions, load_config
+
+        config = load_config(LoadOptions(model=str(model), revision=revision, trust_remote_code=trust_remote_code))
+        target = cls
+        if asr_model_kind(config) == "seq2seq_whisper":
+            from operators.whisper_recognition import WhisperRecognitionOperator
+
+            target = WhisperRecognitionOperator
+        elif asr_model_kind(config) == "seq2seq":
+            raise ValueError(
+                f"{model!r} is a {config.model_type} sequence-to-sequence speech model; "
+                "automatic-speech-recognition runs CTC and Whisper models"
+            )
+        operator = super().__new__(target)
+        operator._config = config  # read once: AudioOperator.config would read it again
+        return operator
+
+    def check_config(self) -> None:
+        super().check_config()
+        self.check_model_options(self.options)
+
+    def check_model_options(self, options: SpeechRecognitionOptions) -> None:
+        """Options that depend on the checkpoint; a mismatch is a configuration error."""
+        for name in WHISPER_OPTIONS:
+            value = getattr(options, name)
+            if value not in (None, False):
+                raise option_error(
+                    options, name, value,
+                    f"{name} applies to Whisper models; {self.model_id!r} is a CTC model "
+                    "(the pipeline's CTC char/word timestamps are not implemented)",
+                )
 
     @property
     def tokenizer(self):
@@ -127,42 +194,52 @@ class SpeechRecognitionOperator(AudioOperator):
             return [Chunk(0, num_samples, 0, 0)]
         return chunk_spans(num_samples, *self.chunk_lengths())
 
-    def plan_batches(self, features: list[dict[str, Any]]) -> list[list[int]]:
-        if self.options.chunk_length_s is None:
-            return super().plan_batches(features)
-        # Rows by the samples their chunks hold; forward_batch re-plans the chunks themselves.
-        costs = [sum(c.end - c.start for c in self.chunks(self.row_length(f))) for f in features]
-        return budget_batches(costs, self.sample_budget)
+    def row_pieces(self, features: dict[str, Any]) -> list[dict[str, Any]]:
+        wave = features["waveform"]
+        return [{"waveform": wave[c.start : c.end], "chunk": c} for c in self.chunks(len(wave))]
 
-    def forward_batch(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
+    def forward_batch(self, pieces: list[dict[str, Any]]) -> list[np.ndarray]:
         align_to = int(getattr(self.config, "inputs_to_logits_ratio", 1))
         chunking = self.options.chunk_length_s is not None
-        pieces = [
-            (row, chunk)
-            for row, f in enumerate(features)
-            for chunk in self.chunks(self.row_length(f))
-        ]
-        kept: list[np.ndarray | None] = [None] * len(pieces)
-        for batch in self.plan_waveforms([c.end - c.start for _, c in pieces]):
-            waves = []
-            for p in batch:
-                row, chunk = pieces[p]
-                waves.append(features[row]["waveform"][chunk.start : chunk.end])
-            output, frames = self.run_encoder(waves)
-            tokens = output.logits.argmax(dim=-1).cpu().numpy()
-            for k, p in enumerate(batch):
-                # Frames past a row's own length come from padding; the pipeline, one chunk at
-                # a time, never has them, and its stride slicing assumes they are absent.
-                ids = tokens[k, : frames[k]] if frames[k] is not None else tokens[k]
-                if chunking:
-                    first, stop = kept_frames(pieces[p][1], align_to)
-                    ids = ids[first:stop]
-                kept[p] = ids
-        per_row: list[list[np.ndarray]] = [[] for _ in features]
-        for (row, _), ids in zip(pieces, kept):
-            per_row[row].append(ids)
-        return [np.concatenate(parts).astype(np.int64) for parts in per_row]
+        output, frames = self.run_encoder([p["waveform"] for p in pieces])
+        tokens = output.logits.argmax(dim=-1).cpu().numpy()
+        kept = []
+        for k, piece in enumerate(pieces):
+            # Frames past a piece's own length come from padding; the pipeline, one chunk at
+            # a time, never has them, and its stride slicing assumes they are absent.
+            ids = tokens[k, : frames[k]] if frames[k] is not None else tokens[k]
+            if chunking:
+                first, stop = kept_frames(piece["chunk"], align_to)
+                ids = ids[first:stop]
+            kept.append(ids)
+        return kept
+
+    def merge_pieces(self, outputs: list[np.ndarray], features: dict[str, Any]) -> np.ndarray:
+        return np.concatenate(outputs).astype(np.int64)
 
     def postprocess_row(self, raw: np.ndarray, features: dict[str, Any]) -> dict[str, Any]:
         # CTC decoding groups repeated ids and drops the blank; special tokens stay, as in the pipeline.
         return {"text": self.ctc_decoder.decode(raw)}
+
+
+def asr_model_kind(config) -> str:
+    """The pipeline's model kind for a config: "seq2seq_whisper", "seq2seq" or "ctc"
+    (AutomaticSpeechRecognitionPipeline.__init__ decides it from the loaded model's class)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES
+
+    if config.model_type == "whisper":
+        return "seq2seq_whisper"
+    if config.model_type in MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES:
+        return "seq2seq"
+    return "ctc"
+
+
+def option_error(options, name: str, value: Any, message: str):
+    """A pydantic ValidationError for one option: a ValueError that Serve answers with a 422
+    naming `parameters.<name>`, as it does for the options' own validation."""
+    from pydantic import ValidationError
+
+    return ValidationError.from_exception_data(
+        type(options).__name__,
+        [{"type": "value_error", "loc": (name,), "input": value, "ctx": {"error": ValueError(message)}}],
+    )

@@ -143,6 +143,12 @@ def _one_record(*names: str) -> Callable[[Mapping[str, Any]], list[dict[str, Any
     return lambda row: [{n: row[n] for n in names}]
 
 
+def _transcript(row: Mapping[str, Any]) -> dict[str, Any]:
+    # The pipeline adds "chunks" only with return_timestamps.
+    chunks = {"chunks": row["chunks"]} if row.get("chunks") is not None else {}
+    return {"text": row["text"], **chunks}
+
+
 @dataclass(frozen=True)
 class ResultShape:
     """How one operator row becomes the pipeline's answer for one input.
@@ -169,7 +175,7 @@ RESULT_SHAPES: dict[str, ResultShape] = {
     "image-segmentation": ResultShape(_column("segments")),
     "depth-estimation": ResultShape(_fields("depth", "predicted_depth")),
     "audio-classification": ResultShape(_ranked),
-    "automatic-speech-recognition": ResultShape(_fields("text")),
+    "automatic-speech-recognition": ResultShape(_transcript),
 }
 
 

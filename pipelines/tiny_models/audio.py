@@ -128,7 +128,14 @@ def ctc_tokenizer(work_dir: str):
     )
 
 
-def build_speech_recognition(out_dir: str) -> str:
+def build_speech_recognition(out_dir: str, variant: str | None = None) -> str:
+    """variant None: Wav2Vec2 CTC; "whisper": openai/whisper-tiny's configuration (whisper.py)."""
+    if variant == "whisper":
+        from pipelines.tiny_models.whisper import build_whisper
+
+        return build_whisper(out_dir)
+    if variant is not None:
+        raise ValueError(f"automatic-speech-recognition variants are None and 'whisper', got {variant!r}")
     from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
 
     torch.manual_seed(SEED + 11)

@@ -150,4 +150,4 @@ def test_options_are_validated(model_dir):
 
 
 def test_empty_batch(model_dir):
-    assert get_operator(TASK)(model_dir)({"audio": []}) == {"text": [], "error": []}
+    assert get_operator(TASK)(model_dir)({"audio": []}) == {"text": [], "chunks": [], "error": []}

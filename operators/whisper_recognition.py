@@ -1,0 +1,270 @@
+"""automatic-speech-recognition with Whisper, as transformers' v5 ASR pipeline runs it.
+
+Stages:
+
+* preprocess (CPU): decode to a 16 kHz waveform, then WhisperFeatureExtractor's log-mel
+  features, exactly as the pipeline calls it: one 30 s window padded with silence for a short
+  clip; the whole clip unpadded for a longer one (Whisper's own sequential long-form decoding
+  in generate()); one window per chunk with `chunk_length_s` (the pipeline's `chunk_iter`).
+  A window's frames past the audio are one constant (the floor of the log-mel normalization),
+  so they are stored as that value, not as an 80 x 3000 float array.
+* forward (device): rebuild the windows, batch them (windows are all 3000 frames, so they
+  batch with no padding at all; whole long clips batch only with clips of the same length),
+  and run `generate()` with the checkpoint's generation config (forced/decoder prompt ids or
+  language and task, suppress_tokens, begin_suppress_tokens, no_timestamps, max_length) and
+  the pipeline's defaults for what the checkpoint leaves unset (num_beams=5, and
+  max_new_tokens=256 unless max_length is set).
+* postprocess (CPU): the tokenizer's `_decode_asr`, the pipeline's own function: text,
+  timestamps, and the longest-common-sequence merge of overlapping chunks by their strides.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from operators.errors import RowError
+from operators.generation import _trim_after_eos
+from operators.loading import load_processor
+from operators.tasks.speech_recognition import SpeechRecognitionOperator, SpeechRecognitionOptions, option_error
+
+# The ASR pipeline's generation defaults (AutomaticSpeechRecognitionPipeline._default_generation_config),
+# used for keys that neither the checkpoint's generation config nor the options set.
+PIPELINE_GENERATION_DEFAULTS = {"max_new_tokens": 256, "num_beams": 5}
+
+
+class WhisperRecognitionOperator(SpeechRecognitionOperator):
+    """Whisper checkpoints under `automatic-speech-recognition`; see the module docstring."""
+
+    auto_model = "AutoModelForSpeechSeq2Seq"
+
+    # ------------------------------------------------------------------ loading and options
+
+    def build_processor(self):
+        from transformers import WhisperFeatureExtractor
+
+        extractor = load_processor("feature_extractor", self.load_options)
+        if not isinstance(extractor, WhisperFeatureExtractor):
+            raise ValueError(
+                f"Whisper model {self.model_id!r} needs a WhisperFeatureExtractor, got {type(extractor).__name__}"
+            )
+        return extractor
+
+    @property
+    def generation_config(self):
+        """The checkpoint's generation config, read without the weights (CPU stages, options)."""
+        if self._model is not None:
+            return self._model.generation_config
+        if getattr(self, "_generation_config", None) is None:
+            from transformers import GenerationConfig
+
+            try:
+                self._generation_config = GenerationConfig.from_pretrained(
+                    self.model_id, **self.load_options.hub_kwargs()
+                )
+            except OSError:  # no generation_config.json: generate() derives one from the config
+                self._generation_config = GenerationConfig.from_model_config(self.config)
+        return self._generation_config
+
+    def check_model_options(self, options: SpeechRecognitionOptions) -> None:
+        """language and task against the checkpoint, as generate() would check them per call
+        (WhisperGenerationMixin._set_language_and_task and _retrieve_init_tokens)."""
+        from transformers.models.whisper.tokenization_whisper import TASK_IDS
+
+        config = self.generation_config
+        if options.language is None and options.task is None:
+            return
+        if getattr(config, "is_multilingual", True) is False:
+            name = "language" if options.language is not None else "task"
+            raise option_error(
+                options, name, getattr(options, name),
+                f"{self.model_id!r} is an English-only Whisper model; it takes no language or task",
+            )
+        if options.language is not None:
+            self.language_token(options)
+        if options.task is not None:
+            known = dict(getattr(config, "task_to_id", None) or {})
+            if options.task not in TASK_IDS or options.task not in known:
+                raise option_error(
+                    options, "task", options.task,
+                    f"task {options.task!r} is not a task of {self.model_id!r} (its generation config "
+                    f"knows {sorted(known) or 'no tasks'})",
+                )
+
+    def language_token(self, options: SpeechRecognitionOptions) -> str:
+        """The checkpoint's token for the language option, resolved as generate() resolves it."""
+        from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+        known = dict(getattr(self.generation_config, "lang_to_id", None) or {})
+        language = options.language.lower()
+        if language in known:
+            token = language
+        elif language in TO_LANGUAGE_CODE:
+            token = f"<|{TO_LANGUAGE_CODE[language]}|>"
+        elif language in TO_LANGUAGE_CODE.values():
+            token = f"<|{language}|>"
+        else:
+            token = None
+        if token is None or token not in known:
+            codes = ", ".join(t.strip("<|>") for t in list(known)[:12])
+            raise option_error(
+                options, "language", options.language,
+                f"language {options.language!r} is not a language of {self.model_id!r} "
+                f"(its generation config knows {len(known)}: {codes}{', ...' if len(known) > 12 else ''})",
+            )
+        return token
+
+    @property
+    def tokenizer(self):
+        if getattr(self, "_tokenizer", None) is None:
+            self._tokenizer = load_processor("tokenizer", self.load_options)
+        return self._tokenizer
+
+    # ------------------------------------------------------------------ stage 1: preprocess
+
+    @property
+    def window_samples(self) -> int:
+        return int(self.processor.n_samples)
+
+    def preprocess_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self._row_windows(row["audio"]) for row in rows]
+
+    def _row_windows(self, wave: np.ndarray) -> dict[str, Any]:
+        extractor = self.processor
+        if self.options.chunk_length_s is not None:
+            windows = [
+                _compact(self._features(wave[c.start : c.end]), stride=(c.end - c.start, c.left, c.right))
+                for c in self.chunks(len(wave))
+            ]
+        elif len(wave) > extractor.n_samples:
+            # The pipeline hands the whole clip to generate(), which decodes it window by window.
+            windows = [_compact(self._features(wave, truncation=False, padding="longest"))]
+        else:
+            windows = [_compact(self._features(wave))]
+        return {"windows": windows}
+
+    def _features(self, wave: np.ndarray, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        encoded = self.processor(
+            wave, sampling_rate=self.sampling_rate, return_attention_mask=True, return_tensors="np", **kwargs
+        )
+        return encoded["input_features"][0].astype(np.float32), encoded["attention_mask"][0]
+
+    # ------------------------------------------------------------------ stage 2: forward
+
+    @property
+    def padding_is_exact(self) -> bool:
+        # Windows are all 3000 frames and never padded; whole long clips differ in length,
+        # and generate() would decode a padded one differently, so they batch by exact length.
+        return False
+
+    def row_pieces(self, features: dict[str, Any]) -> list[dict[str, Any]]:
+        return features["windows"]
+
+    def row_length(self, window: dict[str, Any]) -> int:
+        return int(window["frames"]) * int(self.processor.hop_length)  # samples, for the audio budget
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """generate() kwargs as the pipeline builds them (`_forward`, `_prepare_generate_kwargs`)."""
+        options = self.options
+        kwargs: dict[str, Any] = {}
+        if options.language is not None:
+            kwargs["language"] = options.language
+        if options.task is not None:
+            kwargs["task"] = options.task
+        for name in ("num_beams", "max_new_tokens"):
+            if getattr(options, name) is not None:
+                kwargs[name] = getattr(options, name)
+        if self.return_timestamps:
+            kwargs["return_timestamps"] = True
+        set_params = {**self.generation_config.to_diff_dict(), **kwargs}
+        for key, value in PIPELINE_GENERATION_DEFAULTS.items():
+            # A default max_new_tokens would override a set max_length (Whisper's 448).
+            if key not in set_params and not (key == "max_new_tokens" and "max_length" in set_params):
+                kwargs[key] = value
+        pad = self.tokenizer.pad_token_id
+        if pad is not None and "pad_token_id" not in set_params:
+            kwargs["pad_token_id"] = pad
+        return kwargs
+
+    @property
+    def return_timestamps(self) -> bool:
+        # The pipeline turns timestamps on when the checkpoint's generation config asks for them.
+        return bool(self.options.return_timestamps or getattr(self.generation_config, "return_timestamps", False))
+
+    def forward_batch(self, windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        features = np.stack([_expand(w) for w in windows])
+        mask = np.stack([_mask(w) for w in windows])
+        sequences = self.model.generate(
+            input_features=self.to_device(features, float_dtype=True),
+            attention_mask=self.to_device(mask),
+            **self.generate_kwargs(),
+        )
+        if isinstance(sequences, dict):
+            sequences = sequences["sequences"]
+        eos = self.generation_config.eos_token_id
+        eos = set(eos) if isinstance(eos, (list, tuple)) else {int(eos)}
+        # Rows that end early are padded to the longest one; the pipeline, one clip at a time,
+        # never sees that padding.
+        return [
+            {"tokens": _trim_after_eos(row, eos).astype(np.int64), "stride": w["stride"]}
+            for row, w in zip(sequences.cpu().numpy(), windows)
+        ]
+
+    def merge_pieces(self, outputs: list[dict[str, Any]], features: dict[str, Any]) -> list[dict[str, Any]]:
+        return outputs  # _decode_asr merges the windows of a row in postprocess
+
+    # ------------------------------------------------------------------ stage 3: postprocess
+
+    def postprocess_row(self, raw: list[dict[str, Any]], features: dict[str, Any]) -> dict[str, Any]:
+        rate = self.sampling_rate
+        outputs = []
+        for window in raw:
+            output: dict[str, Any] = {"tokens": window["tokens"][None, :]}
+            if window["stride"] is not None:
+                output["stride"] = tuple(n / rate for n in window["stride"])  # seconds, as the pipeline
+            outputs.append(output)
+        time_precision = self.processor.chunk_length / self.config.max_source_positions
+        text, optional = self.tokenizer._decode_asr(
+            outputs, return_timestamps=self.return_timestamps, return_language=None, time_precision=time_precision
+        )
+        chunks = optional.get("chunks")
+        if chunks is not None:
+            chunks = [{"timestamp": tuple(c["timestamp"]), "text": c["text"]} for c in chunks]
+        return {"text": text, "chunks": chunks}
+
+
+def _compact(features: tuple[np.ndarray, np.ndarray], stride: tuple[int, int, int] | None = None) -> dict[str, Any]:
+    """A window's log-mel frames without its silent tail: the extractor pads the waveform with
+    zeros, and every frame that sees only zeros holds the same floor value in every mel bin."""
+    mel, mask = features
+    frames = mel.shape[1]
+    fill = mel[0, -1]
+    tail = np.all(mel == fill, axis=0)
+    keep = frames
+    while keep > 0 and tail[keep - 1]:
+        keep -= 1
+    valid = int(mask.sum())
+    if not np.all(mask[:valid]) or np.any(mask[valid:]):
+        raise RowError("preprocess", "the feature extractor's attention mask is not a prefix of ones")
+    return {
+        "mel": np.ascontiguousarray(mel[:, :keep]),
+        "fill": float(fill),
+        "frames": frames,
+        "valid": valid,
+        "stride": stride,
+    }
+
+
+def _expand(window: dict[str, Any]) -> np.ndarray:
+    mel = window["mel"]
+    out = np.full((mel.shape[0], window["frames"]), window["fill"], dtype=np.float32)
+    out[:, : mel.shape[1]] = mel
+    return out
+
+
+def _mask(window: dict[str, Any]) -> np.ndarray:
+    mask = np.zeros(window["frames"], dtype=np.int64)
+    mask[: window["valid"]] = 1
+    return mask
+
