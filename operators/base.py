@@ -131,6 +131,7 @@ class Operator:
         self._model = None
         self._device = None
         self._dtype = None
+        self._config_checked = False
         # Lowered after a device OOM; shared with with_options copies (one model, one memory).
         self._batch_scale = MicroBatchScale()
 
@@ -173,9 +174,38 @@ class Operator:
         return self._model
 
     def load(self) -> "Operator":
-        """Load processor and weights now (actor constructors call this to fail fast)."""
+        """Check the configuration, then load processor and weights now (actor constructors
+        call this to fail fast)."""
+        self._check_config_once()
         _ = self.processor, self.model
         return self
+
+    @property
+    def model_config(self):
+        """The model config: the loaded model's, else read once from disk (no weights)."""
+        if self._model is not None:
+            return self._model.config
+        if getattr(self, "_config", None) is None:
+            from operators.loading import load_config
+
+            self._config = load_config(self.load_options)
+        return self._config
+
+    def check_config(self) -> None:
+        """Raise ValueError naming the option and the model for a configuration that would
+        fail every row (an option the checkpoint cannot honour, a checkpoint that cannot run
+        the task). Reads the processor and config, never weights. Runs in load(), before the
+        first preprocess(), in with_options() of a checked operator, and in the job driver
+        before any data is read, so a bad configuration fails the job or the Serve replica
+        instead of each row. Tasks extend it, calling super().check_config() first."""
+        from operators.model_checks import check_architecture
+
+        check_architecture(self)
+
+    def _check_config_once(self) -> None:
+        if not self._config_checked:
+            self.check_config()
+            self._config_checked = True
 
     def build_processor(self):
         return load_processor(self.processor_kind, self.load_options)
@@ -195,6 +225,8 @@ class Operator:
             return self
         clone = copy.copy(self)
         clone.options = self.Options(**{**self.options.model_dump(), **options})
+        if self._config_checked:
+            clone.check_config()  # a request's bad option is its own error (Serve: 422)
         return clone
 
     @classmethod
@@ -288,6 +320,7 @@ class Operator:
 
     def preprocess(self, batch: Mapping[str, Any]) -> dict[str, list]:
         """Stage 1 (CPU): decode and tokenize. One entry per input row, errors included."""
+        self._check_config_once()  # a bad option fails the call, not every row
         rows = self._rows(batch)
         n = len(rows)
         errors: list[str | None] = [None] * n

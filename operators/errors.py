@@ -36,3 +36,15 @@ def error_kind(error: str | None) -> str | None:
     if error is None:
         return None
     return error.split(":", 1)[0].strip() or "unknown"
+
+
+def option_error(options_class: type, name: str, value: object, message: str) -> ValueError:
+    """A pydantic ValidationError for one option value that the model cannot honour, raised
+    like the options' own validation: Serve answers it with a 422 naming `parameters.<name>`,
+    and the job spec check names `options.<name>`."""
+    from pydantic import ValidationError
+
+    return ValidationError.from_exception_data(
+        options_class.__name__,
+        [{"type": "value_error", "loc": (name,), "input": value, "ctx": {"error": ValueError(message)}}],
+    )

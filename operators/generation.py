@@ -150,6 +150,21 @@ class GenerationOperator(Operator):
         except OSError:  # no generation_config.json: generate() derives one from the model config
             return GenerationConfig.from_model_config(self.model_config)
 
+    def check_config(self) -> None:
+        """The tokenizer can pad, and the generation settings (options over task params over
+        the model's generation config) are ones generate() accepts, e.g. no forced token that
+        is also suppressed."""
+        import copy
+
+        super().check_config()
+        _ = self.pad_token_id
+        settings = copy.deepcopy(self._base_generation_config)
+        settings.update(**self.generation_settings)
+        try:
+            settings.validate()
+        except ValueError as e:
+            raise ValueError(f"generation settings for model {self.model_id!r}: {e}") from None
+
     def task_params_key(self) -> str | None:
         """Key of this task in the config's `task_specific_params`, if it has one."""
         return None

@@ -54,6 +54,12 @@ class ImageSegmentationOperator(ImageOperator):
     auto_model = "AutoModelForImageSegmentation"
     Options = ImageSegmentationOptions
 
+    def check_config(self) -> None:
+        from operators.model_checks import check_architecture
+
+        # build_model picks one of these by the config's model type.
+        check_architecture(self, ("AutoModelForUniversalSegmentation", "AutoModelForSemanticSegmentation"))
+
     def build_model(self):
         # Mask2Former/MaskFormer/OneFormer are only in the universal-segmentation mapping
         # (pipeline() reaches them through config.architectures); SegFormer-style models are

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from operators.errors import RowError
+from operators.errors import RowError, option_error
 from operators.generation import GenerationOperator, GenerationOptions
 from operators.registry import register_operator
 
@@ -37,6 +37,13 @@ class TextGenerationOperator(GenerationOperator):
     Options = TextGenerationOptions
     pipeline_defaults = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}
     default_clean_up_spaces = None  # the tokenizer's own default, as the pipeline decodes
+
+    def check_config(self) -> None:
+        super().check_config()
+        try:
+            self.prompt_limit()
+        except ValueError as e:
+            raise option_error(type(self.options), "max_new_tokens", self.resolved("max_new_tokens"), f"{e} of model {self.model_id!r}") from None
 
     def prompt_limit(self) -> int:
         """Most prompt tokens that leave room for max_new_tokens in the model's positions."""

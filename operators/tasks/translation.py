@@ -54,13 +54,31 @@ class TranslationOperator(GenerationOperator):
         if src is None and tgt is None:
             return known[0] if known else None
         if src is None or tgt is None:
-            raise ValueError(f"give both src_lang and tgt_lang, got src_lang={src!r}, tgt_lang={tgt!r}")
+            raise ValueError(
+                f"give both src_lang and tgt_lang for model {self.model_id!r}, got src_lang={src!r}, tgt_lang={tgt!r}"
+            )
         key = f"translation_{src}_to_{tgt}"
         if known and key not in known:
             # 4.57's pipeline would translate without a prefix here; a T5 model then does not
             # know which language to produce, so refuse instead.
             raise ValueError(f"model {self.model_id!r} has no task_specific_params for {key!r}; it has {known}")
         return key
+
+    def check_config(self) -> None:
+        """src_lang/tgt_lang name a translation of the model: language codes of its tokenizer
+        (an unknown code would be encoded as the unknown token, a translation into no language
+        at all), else a key of its task params. Checked before the generation settings, which
+        an unknown forced BOS token would fail less clearly."""
+        from operators.errors import option_error
+
+        if self.uses_language_codes:
+            check_language_codes(self.processor, self.options, self.model_id)
+        else:
+            try:
+                self.task_params_key()
+            except ValueError as e:
+                raise option_error(type(self.options), "tgt_lang", self.options.tgt_lang, str(e)) from None
+        super().check_config()
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         if not self.uses_language_codes:
@@ -95,3 +113,19 @@ class TranslationOperator(GenerationOperator):
 
     def postprocess_row(self, raw: np.ndarray, features: dict[str, Any]) -> dict[str, Any]:
         return {"translation_text": self.decode(raw)}
+
+
+def check_language_codes(tokenizer, options: TranslationOptions, model: str) -> None:
+    """Both codes given and known to the tokenizer: in its `lang_code_to_id` (mBART, M2M100),
+    else a token of its vocabulary other than the unknown token (NLLB)."""
+    from operators.errors import option_error
+
+    codes = list(getattr(tokenizer, "lang_code_to_id", None) or ())
+    for name in ("src_lang", "tgt_lang"):
+        code = getattr(options, name)
+        shown = f"; it has {', '.join(codes)}" if codes else ""
+        if code is None:
+            raise option_error(type(options), name, code, f"model {model!r} translates between language codes; set {name}{shown}")
+        known = code in codes if codes else tokenizer.convert_tokens_to_ids(code) not in (None, tokenizer.unk_token_id)
+        if not known:
+            raise option_error(type(options), name, code, f"{code!r} is not a language code of model {model!r}{shown}")

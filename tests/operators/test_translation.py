@@ -40,18 +40,24 @@ def test_target_language_changes_prefix_and_output(model_dir):
     assert fr({"text": TEXTS[:4]})["translation_text"] != de({"text": TEXTS[:4]})["translation_text"]
 
 
-def test_unknown_language_pair_is_a_row_error_naming_known_pairs(model_dir):
+# A language pair the model lacks is a configuration error (issue 17.5): the call fails with
+# one error naming the option and the model, instead of every row failing alike.
+def test_unknown_language_pair_fails_the_call_naming_known_pairs(model_dir):
+    from pydantic import ValidationError
+
     op = get_operator("translation")(model_dir, src_lang="en", tgt_lang="es")
-    out = op({"text": TEXTS[:2]})
-    assert out["translation_text"] == [None, None]
-    for error in out["error"]:
-        assert error.startswith("preprocess: model ") and "'translation_en_to_es'" in error
-        assert "translation_en_to_de" in error
+    with pytest.raises(ValidationError) as info:
+        op({"text": TEXTS[:2]})
+    error = info.value.errors()[0]
+    assert error["loc"] == ("tgt_lang",) and f"model {model_dir!r}" in error["msg"]
+    assert "'translation_en_to_es'" in error["msg"] and "translation_en_to_de" in error["msg"]
 
 
 def test_half_a_language_pair_is_rejected(model_dir):
-    out = get_operator("translation")(model_dir, tgt_lang="de")({"text": TEXTS[:1]})
-    assert out["error"] == ["preprocess: give both src_lang and tgt_lang, got src_lang=None, tgt_lang='de'"]
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="give both src_lang and tgt_lang .*got src_lang=None, tgt_lang='de'"):
+        get_operator("translation")(model_dir, tgt_lang="de")({"text": TEXTS[:1]})
 
 
 def test_language_codes_parity_with_legacy_pipeline_mbart(tiny_model, legacy_pipeline):
