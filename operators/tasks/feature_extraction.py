@@ -1,29 +1,62 @@
-"""feature-extraction: one sentence embedding per text, mean-pooled over the attention mask.
+"""feature-extraction: one sentence embedding per text, as SentenceTransformer.encode computes it.
 
 transformers.pipeline("feature-extraction") returns per-token hidden states; labelling jobs
-want one vector per row, so we pool on the device (masked mean) and return `embedding`.
-For sentence-transformers checkpoints (modules.json), the defaults follow the checkpoint:
-normalize when it has a Normalize module, and its max_seq_length.
+want one vector per row. A sentence-transformers checkpoint (modules.json) says how to get it:
+its Transformer settings (max_seq_length, do_lower_case), its Pooling mode (cls, mean, max,
+mean_sqrt_len_tokens, weightedmean, lasttoken, several concatenated, include_prompt), Dense
+layers, Normalize and prompts; operators/sentence_modules.py reads and applies them. A module
+type we do not implement fails the load, naming it. A plain transformers checkpoint (no
+modules.json) gets the masked mean of the last hidden state.
+
+Deliberate differences from encode(): rows are always right-padded (a causal model then sees
+exactly its unpadded input; sentence-transformers pads on the tokenizer's side), pooling and
+Dense run in float32, and passing both `prompt` and `prompt_name` is an error (encode warns
+and uses `prompt`).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
 from operators.registry import register_operator
+from operators.sentence_modules import (
+    PromptNameError,
+    SentenceHead,
+    SentenceModules,
+    load_sentence_tokenizer,
+    prompt_token_count,
+    read_sentence_modules,
+)
 from operators.text_inputs import EncoderTextOperator, TextOptions
 
 
 class FeatureExtractionOptions(TextOptions):
     normalize: bool | None = Field(
         None,
-        description="L2-normalize embeddings. Default: as the sentence-transformers config says "
-        "(a Normalize module), else False.",
+        description="L2-normalize embeddings. Default: as the sentence-transformers checkpoint says "
+        "(a Normalize module), else False. False skips the checkpoint's Normalize; True normalizes "
+        "the final vector, as encode(normalize_embeddings=True).",
     )
+    prompt_name: str | None = Field(
+        None,
+        description="A prompt of the checkpoint's config_sentence_transformers.json (e.g. 'query'), "
+        "prepended to every text, as encode(prompt_name=...). Default: the checkpoint's "
+        "default_prompt_name, if any.",
+    )
+    prompt: str | None = Field(
+        None,
+        description="Text prepended to every text, as encode(prompt=...). Overrides the checkpoint's "
+        "default prompt; '' turns it off.",
+    )
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> "FeatureExtractionOptions":
+        if self.prompt is not None and self.prompt_name is not None:
+            raise ValueError("give prompt or prompt_name, not both")
+        return self
 
 
 @register_operator("feature-extraction")
@@ -35,64 +68,100 @@ class FeatureExtractionOperator(EncoderTextOperator):
 
     def __init__(self, model: str, **kwargs: Any):
         super().__init__(model, **kwargs)
-        self._sentence_config: dict[str, Any] | None = None
+        self._sentence_modules: SentenceModules | None = None
+        self._sentence_head: SentenceHead | None = None
+        self._prompt_lengths: dict[tuple[str, int | None], int] = {}  # shared by with_options copies
 
-    def sentence_config(self) -> dict[str, Any]:
-        """What the sentence-transformers files say: {"normalize": bool, "max_seq_length": int}."""
-        if self._sentence_config is None:
-            modules = _read_json(self.load_options, "modules.json") or []
-            bert_config = _read_json(self.load_options, "sentence_bert_config.json") or {}
-            self._sentence_config = {
-                "normalize": any(str(m.get("type", "")).endswith(".Normalize") for m in modules),
-                "max_seq_length": bert_config.get("max_seq_length"),
-            }
-        return self._sentence_config
+    # ------------------------------------------------------------------ configuration
+
+    def sentence_modules(self) -> SentenceModules:
+        """The checkpoint's sentence-transformers modules, read once (no weights)."""
+        if self._sentence_modules is None:
+            self._sentence_modules = read_sentence_modules(self.load_options)
+        return self._sentence_modules
+
+    @property
+    def prompt_text(self) -> str:
+        """The text prepended to each input ('' for none). A prompt_name the checkpoint lacks
+        raises ValueError naming the option, the checkpoint's prompts and the model."""
+        return self.sentence_modules().resolve_prompt(self.options.prompt, self.options.prompt_name, self.model_id)
 
     @property
     def normalize(self) -> bool:
         if self.options.normalize is not None:
             return self.options.normalize
-        return self.sentence_config()["normalize"]
+        return self.sentence_modules().normalizes
 
-    def max_tokens(self) -> int:
-        if self.options.max_length is None and self.sentence_config()["max_seq_length"]:
-            return int(self.sentence_config()["max_seq_length"])
-        return super().max_tokens()
+    def check_config(self) -> None:
+        """Module types we do not implement and a prompt_name the checkpoint lacks fail here,
+        before any row and without weights (ValueError naming the model)."""
+        super().check_config()
+        _ = self.prompt_text
+
+    def build_processor(self):
+        modules = self.sentence_modules()
+        if not modules.declared:
+            return super().build_processor()
+        return load_sentence_tokenizer(self.load_options, modules.transformer)
+
+    @property
+    def sentence_head(self) -> SentenceHead:
+        if self._sentence_head is None:
+            self._sentence_head = SentenceHead(self.sentence_modules(), self.load_options, self.device)
+        return self._sentence_head
+
+    def build_model(self):
+        model = super().build_model()
+        _ = self.sentence_head  # Dense weights load with the model, so load() fails fast on them
+        return model
+
+    def with_options(self, **options: Any) -> "FeatureExtractionOperator":
+        try:
+            clone = super().with_options(**options)
+            if "prompt_name" in options and clone is not self:
+                _ = clone.prompt_text
+        except PromptNameError as e:
+            # A ValidationError, as for any other bad option value: Serve answers it with a 422.
+            raise _option_error(self.Options, "prompt_name", options["prompt_name"], str(e)) from None
+        return clone
+
+    # ------------------------------------------------------------------ the three stages
+
+    def preprocess_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        prompt = self.prompt_text
+        if not prompt:
+            return super().preprocess_rows(rows)
+        # As encode(): the prompt is prepended to the text, and the pair is truncated together.
+        features = super().preprocess_rows([{"text": prompt + r["text"]} for r in rows])
+        count = self._prompt_length(prompt)
+        for f in features:
+            f["prompt_length"] = count
+        return features
+
+    def _prompt_length(self, prompt: str) -> int:
+        max_length = self.max_tokens() if self.options.truncation else None
+        key = (prompt, max_length)
+        if key not in self._prompt_lengths:
+            self._prompt_lengths[key] = prompt_token_count(self.processor, prompt, max_length)
+        return self._prompt_lengths[key]
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
-        import torch
-
         inputs = self.model_inputs(features)
         hidden = self.model(**inputs).last_hidden_state
-        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
-        if self.normalize:
-            pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
-        return list(pooled.float().cpu().numpy())
+        prompt_lengths = [int(f.get("prompt_length", 0)) for f in features]
+        embeddings = self.sentence_head(hidden, inputs["attention_mask"], prompt_lengths, self.options.normalize)
+        return list(embeddings.cpu().numpy())
 
     def postprocess_row(self, raw: np.ndarray, features: dict[str, Any]) -> dict[str, Any]:
         return {"embedding": raw.astype(np.float32).tolist()}
 
 
-def _read_json(load_options, filename: str) -> Any:
-    """A JSON file of the checkpoint, or None when it has none (local dir or hub)."""
-    import os
+def _option_error(options_class, name: str, value: Any, message: str) -> ValidationError:
+    from pydantic_core import InitErrorDetails, PydanticCustomError
 
-    if load_options.is_local:
-        path = os.path.join(load_options.model, filename)
-        if not os.path.exists(path):
-            return None
-    else:
-        from transformers.utils import cached_file
-
-        path = cached_file(
-            load_options.model,
-            filename,
-            revision=load_options.revision,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-        )
-        if path is None:
-            return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    detail = InitErrorDetails(
+        type=PydanticCustomError("invalid_option", "{message}", {"message": message}),
+        loc=(name,),
+        input=value,
+    )
+    return ValidationError.from_exception_data(options_class.__name__, [detail])

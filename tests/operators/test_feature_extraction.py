@@ -80,3 +80,32 @@ def test_cpu_token_budget_is_per_torch_thread_of_the_calling_thread(model_dir):
         t.join()
     assert budgets == {1: 512, 2: 1024}
     assert op.with_options(batch_budget=300).token_budget == 300
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+@pytest.mark.parametrize("include_prompt", [True, False])
+def test_pooling_math_matches_sentence_transformers_pooling(padding_side, include_prompt):
+    """Every pooling mode, alone and all six concatenated, against sentence-transformers'
+    Pooling module on the same token states, under right and left padding, with a 2-token
+    prompt that include_prompt=False leaves out (a 1-token row is then fully masked)."""
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    from operators.sentence_modules import POOLING_MODES, PoolingModule, pool
+
+    torch.manual_seed(0)
+    lengths, seq_len, hidden = [7, 3, 5, 1], 7, 8
+    token_embeddings = torch.randn(len(lengths), seq_len, hidden)
+    mask = torch.zeros(len(lengths), seq_len, dtype=torch.int64)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1 if padding_side == "right" else 0
+        if padding_side == "left":
+            mask[i, seq_len - n :] = 1
+    prompt_length = 2
+    for modes in [*((m,) for m in POOLING_MODES), POOLING_MODES]:
+        reference = Pooling(hidden, pooling_mode=modes, include_prompt=include_prompt)(
+            {"token_embeddings": token_embeddings, "attention_mask": mask, "prompt_length": prompt_length}
+        )["sentence_embedding"]
+        prompt_lengths = torch.full((len(lengths),), prompt_length)
+        got = pool(token_embeddings, mask, prompt_lengths, PoolingModule(modes, include_prompt))
+        torch.testing.assert_close(torch.cat(got, dim=-1), reference, rtol=1e-6, atol=1e-6, msg=f"{modes}")
