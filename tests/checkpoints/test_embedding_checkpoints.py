@@ -12,6 +12,7 @@ they stand for:
 * distiluse / labse: sentence-transformers/distiluse-base-multilingual-cased-v2 (mean + Dense
   tanh) and sentence-transformers/LaBSE (CLS + Dense + Normalize).
 * dense-residual: sentence-transformers 6's residual Dense projections (no hub model yet).
+* matryoshka: a truncate_dim saved with the model (nomic-ai/nomic-embed-text-v1.5 style Matryoshka).
 * e5: intfloat/e5-* style "query: " / "passage: " prompts, here with a default prompt name.
 * instructor: hkunlp/instructor-* style (prompt excluded from mean pooling).
 * gte-qwen2 / decoder-right: Alibaba-NLP/gte-Qwen2-*-instruct and intfloat/e5-mistral-7b-instruct
@@ -137,6 +138,9 @@ def _build(name: str, out: str, bert: str, minilm: str) -> str:
         return out
     if name in ("max", "mean_sqrt_len_tokens", "weightedmean"):
         return _save([m.Transformer(bert), m.Pooling(32, pooling_mode=name)], out)
+    if name == "matryoshka":
+        # truncate_dim in config_sentence_transformers.json: cut after Normalize, as encode() does.
+        return _save([m.Transformer(bert), m.Pooling(32, pooling_mode="mean"), m.Normalize()], out, truncate_dim=20)
     if name == "multi-legacy":
         # Four modes enabled by the old boolean keys: concatenated in sentence-transformers' key order.
         _save([m.Transformer(bert), m.Pooling(32, pooling_mode="mean")], out)
@@ -251,6 +255,7 @@ CASES = [
     ("distiluse", {}),
     ("labse", {}),
     ("dense-residual", {}),
+    ("matryoshka", {}),
     ("gte-qwen2-left", {}),
     ("gte-qwen2-left", {"prompt_name": "query"}),
     ("decoder-right", {}),
@@ -282,6 +287,7 @@ def test_checkpoint_settings_are_read(loaded):
     instructor, _ = loaded("instructor")
     assert instructor.preprocess({"text": PROSE[:1]})["features"][0]["prompt_length"] > 5
     assert loaded("labse")[0].sentence_modules().modules[1].out_features == 24
+    assert len(loaded("matryoshka")[0]({"text": PROSE[:1]})["embedding"][0]) == 20
 
 
 def test_normalize_false_overrides_the_checkpoint(loaded):
