@@ -27,17 +27,12 @@ import numpy as np
 from operators.errors import RowError
 from operators.generation import _trim_after_eos
 from operators.loading import load_processor
-from operators.tasks.speech_recognition import SpeechRecognitionOperator, SpeechRecognitionOptions, option_error
-
-# The ASR pipeline's generation defaults (AutomaticSpeechRecognitionPipeline._default_generation_config),
-# used for keys that neither the checkpoint's generation config nor the options set.
-PIPELINE_GENERATION_DEFAULTS = {"max_new_tokens": 256, "num_beams": 5}
+from operators.seq2seq_recognition import Seq2SeqRecognitionOperator
+from operators.tasks.speech_recognition import SpeechRecognitionOptions, option_error
 
 
-class WhisperRecognitionOperator(SpeechRecognitionOperator):
+class WhisperRecognitionOperator(Seq2SeqRecognitionOperator):
     """Whisper checkpoints under `automatic-speech-recognition`; see the module docstring."""
-
-    auto_model = "AutoModelForSpeechSeq2Seq"
 
     # ------------------------------------------------------------------ loading and options
 
@@ -50,22 +45,6 @@ class WhisperRecognitionOperator(SpeechRecognitionOperator):
                 f"Whisper model {self.model_id!r} needs a WhisperFeatureExtractor, got {type(extractor).__name__}"
             )
         return extractor
-
-    @property
-    def generation_config(self):
-        """The checkpoint's generation config, read without the weights (CPU stages, options)."""
-        if self._model is not None:
-            return self._model.generation_config
-        if getattr(self, "_generation_config", None) is None:
-            from transformers import GenerationConfig
-
-            try:
-                self._generation_config = GenerationConfig.from_pretrained(
-                    self.model_id, **self.load_options.hub_kwargs()
-                )
-            except OSError:  # no generation_config.json: generate() derives one from the config
-                self._generation_config = GenerationConfig.from_model_config(self.config)
-        return self._generation_config
 
     def check_model_options(self, options: SpeechRecognitionOptions) -> None:
         """language and task against the checkpoint, as generate() would check them per call
@@ -115,76 +94,33 @@ class WhisperRecognitionOperator(SpeechRecognitionOperator):
             )
         return token
 
-    @property
-    def tokenizer(self):
-        if getattr(self, "_tokenizer", None) is None:
-            self._tokenizer = load_processor("tokenizer", self.load_options)
-        return self._tokenizer
-
     # ------------------------------------------------------------------ stage 1: preprocess
 
-    @property
-    def window_samples(self) -> int:
-        return int(self.processor.n_samples)
-
-    def preprocess_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [self._row_windows(row["audio"]) for row in rows]
-
-    def _row_windows(self, wave: np.ndarray) -> dict[str, Any]:
-        extractor = self.processor
-        if self.options.chunk_length_s is not None:
-            windows = [
-                _compact(self._features(wave[c.start : c.end]), stride=(c.end - c.start, c.left, c.right))
-                for c in self.chunks(len(wave))
-            ]
-        elif len(wave) > extractor.n_samples:
-            # The pipeline hands the whole clip to generate(), which decodes it window by window.
-            windows = [_compact(self._features(wave, truncation=False, padding="longest"))]
-        else:
-            windows = [_compact(self._features(wave))]
-        return {"windows": windows}
-
-    def _features(self, wave: np.ndarray, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+    def window(self, wave: np.ndarray, stride: tuple[int, int, int] | None) -> dict[str, Any]:
+        # A whole clip over 30 s goes to generate() unpadded, which decodes it window by window
+        # (the pipeline's long-form path); anything else is padded to one 30 s window.
+        long_form = stride is None and len(wave) > self.processor.n_samples
         encoded = self.processor(
-            wave, sampling_rate=self.sampling_rate, return_attention_mask=True, return_tensors="np", **kwargs
+            wave,
+            sampling_rate=self.sampling_rate,
+            return_attention_mask=True,
+            return_tensors="np",
+            **({"truncation": False, "padding": "longest"} if long_form else {}),
         )
-        return encoded["input_features"][0].astype(np.float32), encoded["attention_mask"][0]
+        window = _compact(encoded["input_features"][0].astype(np.float32), encoded["attention_mask"][0])
+        # The audio budget counts what the encoder sees: 30 s per window, however short the clip.
+        return {**window, "samples": window["frames"] * int(self.processor.hop_length), "stride": stride}
 
     # ------------------------------------------------------------------ stage 2: forward
 
-    @property
-    def padding_is_exact(self) -> bool:
-        # Windows are all 3000 frames and never padded; whole long clips differ in length,
-        # and generate() would decode a padded one differently, so they batch by exact length.
-        return False
-
-    def row_pieces(self, features: dict[str, Any]) -> list[dict[str, Any]]:
-        return features["windows"]
-
-    def row_length(self, window: dict[str, Any]) -> int:
-        return int(window["frames"]) * int(self.processor.hop_length)  # samples, for the audio budget
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        """generate() kwargs as the pipeline builds them (`_forward`, `_prepare_generate_kwargs`)."""
-        options = self.options
+    def task_generate_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
-        if options.language is not None:
-            kwargs["language"] = options.language
-        if options.task is not None:
-            kwargs["task"] = options.task
-        for name in ("num_beams", "max_new_tokens"):
-            if getattr(options, name) is not None:
-                kwargs[name] = getattr(options, name)
+        if self.options.language is not None:
+            kwargs["language"] = self.options.language
+        if self.options.task is not None:
+            kwargs["task"] = self.options.task
         if self.return_timestamps:
             kwargs["return_timestamps"] = True
-        set_params = {**self.generation_config.to_diff_dict(), **kwargs}
-        for key, value in PIPELINE_GENERATION_DEFAULTS.items():
-            # A default max_new_tokens would override a set max_length (Whisper's 448).
-            if key not in set_params and not (key == "max_new_tokens" and "max_length" in set_params):
-                kwargs[key] = value
-        pad = self.tokenizer.pad_token_id
-        if pad is not None and "pad_token_id" not in set_params:
-            kwargs["pad_token_id"] = pad
         return kwargs
 
     @property
@@ -192,27 +128,14 @@ class WhisperRecognitionOperator(SpeechRecognitionOperator):
         # The pipeline turns timestamps on when the checkpoint's generation config asks for them.
         return bool(self.options.return_timestamps or getattr(self.generation_config, "return_timestamps", False))
 
-    def forward_batch(self, windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def model_inputs(self, windows: list[dict[str, Any]]) -> dict[str, Any]:
         features = np.stack([_expand(w) for w in windows])
         mask = np.stack([_mask(w) for w in windows])
-        sequences = self.model.generate(
-            input_features=self.to_device(features, float_dtype=True),
-            attention_mask=self.to_device(mask),
-            **self.generate_kwargs(),
-        )
-        if isinstance(sequences, dict):
-            sequences = sequences["sequences"]
-        eos = self.generation_config.eos_token_id
-        eos = set(eos) if isinstance(eos, (list, tuple)) else {int(eos)}
-        # Rows that end early are padded to the longest one; the pipeline, one clip at a time,
-        # never sees that padding.
-        return [
-            {"tokens": _trim_after_eos(row, eos).astype(np.int64), "stride": w["stride"]}
-            for row, w in zip(sequences.cpu().numpy(), windows)
-        ]
+        return {"input_features": self.to_device(features, float_dtype=True), "attention_mask": self.to_device(mask)}
 
-    def merge_pieces(self, outputs: list[dict[str, Any]], features: dict[str, Any]) -> list[dict[str, Any]]:
-        return outputs  # _decode_asr merges the windows of a row in postprocess
+    def unpadded(self, sequence: np.ndarray) -> np.ndarray:
+        # Whisper's generate() returns the tokens after its decoder prompt.
+        return _trim_after_eos(sequence, self.eos_token_ids)
 
     # ------------------------------------------------------------------ stage 3: postprocess
 
@@ -234,10 +157,9 @@ class WhisperRecognitionOperator(SpeechRecognitionOperator):
         return {"text": text, "chunks": chunks}
 
 
-def _compact(features: tuple[np.ndarray, np.ndarray], stride: tuple[int, int, int] | None = None) -> dict[str, Any]:
+def _compact(mel: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
     """A window's log-mel frames without its silent tail: the extractor pads the waveform with
     zeros, and every frame that sees only zeros holds the same floor value in every mel bin."""
-    mel, mask = features
     frames = mel.shape[1]
     fill = mel[0, -1]
     tail = np.all(mel == fill, axis=0)
@@ -252,7 +174,6 @@ def _compact(features: tuple[np.ndarray, np.ndarray], stride: tuple[int, int, in
         "fill": float(fill),
         "frames": frames,
         "valid": valid,
-        "stride": stride,
     }
 
 

@@ -2,7 +2,9 @@
 
 One task id serves both kinds of model, as `transformers.pipeline` does: constructing the
 operator reads the model's config and returns a `WhisperRecognitionOperator`
-(operators/whisper_recognition.py) for Whisper checkpoints, this class for CTC models.
+(operators/whisper_recognition.py) for Whisper checkpoints, a `Seq2SeqRecognitionOperator`
+(operators/seq2seq_recognition.py) for other sequence-to-sequence speech models, and this class
+for CTC models.
 
 Chunking (CTC) follows transformers' ASR pipeline for CTC models (pipelines/automatic_speech_recognition.py:
 `chunk_iter`, `rescale_stride` and the stride slicing in `postprocess`): overlapping chunks of
@@ -143,10 +145,9 @@ class SpeechRecognitionOperator(AudioOperator):
 
             target = WhisperRecognitionOperator
         elif asr_model_kind(config) == "seq2seq":
-            raise ValueError(
-                f"{model!r} is a {config.model_type} sequence-to-sequence speech model; "
-                "automatic-speech-recognition runs CTC and Whisper models"
-            )
+            from operators.seq2seq_recognition import Seq2SeqRecognitionOperator
+
+            target = Seq2SeqRecognitionOperator
         operator = super().__new__(target)
         operator._config = config  # read once: AudioOperator.config would read it again
         return operator

@@ -129,13 +129,16 @@ def ctc_tokenizer(work_dir: str):
 
 
 def build_speech_recognition(out_dir: str, variant: str | None = None) -> str:
-    """variant None: Wav2Vec2 CTC; "whisper": openai/whisper-tiny's configuration (whisper.py)."""
+    """variant None: Wav2Vec2 CTC; "whisper": openai/whisper-tiny's configuration (whisper.py);
+    "moonshine": a sequence-to-sequence model that is not Whisper (the pipeline's "seq2seq")."""
     if variant == "whisper":
         from pipelines.tiny_models.whisper import build_whisper
 
         return build_whisper(out_dir)
+    if variant == "moonshine":
+        return _build_moonshine(out_dir)
     if variant is not None:
-        raise ValueError(f"automatic-speech-recognition variants are None and 'whisper', got {variant!r}")
+        raise ValueError(f"automatic-speech-recognition variants are None, 'whisper' and 'moonshine', got {variant!r}")
     from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
 
     torch.manual_seed(SEED + 11)
@@ -162,4 +165,44 @@ def build_speech_recognition(out_dir: str, variant: str | None = None) -> str:
             model.lm_head.bias[tokenizer.convert_tokens_to_ids(token)] -= 20.0
     model.save_pretrained(out_dir, safe_serialization=True)
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out_dir)
+    return out_dir
+
+
+def _build_moonshine(out_dir: str) -> str:
+    """Moonshine (raw waveform in, tokens out) with a local byte-level BPE. As for the other
+    tiny generation models (generation.py): a large initializer range, the unreadable tokens
+    suppressed, and a short max_length so that tests stay fast."""
+    from transformers import MoonshineConfig, MoonshineForConditionalGeneration, Wav2Vec2FeatureExtractor
+
+    from pipelines.tiny_models.generation import _unreadable_tokens
+    from pipelines.tiny_models.tokenizers import byte_level_bpe_tokenizer
+
+    torch.manual_seed(SEED + 12)
+    tokenizer = byte_level_bpe_tokenizer(1000, 512)
+    tokenizer.add_special_tokens({"pad_token": "<pad>", "bos_token": "<s>"})
+    config = MoonshineConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        encoder_num_hidden_layers=2,
+        decoder_num_hidden_layers=2,
+        encoder_num_attention_heads=2,
+        decoder_num_attention_heads=2,
+        encoder_num_key_value_heads=2,
+        decoder_num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id,
+        initializer_range=0.5,
+    )
+    model = MoonshineForConditionalGeneration(config).eval()
+    model.generation_config.update(suppress_tokens=_unreadable_tokens(tokenizer), min_new_tokens=4, max_length=24)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    # Moonshine checkpoints take the raw waveform, unnormalized, with a mask.
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=SAMPLING_RATE, padding_value=0.0, do_normalize=False, return_attention_mask=True
+    ).save_pretrained(out_dir)
     return out_dir

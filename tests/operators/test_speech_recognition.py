@@ -151,3 +151,45 @@ def test_options_are_validated(model_dir):
 
 def test_empty_batch(model_dir):
     assert get_operator(TASK)(model_dir)({"audio": []}) == {"text": [], "chunks": [], "error": []}
+
+
+# ---------------------------------------------------------------- sequence-to-sequence, not Whisper
+
+
+@pytest.fixture(scope="module")
+def seq2seq_dir(tiny_model):
+    return tiny_model(TASK, "moonshine")
+
+
+@pytest.fixture(scope="module")
+def seq2seq_asr(seq2seq_dir):
+    from transformers import pipeline
+
+    asr = pipeline(TASK, model=seq2seq_dir, device="cpu")
+    assert asr.type == "seq2seq"
+    return asr
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"num_beams": 1}, {"num_beams": 1, "chunk_length_s": 2.0, "stride_length_s": 0.5}, {}],
+    ids=["greedy", "chunked", "pipeline-default-beams"],
+)
+def test_seq2seq_model_matches_the_pipeline(seq2seq_dir, seq2seq_asr, clips, long_clips, options):
+    # Moonshine stands for the models the pipeline runs as "seq2seq": generate() on each window,
+    # the chunks' tokens concatenated (the v5 pipeline keeps strides only for Whisper and CTC).
+    rows = [long_clips[1], clips[1], clips[5], clips[8]]  # clips 5 and 8 share a length: one micro-batch
+    op = get_operator(TASK)(seq2seq_dir, **options)
+    assert type(op).__name__ == "Seq2SeqRecognitionOperator"
+    out = op({"audio": rows})
+    assert out["error"] == [None] * len(rows)
+    call = {k: v for k, v in options.items() if k in ("chunk_length_s", "stride_length_s")}
+    generate = {k: v for k, v in options.items() if k not in call}
+    for i, clip in enumerate(rows):
+        assert out["text"][i] == seq2seq_asr(clip, **call, generate_kwargs=generate)["text"], f"row {i}"
+    assert len(set(out["text"])) > 2, "texts should vary with the clip"
+
+
+def test_seq2seq_model_refuses_whisper_options(seq2seq_dir, clips):
+    with pytest.raises(ValueError, match="return_timestamps applies to Whisper models; .* is a moonshine model"):
+        get_operator(TASK)(seq2seq_dir, return_timestamps=True)({"audio": [clips[1]]})
