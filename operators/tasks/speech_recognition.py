@@ -28,13 +28,15 @@ from operators.registry import register_operator
 NonNegative = Annotated[float, Field(ge=0)]
 
 
-# Options that only Whisper (sequence-to-sequence) models take.
-WHISPER_OPTIONS = ("language", "task", "return_timestamps", "num_beams", "max_new_tokens")
+# Options of sequence-to-sequence models (generate()); CTC models take none of them.
+SEQ2SEQ_OPTIONS = ("language", "task", "return_timestamps", "num_beams", "max_new_tokens")
 
 
 class SpeechRecognitionOptions(AudioOptions):
     chunk_length_s: float | None = Field(
-        None, gt=0, description="Transcribe long clips in overlapping chunks of this many seconds (CTC long-form)."
+        None, gt=0, description="Transcribe long clips in overlapping chunks of this many seconds, as the "
+        "pipeline does: CTC stitches the chunks' frames, Whisper merges their tokens by the strides, other "
+        "sequence-to-sequence models concatenate them."
     )
     stride_length_s: NonNegative | tuple[NonNegative, NonNegative] | None = Field(
         None,
@@ -57,10 +59,16 @@ class SpeechRecognitionOptions(AudioOptions):
         description="Whisper: also return `chunks`, [{timestamp: (start, end), text}] segments in seconds.",
     )
     num_beams: int | None = Field(
-        None, ge=1, description="Whisper: beam width. Default: the checkpoint's, else 5 as the pipeline does."
+        None,
+        ge=1,
+        description="Sequence-to-sequence models (Whisper, ...): beam width. Default: the checkpoint's, "
+        "else 5 as the pipeline does.",
     )
     max_new_tokens: int | None = Field(
-        None, ge=1, description="Whisper: most tokens per 30 s window. Default: the checkpoint's max_length (448)."
+        None,
+        ge=1,
+        description="Sequence-to-sequence models: most new tokens per window. Default: the checkpoint's "
+        "generation config (Whisper's max_length 448), else 256 as the pipeline does.",
     )
 
     @model_validator(mode="after")
@@ -158,12 +166,12 @@ class SpeechRecognitionOperator(AudioOperator):
 
     def check_model_options(self, options: SpeechRecognitionOptions) -> None:
         """Options that depend on the checkpoint; a mismatch is a configuration error."""
-        for name in WHISPER_OPTIONS:
+        for name in SEQ2SEQ_OPTIONS:
             value = getattr(options, name)
             if value not in (None, False):
                 raise option_error(
                     options, name, value,
-                    f"{name} applies to Whisper models; {self.model_id!r} is a CTC model "
+                    f"{name} applies to sequence-to-sequence models such as Whisper; {self.model_id!r} is a CTC model "
                     "(the pipeline's CTC char/word timestamps are not implemented)",
                 )
 

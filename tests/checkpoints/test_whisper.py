@@ -164,7 +164,7 @@ def test_unknown_language_or_task_is_a_configuration_error(model_dir, clips, tmp
     english_only = edited("en-only", is_multilingual=False)
     assert "English-only Whisper model; it takes no language or task" in config_error(english_only, task="transcribe")
     ctc = tiny_model(TASK)
-    with pytest.raises(ValueError, match=f"language applies to Whisper models; '{ctc}' is a CTC model"):
+    with pytest.raises(ValueError, match=f"language applies to sequence-to-sequence models such as Whisper; '{ctc}' is a CTC model"):
         Op(ctc, language="en")({"audio": [clips["stella"]]})
 
 
