@@ -138,7 +138,12 @@ def load_processor(kind: str, options: LoadOptions, **kwargs: Any):
     # preprocessing actor's start-up on 2 cores (measured with cProfile).
     cls = getattr(transformers, PROCESSOR_CLASSES[kind])
     if kind == "image_processor":
-        # The PIL backends need no torchvision, which we do not depend on.
+        # The PIL backends need no torchvision, which CPU preprocessing does not depend on.
+        # A deliberate difference from transformers.pipeline: with torchvision installed,
+        # pipeline() and AutoImageProcessor default to the torchvision backend, whose resize
+        # rounds differently, so scores differ from pipeline()'s in the third decimal (labels
+        # agree). vision_inputs.py and direct_resize.py rely on the PIL backend's uint8 resize
+        # and float math; tests/operators/test_image_backends.py measures the difference.
         kwargs.setdefault("backend", "pil")
     try:
         return cls.from_pretrained(str(options.model), **options.hub_kwargs(), **kwargs)

@@ -94,3 +94,14 @@ def open_for_pipeline(data: bytes):
     from PIL import Image
 
     return Image.open(io.BytesIO(data))
+
+
+def pil_pipeline(task: str, model_dir: str, **kwargs):
+    """transformers.pipeline(task) with the PIL-backend image processor, the one taskray's
+    operators load (operators/loading.py). With torchvision installed, pipeline() would pick
+    the torchvision backend, whose resize differs in its last bits; test_image_backends.py
+    measures that difference separately."""
+    from transformers import AutoImageProcessor, pipeline
+
+    processor = AutoImageProcessor.from_pretrained(model_dir, backend="pil")
+    return pipeline(task, model=model_dir, image_processor=processor, device="cpu", **kwargs)

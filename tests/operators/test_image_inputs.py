@@ -14,6 +14,7 @@ from tests.operators.images import (
     exif_rotated_jpeg,
     one_pixel_png,
     open_for_pipeline,
+    pil_pipeline,
     pixels,
     png_bomb_header,
     truncated_jpeg,
@@ -44,8 +45,6 @@ def bad_inputs() -> dict[str, tuple[object, str]]:
 
 
 def test_bad_rows_become_errors_and_neighbours_keep_parity(vit_dir):
-    from transformers import pipeline
-
     good = varied_images()[:2]
     bad = bad_inputs()
     op = get_operator("image-classification")(vit_dir)
@@ -56,7 +55,7 @@ def test_bad_rows_become_errors_and_neighbours_keep_parity(vit_dir):
         assert error is not None and error.startswith(prefix), (name, error)
     assert out["label"][1:-1] == [None] * len(bad) and out["scores"][1:-1] == [None] * len(bad)
     assert out["error"][0] is None and out["error"][-1] is None
-    reference = pipeline("image-classification", model=vit_dir, device="cpu")
+    reference = pil_pipeline("image-classification", vit_dir)
     for got_label, got_score, data in ((out["label"][0], out["score"][0], good[0]), (out["label"][-1], out["score"][-1], good[1])):
         expected = reference(open_for_pipeline(data))[0]
         assert got_label == expected["label"]

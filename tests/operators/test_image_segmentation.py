@@ -9,7 +9,7 @@ import pytest
 
 from operators import get_operator
 from operators.decoding.image import decode_image
-from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, varied_images
+from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, pil_pipeline, varied_images
 
 SCORE_TOL = 1e-5  # fp32 on CPU, bit-identical pixels; batching changes summation order only
 # Masks are thresholded logits; a pixel whose logit sits within float noise of the threshold
@@ -25,9 +25,7 @@ def model_dir(tiny_model):
 
 @pytest.fixture(scope="module")
 def reference(model_dir):
-    from transformers import pipeline
-
-    return pipeline("image-segmentation", model=model_dir, device="cpu")
+    return pil_pipeline("image-segmentation", model_dir)
 
 
 def mask_array(data: bytes) -> np.ndarray:

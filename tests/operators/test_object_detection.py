@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from operators import get_operator
-from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, varied_images
+from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, pil_pipeline, varied_images
 
 SCORE_TOL = 1e-5  # fp32 on CPU, bit-identical pixels; batching changes summation order only
 # Boxes are whole pixels truncated toward zero (as pipeline's box.int()); a coordinate that
@@ -22,9 +22,7 @@ def model_dir(tiny_model):
 
 @pytest.fixture(scope="module")
 def reference(model_dir):
-    from transformers import pipeline
-
-    return pipeline("object-detection", model=model_dir, device="cpu")
+    return pil_pipeline("object-detection", model_dir)
 
 
 def assert_same_objects(got: list[dict], want: list[dict]) -> None:
