@@ -364,9 +364,13 @@ def _ensure_ray(spec: JobSpec) -> None:
     )
 
 
-def _finalize(spec: JobSpec, out: Location, id_column: str, snapshot: dict, wall_s: float) -> JobSummary:
+def _finalize(
+    spec: JobSpec, out: Location, id_column: str, snapshot: dict, wall_s: float,
+    history: list[dict] | None = None, rows_processed: int | None = None,
+) -> JobSummary:
     """Make every data file share one schema, count rows from the files themselves, check
-    that no id was written twice, then write _SUCCESS and drop the checkpoint."""
+    that no id was written twice, then write _SUCCESS and drop the checkpoint.
+    `history` and `rows_processed` (default: from `snapshot`): see pipelines/retry.py."""
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
@@ -400,7 +404,7 @@ def _finalize(spec: JobSpec, out: Location, id_column: str, snapshot: dict, wall
             counts.ok = total - counts.failed
         tasks[t.column_prefix] = counts
     failed = 0 if failed_mask is None else (pc.sum(failed_mask.cast("int64")).as_py() or 0)
-    processed = sum(snapshot["nodes"].get(spec.tasks[0].column_prefix, {}).values())
+    processed = sum(snapshot["nodes"].get(spec.tasks[0].column_prefix, {}).values()) if rows_processed is None else rows_processed
     summary = JobSummary(
         output=out.uri,
         total=total,
@@ -412,7 +416,7 @@ def _finalize(spec: JobSpec, out: Location, id_column: str, snapshot: dict, wall
         rows_processed=processed,
         tasks=tasks,
     )
-    write_text(out, posixpath.join(out.path, SUCCESS_FILE), manifest_json(spec.model_dump(mode="json"), summary))
+    write_text(out, posixpath.join(out.path, SUCCESS_FILE), manifest_json(spec.model_dump(mode="json"), summary, history))
     with contextlib.suppress(FileNotFoundError, OSError):
         out.filesystem.delete_dir(posixpath.join(out.path, CHECKPOINT_DIR))
     return summary

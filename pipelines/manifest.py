@@ -7,11 +7,17 @@ presence means the output is whole:
      "tasks": {"<name>": {"task", "model", "ok", "failed", "errors_by_kind",
                           "nodes": {"<ray node id>": rows forwarded there in this run}}},
      "rows_processed": rows computed in this run (less than total after a resume),
-     "wall_s", "rows_per_s" (rows_processed / wall_s), "versions": {...}, "finished_at"}
+     "wall_s", "rows_per_s" (rows_processed / wall_s), "versions": {...}, "finished_at",
+     "history": [{"mode": "run" | "retry-failed", "started", "finished", "rows", "failed"}, ...]}
+
+`history` lists the runs that wrote the output, oldest first: the job itself ("run": `rows`
+is the output's total, `failed` its failed rows), then each `--retry-failed` ("rows": the
+rows it retried, "failed": those of them that failed again). Times are UTC, ISO 8601.
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import platform
 import time
@@ -19,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SUCCESS_FILE = "_SUCCESS"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @dataclass
@@ -82,23 +89,36 @@ def versions() -> dict[str, str]:
     return out
 
 
-def manifest_json(spec: dict[str, Any], summary: JobSummary) -> str:
-    return json.dumps(
-        {
-            "spec": spec,
-            "rows": {"total": summary.total, "ok": summary.ok, "failed": summary.failed},
-            "errors_by_kind": summary.errors_by_kind,
-            "tasks": {name: asdict(c) for name, c in summary.tasks.items()},
-            "rows_processed": summary.rows_processed,
-            "wall_s": round(summary.wall_s, 3),
-            "rows_per_s": round(summary.rows_per_s, 3),
-            "output": summary.output,
-            "versions": versions(),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
-        indent=2,
-        sort_keys=False,
-    )
+def manifest_json(spec: dict[str, Any], summary: JobSummary, history: list[dict[str, Any]] | None = None) -> str:
+    """The `_SUCCESS` text. `history`: the runs so far, this one included (default: this run
+    alone, as mode "run")."""
+    data = {
+        "spec": spec,
+        "rows": {"total": summary.total, "ok": summary.ok, "failed": summary.failed},
+        "errors_by_kind": summary.errors_by_kind,
+        "tasks": {name: asdict(c) for name, c in summary.tasks.items()},
+        "rows_processed": summary.rows_processed,
+        "wall_s": round(summary.wall_s, 3),
+        "rows_per_s": round(summary.rows_per_s, 3),
+        "output": summary.output,
+        "versions": versions(),
+        "finished_at": time.strftime(TIME_FORMAT, time.gmtime()),
+    }
+    data["history"] = history if history is not None else [run_entry(data)]
+    return json.dumps(data, indent=2, sort_keys=False)
+
+
+def run_entry(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The history entry (mode "run") of the job run that wrote `manifest`."""
+    finished = manifest["finished_at"]
+    started = calendar.timegm(time.strptime(finished, TIME_FORMAT)) - float(manifest.get("wall_s") or 0)
+    return {
+        "mode": "run",
+        "started": time.strftime(TIME_FORMAT, time.gmtime(started)),
+        "finished": finished,
+        "rows": manifest["rows"]["total"],
+        "failed": manifest["rows"]["failed"],
+    }
 
 
 def summary_from_manifest(text: str) -> JobSummary:

@@ -111,7 +111,9 @@ def plan_source(spec: JobSpec) -> SourcePlan:
             )
         derive = id_column is None
         id_column = id_column or DERIVED_ID
-        columns = list(dict.fromkeys([*needed_roles.values(), *spec.keep_columns] + ([] if derive else [id_column])))
+        # Every task's columns: two tasks may read one role from different columns.
+        task_columns = [col for t in spec.tasks for col in t.role_columns().values()]
+        columns = list(dict.fromkeys([*task_columns, *spec.keep_columns] + ([] if derive else [id_column])))
         plan = SourcePlan(fmt, location, files, roots, columns, id_column, derive)
     if spec.limit is not None:
         _apply_limit(plan, spec.limit)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 INPUT_FORMATS = ("auto", "parquet", "images", "audio", "jsonl", "csv")
-MODES = ("error-if-exists", "resume", "overwrite")
+MODES = ("error-if-exists", "resume", "overwrite", "retry-failed")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
 
@@ -208,8 +208,10 @@ class JobSpec(BaseModel):
     keep_columns: list[str] = Field(default_factory=list, description="Input columns copied into the output as-is.")
     tasks: list[TaskSpec] = Field(..., min_length=1, description="The tasks to run over every row.")
     limit: int | None = Field(None, ge=1, description="Only the first N input rows (in file order), e.g. for a trial run.")
-    mode: Literal["error-if-exists", "resume", "overwrite"] = Field(
-        "error-if-exists", description="What to do with a non-empty output: refuse, resume the job there, or delete it first."
+    mode: Literal["error-if-exists", "resume", "overwrite", "retry-failed"] = Field(
+        "error-if-exists",
+        description="What to do with a non-empty output: refuse, resume the job there, delete it first, or "
+        "(retry-failed) run the rows of a finished output whose error is set again and replace them in place.",
     )
     storage: StorageOptions = Field(default_factory=StorageOptions, description="S3 endpoint, region, profile, anonymous access.")
     block_rows: int = Field(

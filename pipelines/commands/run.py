@@ -40,6 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an unfinished job in the output")
     mode.add_argument("--overwrite", action="store_true", help="delete the output first")
+    mode.add_argument(
+        "--retry-failed", action="store_true",
+        help="run again only the rows of a finished output whose error is set, and replace them in place",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the resolved spec and the Ray Data plan, run nothing")
 
 
@@ -69,6 +73,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         out["mode"] = "resume"
     elif args.overwrite:
         out["mode"] = "overwrite"
+    elif args.retry_failed:
+        out["mode"] = "retry-failed"
     return out
 
 
@@ -105,7 +111,12 @@ def main(args: argparse.Namespace) -> int:
         print(describe_plan(spec))
         return EXIT_OK
     try:
-        summary = run_job(spec)
+        if spec.mode == "retry-failed":
+            from pipelines.retry import retry_failed
+
+            summary = retry_failed(spec)
+        else:
+            summary = run_job(spec)
     except SpecError as e:
         print(f"taskray run: bad job spec: {e}", file=sys.stderr)
         return EXIT_SPEC

@@ -1,0 +1,211 @@
+"""`taskray run --retry-failed`: the failed rows of a finished output run again and replace
+the old rows in place; every id stays exactly once, even when the retry is killed midway.
+
+The transient failures are injected by the test: some input rows are None on the first run
+(they fail as `input: ...`), and the test then fixes those rows in the input files, as a user
+would after a transient failure. Every 17th text is None for good (harness.text_shards), so
+those rows fail again on the retry.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import sys
+
+import pytest
+import yaml
+
+from tests.offline_reliability.harness import (
+    SMALL_ACTORS,
+    TASK,
+    assert_output_matches,
+    checkpoint_state,
+    expected_rows,
+    own_ray,
+    read_manifest,
+    read_output,
+    text_shards,
+    wait_until,
+    write_shards,
+)
+
+
+def broken(shards, files: set[int], column: str = "text"):
+    """Copies of `shards` whose `column` is None in every row of the given files."""
+    import pyarrow as pa
+
+    out = []
+    for i, table in enumerate(shards):
+        if i in files:
+            index = table.column_names.index(column)
+            table = table.set_column(index, column, pa.array([None] * table.num_rows, pa.string()))
+        out.append(table)
+    return out
+
+
+def assert_each_id_once(table, ids) -> None:
+    counts = collections.Counter(table.column("id").to_pylist())
+    assert not [i for i, n in counts.items() if n > 1], "an id appears twice"
+    assert set(counts) == set(ids), f"ids missing: {sorted(set(ids) - set(counts))[:3]}"
+
+
+def task_view(table, prefix: str):
+    """One task's columns of a multi-task output, named as a single-task output names them."""
+    names = ["id", f"{prefix}.label", f"{prefix}.score", f"{prefix}.error"]
+    return table.select(names).rename_columns(["id", "label", "score", "error"])
+
+
+def file_digests(out: str) -> dict[str, str]:
+    return {
+        n: hashlib.sha256(open(os.path.join(out, n), "rb").read()).hexdigest()
+        for n in os.listdir(out)
+        if n.endswith(".parquet")
+    }
+
+
+# Generous bound: it only catches hangs on a loaded 2-core machine.
+@pytest.mark.timeout(1200)
+def test_retry_after_sigkill_keeps_every_id_once(tmp_path, tiny_model, spawn_driver):
+    n_files, rows_per_file, block_rows = 8, 40, 10
+    model_dir = tiny_model(TASK)
+    good = text_shards(n_files, rows_per_file)
+    expected = expected_rows(model_dir, good)
+    # Three files of eight fail: under the default error budget (half the rows) of a job.
+    write_shards(broken(good, {2, 3, 4}), str(tmp_path / "in"))
+    out = str(tmp_path / "out")
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(
+        yaml.safe_dump(
+            {
+                "input": [str(tmp_path / "in")],
+                "output": out,
+                "block_rows": block_rows,
+                "preprocess_actors": "1:1",
+                "tasks": [{"task": TASK, "model": model_dir, "batch_size": block_rows, **SMALL_ACTORS}],
+            }
+        )
+    )
+    argv = [sys.executable, "-m", "tests.offline_reliability.driver", "run", str(job_file)]
+    env = {"RAY_ADDRESS": "local"}
+
+    first = spawn_driver(argv, env=env)
+    assert first.wait(600) == 0, first.output()[-3000:]
+    failed_first = read_manifest(out)["rows"]["failed"]
+    write_shards(good, str(tmp_path / "in"))  # the transient cause is gone
+
+    staging = os.path.join(out, "_retry", "data")
+    retry = spawn_driver([*argv, "--retry-failed"], env=env)
+    # The staging checkpoint starts with one committed file (the ids not to retry); wait for
+    # two more, i.e. retried blocks written, then kill the retry with its whole Ray.
+    wait_until(
+        lambda: not retry.alive() or len(checkpoint_state(staging)["committed"]) >= 3,
+        480,
+        "retried blocks committed in the staging area",
+    )
+    assert retry.alive(), f"the retry ended before the kill (rc={retry.proc.returncode}):\n{retry.output()[-3000:]}"
+    retry.kill()
+
+    # Killed midway: the output still holds every id exactly once, and its _SUCCESS is the
+    # first run's (the retry had not finished).
+    assert_each_id_once(read_output(out), expected)
+    assert [h["mode"] for h in read_manifest(out)["history"]] == ["run"]
+    assert os.path.isdir(os.path.join(out, "_retry"))
+
+    again = spawn_driver([*argv, "--retry-failed"], env=env)
+    assert again.wait(600) == 0, again.output()[-3000:]
+
+    assert_output_matches(read_output(out), expected)
+    manifest = read_manifest(out)
+    still_failed = sum(1 for r in expected.values() if r["error"] is not None)
+    assert manifest["rows"]["failed"] == still_failed
+    assert [h["mode"] for h in manifest["history"]] == ["run", "retry-failed"]
+    assert manifest["history"][1]["rows"] == failed_first
+    assert manifest["history"][1]["failed"] == still_failed
+    # The resumed retry kept the blocks committed before the kill.
+    assert manifest["rows_processed"] < failed_first
+    assert not os.path.exists(os.path.join(out, "_retry"))
+
+
+@pytest.mark.timeout(1200)
+def test_multi_task_retry_replaces_failed_rows_in_place(tmp_path, tiny_model, monkeypatch):
+    import pipelines.retry
+    from pipelines.job import run_job
+    from pipelines.spec import JobSpec, TaskSpec
+
+    n_files, rows_per_file, block_rows = 4, 20, 10
+    model_dir = tiny_model(TASK)
+    good = [t.append_column("text_b", t.column("text")) for t in text_shards(n_files, rows_per_file)]
+    expected = expected_rows(model_dir, good)
+    # Task a fails the rows of file 1, task b those of file 2: each task retries its own.
+    first_input = broken(broken(good, {1}, "text"), {2}, "text_b")
+    write_shards(first_input, str(tmp_path / "in"))
+    out = str(tmp_path / "out")
+
+    def spec(mode: str) -> JobSpec:
+        return JobSpec(
+            input=[str(tmp_path / "in")],
+            output=out,
+            tasks=[
+                TaskSpec(task=TASK, model=model_dir, name="a", batch_size=block_rows, **SMALL_ACTORS),
+                TaskSpec(task=TASK, model=model_dir, name="b", columns={"text": "text_b"}, batch_size=block_rows, **SMALL_ACTORS),
+            ],
+            block_rows=block_rows,
+            preprocess_actors=(1, 1),
+            mode=mode,
+        )
+
+    with own_ray(num_cpus=2):
+        run_job(spec("error-if-exists"))
+        before = read_output(out)
+        failed_a = set(before.filter(before.column("a.error").is_valid()).column("id").to_pylist())
+        failed_b = set(before.filter(before.column("b.error").is_valid()).column("id").to_pylist())
+        ok_b_in_file_1 = {r["id"]: r for r in task_view(before, "b").to_pylist() if r["id"].startswith("doc-01-")}
+        digests = file_digests(out)
+        write_shards(good, str(tmp_path / "in"))
+
+        # A retry that dies after replacing one file (injected: the second file replacement
+        # raises), as a kill mid-merge would leave it.
+        real_replace, calls = pipelines.retry._replace_file, []
+
+        def replace_then_die(*args):
+            calls.append(args)
+            if len(calls) > 1:
+                raise OSError("injected: killed mid-merge")
+            real_replace(*args)
+
+        monkeypatch.setattr(pipelines.retry, "_replace_file", replace_then_die)
+        with pytest.raises(OSError, match="injected"):
+            pipelines.retry.retry_failed(spec("retry-failed"))
+        assert len(calls) == 2, "the merge should have replaced one file before the injected failure"
+        assert_each_id_once(read_output(out), expected)
+        assert [h["mode"] for h in read_manifest(out)["history"]] == ["run"]
+        monkeypatch.setattr(pipelines.retry, "_replace_file", real_replace)
+
+        summary = pipelines.retry.retry_failed(spec("retry-failed"))
+
+    after = read_output(out)
+    for prefix in ("a", "b"):
+        assert_output_matches(task_view(after, prefix), expected)
+    # Task b succeeded on file 1 the first time; its values there are the first run's.
+    for row in task_view(after, "b").to_pylist():
+        if row["id"] in ok_b_in_file_1:
+            assert row == ok_b_in_file_1[row["id"]]
+    # In place: the same files, and the files with no failed row are untouched.
+    now = file_digests(out)
+    assert set(now) == set(digests)
+    touched = {n for n in now if now[n] != digests[n]}
+    assert touched and len(touched) < len(digests)
+
+    manifest = read_manifest(out)
+    still_failed = sum(1 for r in expected.values() if r["error"] is not None)
+    assert manifest["rows"] == {"total": len(expected), "ok": len(expected) - still_failed, "failed": still_failed}
+    assert manifest["tasks"]["a"]["failed"] == manifest["tasks"]["b"]["failed"] == still_failed
+    history = manifest["history"]
+    assert [h["mode"] for h in history] == ["run", "retry-failed"]
+    assert history[0]["rows"] == len(expected) and history[0]["failed"] == len(failed_a | failed_b)
+    assert history[1]["rows"] == len(failed_a | failed_b) and history[1]["failed"] == still_failed
+    assert all(h["started"] <= h["finished"] for h in history)
+    assert summary.failed == still_failed
+    assert not os.path.exists(os.path.join(out, "_retry"))
