@@ -134,6 +134,8 @@ def demo_job(output_dir: str, models_dir: str | None = None):
         {
             "input": sample,
             "output": os.path.join(output_dir, "labels"),
+            # The inputs travel with the labels so that the demo's report can draw on them.
+            "keep_columns": ["text", "image", "audio"],
             "tasks": task_specs,
             "block_rows": 12,
             "preprocess_actors": "1:2",

@@ -19,6 +19,7 @@ def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from pipelines.demo import demo_job
     from pipelines.job import run_job
+    from pipelines.report import write_report
 
     output = os.path.abspath(args.output)
     spec = demo_job(output, args.models)
@@ -29,4 +30,6 @@ def main(args: argparse.Namespace) -> int:
     print()
     print(f"labels: {summary.output}  (one Parquet row per input row; columns '<task>.<column>'; manifest in _SUCCESS)")
     print(f"read them: python -c \"import pyarrow.parquet as pq; print(pq.read_table('{summary.output}').to_pandas().head())\"")
+    report = write_report(summary.output, os.path.join(output, "report.html"))
+    print(f"report: {report.path}  (open it in a browser; `taskray report {summary.output} --out PATH` writes it again)")
     return 0

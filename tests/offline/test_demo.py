@@ -44,3 +44,5 @@ def test_demo_runs_offline_and_reports(ray_session, tiny_models_dir, tmp_path, c
     # float32 as the model computes them, not widened to double on the way to Parquet
     assert table.schema.field("feature-extraction.embedding").type == pa.list_(pa.float32())
     assert not os.path.exists(labels / "_checkpoint")
+    report = out / "report.html"  # the demo ends with its report (tests/report checks the page itself)
+    assert f"report: {report}" in printed and report.stat().st_size > 0
