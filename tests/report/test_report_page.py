@@ -173,3 +173,19 @@ def test_help_states_the_media_limits(capsys):
         taskray(["report", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert re.search(r"256-512 px on the long side", text) and "first 30 s" in text
+
+
+def test_report_reads_an_output_on_s3(bare_output, tmp_path):
+    """The output is read through pipelines.storage as the job writes it: here from a real S3
+    endpoint (moto's server on 127.0.0.1), configured by the standard AWS variables."""
+    import pyarrow.fs as pafs
+
+    from tests.s3_server import s3_endpoint
+
+    with s3_endpoint(bucket="report-test") as s3:
+        pafs.copy_files(bare_output, f"{s3.bucket}/labels", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=s3.pyarrow_fs())
+        result = write_report(s3.uri("labels"), str(tmp_path / "s3.html"), sample=2)
+    assert result.sampled == write_report(bare_output, str(tmp_path / "local.html"), sample=2).sampled
+    page = _Collect()
+    page.feed((tmp_path / "s3.html").read_text())
+    assert page.cards == 2 and "s3://report-test/labels" in (tmp_path / "s3.html").read_text()
