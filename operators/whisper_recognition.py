@@ -100,6 +100,14 @@ class WhisperRecognitionOperator(Seq2SeqRecognitionOperator):
         # A whole clip over 30 s goes to generate() unpadded, which decodes it window by window
         # (the pipeline's long-form path); anything else is padded to one 30 s window.
         long_form = stride is None and len(wave) > self.processor.n_samples
+        if long_form and not self.return_timestamps:
+            # generate() refuses this (the pipeline raises); say so before any device work.
+            raise RowError(
+                "input",
+                f"audio is {len(wave) / self.sampling_rate:.1f} s, longer than Whisper's "
+                f"{self.processor.chunk_length} s window: set chunk_length_s, or return_timestamps for "
+                "Whisper's own long-form decoding",
+            )
         encoded = self.processor(
             wave,
             sampling_rate=self.sampling_rate,

@@ -31,17 +31,28 @@ commits it after, and on restart deletes data files whose checkpoint never commi
 killed run leaves nothing written twice. We keep the checkpoint until `_SUCCESS` is written
 (delete_checkpoint_on_success=False) because the finalize step runs after Ray's execution;
 a kill in between must still be resumable.
+
+Before the graph starts, pipelines/preflight.py checks the input, each task's processor,
+config and options (the operator's own check_config()), the output (a probe write) and the
+actors' resources; each failure is a SpecError. The job's fingerprint (pipelines/fingerprint.py:
+what determines the outputs) goes into `<output>/_taskray_job.json` when the graph starts and
+into `_SUCCESS`; a resume over an output of another job is refused, naming the fields that
+differ. The error budget (pipelines/error_budget.py) stops the job, without _SUCCESS, once more
+than `max_failed_fraction` of a task's rows failed: while it runs (the stats actor) and over
+the finished output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import os
 import posixpath
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from operators.errors import error_kind
 from pipelines.manifest import SUCCESS_FILE, JobSummary, TaskCounts, manifest_json, summary_from_manifest
@@ -51,6 +62,9 @@ from pipelines.storage import Location, delete_dir_contents, is_hidden, output_s
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "_checkpoint"
+# The fingerprint of the job writing the output, from the start of its first run until
+# _SUCCESS (which repeats it) is written. A leading "_": dataset readers skip it.
+JOB_FILE = "_taskray_job.json"
 LOCAL_MIN_CPUS = 4
 # Raylet settings for a Ray that taskray starts itself (cluster.yaml sets the same as RAY_<name>
 # environment variables). Ray kills a worker process idle for 1 s once there are more workers
@@ -81,6 +95,14 @@ class OutputExistsError(SpecError):
 
 class JobFailedError(RuntimeError):
     """The job ran but did not finish (the data files are incomplete; no _SUCCESS)."""
+
+
+class FingerprintMismatchError(OutputExistsError):
+    """--resume found an output written by a job with another fingerprint."""
+
+
+class ErrorBudgetError(JobFailedError):
+    """More than `max_failed_fraction` of a task's rows failed; no _SUCCESS."""
 
 
 @dataclass
@@ -231,15 +253,33 @@ def run_job(spec: JobSpec) -> JobSummary:
     resume/overwrite) before any work, and JobFailedError when the run does not finish.
     Uses the running Ray when `ray.is_initialized()`, else starts one (RAY_ADDRESS / spec).
     """
-    from pipelines.sources import plan_source
+    from pipelines.error_budget import ErrorBudget
+    from pipelines.fingerprint import job_fingerprint
+    from pipelines.preflight import check_input, check_operators, check_output, check_resources
 
     started = time.monotonic()
-    source = plan_source(spec)  # input and column errors first, before touching the output
+    source = check_input(spec)  # input and column errors first, before touching the output
     out = resolve(spec.output, spec.storage)
-    done = _prepare_output(spec, out)
+
+    @functools.cache
+    def fingerprint() -> dict[str, Any]:
+        # Processors and configs first: they name a bad option clearly, and a hub model's
+        # files are then in the local cache, where its digest (the commit) is read.
+        check_operators(spec)
+        return job_fingerprint(spec, source)
+
+    # A non-empty output without --resume/--overwrite is refused before any model loads.
+    done = _prepare_output(spec, out, fingerprint)
     if done is not None:
         return done
+    fingerprint()
+    # Nothing is deleted (--overwrite) until every check that can fail has passed.
+    check_output(out)
     _ensure_ray(spec)
+    check_resources(spec)
+    if spec.mode == "overwrite":
+        delete_dir_contents(out)
+    _write_job_file(out, spec, fingerprint())
 
     import ray
     from ray.data.checkpoint import CheckpointConfig
@@ -248,11 +288,12 @@ def run_job(spec: JobSpec) -> JobSummary:
 
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    budget = ErrorBudget(spec.max_failed_fraction, spec.error_budget_min_rows)
     # Pinned to the driver's node: a stats actor on a worker that is lost mid-job would take
     # every forward call down with it (seen in the node-loss test).
     stats = ray.remote(num_cpus=0)(JobStats).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    ).remote()
+    ).remote(budget)
     try:
         with job_data_context(
             block_bytes=int(source.block_bytes(spec.block_rows) * spec.block_growth),
@@ -273,11 +314,14 @@ def run_job(spec: JobSpec) -> JobSummary:
                     **PARQUET_WRITE_OPTIONS,
                 )
             except Exception as e:  # any execution failure: the job did not finish
+                verdict = ray.get(stats.snapshot.remote())["verdict"]
+                if verdict is not None:  # a forward actor stopped the job on the error budget
+                    raise ErrorBudgetError(f"job stopped: {verdict}; no {SUCCESS_FILE} written") from e
                 raise JobFailedError(f"job did not finish: {type(e).__name__}: {_first_line(e)}") from e
         snapshot = ray.get(stats.snapshot.remote())
     finally:
         ray.kill(stats)
-    summary = _finalize(spec, out, source.id_column, snapshot, time.monotonic() - started)
+    summary = _finalize(spec, out, source.id_column, snapshot, time.monotonic() - started, fingerprint=fingerprint())
     return summary
 
 
@@ -307,13 +351,16 @@ def job_data_context(*, block_bytes: int, checkpoint=None):
             setattr(ctx, name, value)
 
 
-def _prepare_output(spec: JobSpec, out: Location) -> JobSummary | None:
-    """Apply the output mode. Returns the stored summary when a resume finds a finished job."""
-    names = output_state(out)
-    if not names:
-        return None
-    if spec.mode == "overwrite":
-        delete_dir_contents(out)
+def _prepare_output(spec: JobSpec, out: Location, fingerprint: Callable[[], dict[str, Any]]) -> JobSummary | None:
+    """Check the output against the mode (deleting nothing: run_job empties it for --overwrite
+    once every check has passed). Returns the stored summary when a resume finds this job
+    finished; refuses a resume over another job's output (FingerprintMismatchError).
+    `fingerprint()` gives this job's; it is called only to compare with a stored one."""
+    try:
+        names = output_state(out)
+    except ValueError as e:  # the output is a file
+        raise SpecError(f"output: {e}") from None
+    if not names or spec.mode == "overwrite":
         return None
     if spec.mode == "error-if-exists":
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
@@ -324,7 +371,11 @@ def _prepare_output(spec: JobSpec, out: Location) -> JobSummary | None:
     # resume
     if SUCCESS_FILE in names:
         text = read_text(out, posixpath.join(out.path, SUCCESS_FILE))
+        _check_fingerprint(out, SUCCESS_FILE, json.loads(text).get("fingerprint"), fingerprint)
         return summary_from_manifest(text)
+    if JOB_FILE in names:
+        stored = json.loads(read_text(out, posixpath.join(out.path, JOB_FILE)) or "{}")
+        _check_fingerprint(out, JOB_FILE, stored.get("fingerprint"), fingerprint)
     data = [n for n in names if not is_hidden(n)]
     if data and CHECKPOINT_DIR not in names:
         raise OutputExistsError(
@@ -332,6 +383,31 @@ def _prepare_output(spec: JobSpec, out: Location) -> JobSummary | None:
             "unfinished taskray job; resuming could duplicate rows. Use --overwrite or another output"
         )
     return None
+
+
+def _check_fingerprint(
+    out: Location, where: str, stored: dict[str, Any] | None, current: Callable[[], dict[str, Any]]
+) -> None:
+    """Refuse to resume over an output whose recorded fingerprint differs from this job's.
+    Outputs of taskray versions that recorded none are resumed as before."""
+    from pipelines.fingerprint import differences
+
+    if stored is None:
+        return
+    changed = differences(stored, current())
+    if changed:
+        raise FingerprintMismatchError(
+            f"output: {out.uri} was written by a different job ({where}); fields that differ: "
+            f"{'; '.join(changed)}. Resume with the same settings, or use --overwrite or another output"
+        )
+
+
+def _write_job_file(out: Location, spec: JobSpec, fingerprint: dict[str, Any]) -> None:
+    """Record the fingerprint before any data file is written; a resume keeps the first run's."""
+    path = posixpath.join(out.path, JOB_FILE)
+    if spec.mode == "resume" and read_text(out, path) is not None:
+        return
+    write_text(out, path, json.dumps({"fingerprint": fingerprint, "spec": spec.model_dump(mode="json")}, indent=2))
 
 
 def _ensure_ray(spec: JobSpec) -> None:
@@ -366,11 +442,15 @@ def _ensure_ray(spec: JobSpec) -> None:
 
 def _finalize(
     spec: JobSpec, out: Location, id_column: str, snapshot: dict, wall_s: float,
-    history: list[dict] | None = None, rows_processed: int | None = None,
+    history: list[dict] | None = None, rows_processed: int | None = None, fingerprint: dict[str, Any] | None = None,
 ) -> JobSummary:
     """Make every data file share one schema, count rows from the files themselves, check
-    that no id was written twice, then write _SUCCESS and drop the checkpoint.
-    `history` and `rows_processed` (default: from `snapshot`): see pipelines/retry.py."""
+    that no id was written twice and that each task is within the error budget, then write
+    _SUCCESS and drop the checkpoint.
+    `history` and `rows_processed` (default: from `snapshot`): see pipelines/retry.py.
+    `fingerprint`: see write_success."""
+    from pipelines.error_budget import ErrorBudget
+
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
@@ -390,19 +470,33 @@ def _finalize(
     tasks: dict[str, TaskCounts] = {}
     all_kinds: dict[str, int] = {}
     failed_mask = None
+    budget = ErrorBudget(spec.max_failed_fraction, spec.error_budget_min_rows)
+    verdicts = []
     for t in spec.tasks:
         counts = TaskCounts(task=t.task, model=t.model, nodes=snapshot["nodes"].get(t.column_prefix, {}))
         if table is not None:
             errors = table.column(error_columns[t.column_prefix])
             mask = pc.is_valid(errors)
             failed_mask = mask if failed_mask is None else pc.or_(failed_mask, mask)
+            examples: dict[str, str] = {}
             for value in errors.filter(mask).to_pylist():
                 kind = error_kind(value)
                 counts.errors_by_kind[kind] = counts.errors_by_kind.get(kind, 0) + 1
                 all_kinds[kind] = all_kinds.get(kind, 0) + 1
+                examples.setdefault(kind, value)
             counts.failed = pc.sum(mask.cast("int64")).as_py() or 0
             counts.ok = total - counts.failed
+            worst = max(counts.errors_by_kind, key=counts.errors_by_kind.get, default=None)
+            verdict = budget.verdict(
+                t.column_prefix, total, counts.failed, counts.errors_by_kind, examples.get(worst), final=True
+            )
+            if verdict is not None:
+                verdicts.append(verdict)
         tasks[t.column_prefix] = counts
+    if verdicts:
+        # The data files and the checkpoint stay: --resume with a larger max_failed_fraction
+        # finishes this output, and --retry-failed can run the failed rows again.
+        raise ErrorBudgetError(f"job failed: {' | '.join(verdicts)}; no {SUCCESS_FILE} written")
     failed = 0 if failed_mask is None else (pc.sum(failed_mask.cast("int64")).as_py() or 0)
     processed = sum(snapshot["nodes"].get(spec.tasks[0].column_prefix, {}).values()) if rows_processed is None else rows_processed
     summary = JobSummary(
@@ -416,10 +510,36 @@ def _finalize(
         rows_processed=processed,
         tasks=tasks,
     )
-    write_text(out, posixpath.join(out.path, SUCCESS_FILE), manifest_json(spec.model_dump(mode="json"), summary, history))
+    write_success(out, spec, summary, fingerprint=fingerprint, history=history)
     with contextlib.suppress(FileNotFoundError, OSError):
         out.filesystem.delete_dir(posixpath.join(out.path, CHECKPOINT_DIR))
+    with contextlib.suppress(FileNotFoundError, OSError):
+        out.filesystem.delete_file(posixpath.join(out.path, JOB_FILE))  # _SUCCESS holds its fingerprint now
     return summary
+
+
+def write_success(
+    out: Location,
+    spec: JobSpec,
+    summary: JobSummary,
+    *,
+    fingerprint: dict[str, Any] | None = None,
+    history: list[dict] | None = None,
+) -> None:
+    """Write `<output>/_SUCCESS` (atomically): the one place that writes it. The manifest of
+    pipelines/manifest.py plus `fingerprint` (pipelines/fingerprint.py), which a later
+    --resume compares. `fingerprint` None keeps the one the output records (its _SUCCESS,
+    else its job file), as a rewrite of a finished output (pipelines/retry.py) needs.
+    `history`: see manifest_json."""
+    if fingerprint is None:
+        for name in (SUCCESS_FILE, JOB_FILE):
+            text = read_text(out, posixpath.join(out.path, name))
+            if text is not None and json.loads(text).get("fingerprint") is not None:
+                fingerprint = json.loads(text)["fingerprint"]
+                break
+    manifest = json.loads(manifest_json(spec.model_dump(mode="json"), summary, history))
+    manifest["fingerprint"] = fingerprint
+    write_text(out, posixpath.join(out.path, SUCCESS_FILE), json.dumps(manifest, indent=2, sort_keys=False))
 
 
 def _data_files(out: Location) -> list[str]:

@@ -244,6 +244,23 @@ class JobSpec(BaseModel):
     ray_address: str | None = Field(
         None, description="Ray cluster address for ray.init (default: RAY_ADDRESS, else a local Ray)."
     )
+    max_failed_fraction: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Error budget: when more than this share of a task's rows fail, the job stops with exit 1 and "
+        "no _SUCCESS, printing the error kinds seen. Checked while the job runs (once error_budget_min_rows rows "
+        "were seen) and over the whole output at the end. 0.5 because real-world media has some corrupt or "
+        "unreadable files (a few percent is common, and they come back as per-row errors), while a broken setting "
+        "fails nearly every row: more than half failing is never a healthy labelling job. 1.0 turns it off; 0 "
+        "tolerates no failed row.",
+    )
+    error_budget_min_rows: int = Field(
+        1000,
+        ge=1,
+        description="Rows of a task seen before the running error-budget check judges it, so that a few bad first "
+        "rows (a sorted directory of broken files) do not stop a job. The final check judges every row.",
+    )
 
     @field_validator("input", mode="before")
     @classmethod

@@ -41,6 +41,7 @@ from pipelines.torch_threads import ThreadShare
 if TYPE_CHECKING:
     import pyarrow
 
+    from pipelines.error_budget import ErrorBudget
     from pipelines.spec import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -168,14 +169,20 @@ class Forward:
             out = out.append_column(name, array)
         if self._stats is not None:
             kinds: dict[str, int] = {}
+            examples: dict[str, str] = {}  # the first error of each kind, for the budget's message
             for e in result["error"]:
                 if e is not None:
                     kinds[error_kind(e)] = kinds.get(error_kind(e), 0) + 1
+                    examples.setdefault(error_kind(e), e)
             # Synchronous on purpose: a fire-and-forget call can be lost when the pool
             # shuts this actor down right after its last batch.
             import ray
 
-            ray.get(self._stats.add.remote(self._name, self._node, out.num_rows, kinds))
+            verdict = ray.get(self._stats.add.remote(self._name, self._node, out.num_rows, kinds, examples))
+            if verdict is not None:
+                # Failing the block fails the dataset, so Ray Data stops reading and starting
+                # blocks; the driver reads the verdict back from the stats actor.
+                raise ErrorBudgetExceeded(verdict)
         return out
 
 
@@ -235,20 +242,40 @@ def _node_id() -> str:
         return os.uname().nodename
 
 
+class ErrorBudgetExceeded(RuntimeError):
+    """Raised in a forward actor when its task's failed rows pass the job's error budget."""
+
+
 class JobStats:
     """A tiny Ray actor that counts forward rows per task and node, and error kinds, for
-    this run. Used as `ray.remote(num_cpus=0)(JobStats)`."""
+    this run, and judges the error budget as blocks arrive. Used as
+    `ray.remote(num_cpus=0)(JobStats)`."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: "ErrorBudget | None" = None) -> None:
         self._nodes: dict[str, dict[str, int]] = {}
         self._errors: dict[str, dict[str, int]] = {}
+        self._examples: dict[str, dict[str, str]] = {}
+        self._budget = budget
+        self._verdict: str | None = None
 
-    def add(self, task: str, node: str, rows: int, errors: dict[str, int]) -> None:
+    def add(
+        self, task: str, node: str, rows: int, errors: dict[str, int], examples: dict[str, str] | None = None
+    ) -> str | None:
+        """Count one forwarded block. Returns why the job must stop once a task has failed
+        more rows than the budget allows (and from then on, to every caller), else None."""
         nodes = self._nodes.setdefault(task, {})
         nodes[node] = nodes.get(node, 0) + rows
         kinds = self._errors.setdefault(task, {})
         for kind, n in errors.items():
             kinds[kind] = kinds.get(kind, 0) + n
+        for kind, text in (examples or {}).items():
+            self._examples.setdefault(task, {}).setdefault(kind, text)
+        if self._verdict is None and self._budget is not None:
+            failed = sum(kinds.values())
+            worst = max(kinds, key=kinds.get) if kinds else None
+            example = self._examples.get(task, {}).get(worst) if worst else None
+            self._verdict = self._budget.verdict(task, sum(nodes.values()), failed, kinds, example, final=False)
+        return self._verdict
 
     def snapshot(self) -> dict[str, Any]:
-        return {"nodes": self._nodes, "errors": self._errors}
+        return {"nodes": self._nodes, "errors": self._errors, "verdict": self._verdict}

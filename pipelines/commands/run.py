@@ -1,7 +1,10 @@
 """`taskray run`: an offline labeling job on Ray Data, from a job file and/or flags.
 
-Exit codes: 0 the job finished (failed rows included), 1 it did not, 2 a bad spec (including
-a missing input column and a non-empty output without --resume/--overwrite).
+Exit codes: 0 the job finished (failed rows included, within the error budget), 1 it did not
+(or more than max_failed_fraction of a task's rows failed), 2 a bad spec: anything the
+preflight finds before the graph starts (input, columns, model config and options, output
+not writable, resources no node has), a non-empty output without --resume/--overwrite, and a
+--resume over an output written by a job with another fingerprint.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="decode/tokenize in a CPU actor pool of their own (default) or inside the forward actors (CPU-only nodes)",
     )
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N rows")
+    parser.add_argument(
+        "--max-failed-fraction", type=float, metavar="F",
+        help="stop with exit 1 and no _SUCCESS when more than this share of a task's rows fail (default 0.5; 1 turns it off)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an unfinished job in the output")
     mode.add_argument("--overwrite", action="store_true", help="delete the output first")
@@ -66,6 +73,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "preprocess_cpus": args.preprocess_cpus,
         "preprocess": args.preprocess,
         "limit": args.limit,
+        "max_failed_fraction": args.max_failed_fraction,
         "columns": _pairs(args.column, "--column", parse_values=False),
         "options": _pairs(args.option, "--option", parse_values=True),
     }

@@ -1,0 +1,130 @@
+"""Preflight: `taskray run` exits 2 with one line naming the field before the Ray Data graph
+starts, for a missing or mistyped column, an unreadable input, an unwritable output, an option
+the model cannot honour (the operator's own check_config(), no weights) and a GPU request no
+node can meet. The operator-side checks are also exercised directly (load, first call)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pipelines.cli import main as taskray
+from tests.offline.conftest import SMALL, write_parquet
+
+
+@pytest.fixture(scope="module")
+def text_input(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("preflight") / "in")
+    write_parquet(path, {"body": ["a first text", "a second one"], "n": [1, 2]})
+    return path
+
+
+def run_args(model: str, src: str, out: str, *extra: str, task: str = "text-classification") -> list[str]:
+    return ["run", "--task", task, "--model", model, "--input", src, "--output", out, "--column", "text=body", *extra]
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_unknown_translation_language_exits_2_before_any_data_is_read(tiny_model, text_input, tmp_path, capsys):
+    model = tiny_model("translation", "mbart")
+    out = str(tmp_path / "out")
+    args = run_args(model, text_input, out, "--option", "src_lang=en_XX", "--option", "tgt_lang=xx_YY", task="translation")
+    assert taskray(args) == 2
+    err = error_line(capsys)
+    assert "tasks[translation].options.tgt_lang" in err and "'xx_YY' is not a language code" in err and model in err
+    assert not os.path.exists(out)  # the check ran before the output was touched
+
+
+def test_t5_translation_pair_the_model_lacks_exits_2(tiny_model, text_input, tmp_path, capsys):
+    model = tiny_model("translation")
+    args = run_args(model, text_input, str(tmp_path / "out"), "--option", "src_lang=en", "--option", "tgt_lang=ja", task="translation")
+    assert taskray(args) == 2
+    err = error_line(capsys)
+    assert "options.tgt_lang" in err and "translation_en_to_ja" in err and model in err
+
+
+def test_checkpoint_of_another_task_exits_2(tiny_model, text_input, tmp_path, capsys):
+    model = tiny_model("text-classification")
+    assert taskray(run_args(model, text_input, str(tmp_path / "out"), task="summarization")) == 2
+    err = error_line(capsys)
+    assert "tasks[summarization]" in err and "'bert' checkpoint" in err and "AutoModelForSeq2SeqLM" in err
+
+
+def test_missing_column_exits_2(tiny_model, text_input, tmp_path, capsys):
+    args = run_args(tiny_model("text-classification"), text_input, str(tmp_path / "out"))
+    args[args.index("text=body")] = "text=nope"
+    assert taskray(args) == 2
+    err = error_line(capsys)
+    assert "columns.text: column 'nope' not found" in err and "['body', 'n']" in err
+
+
+def test_column_of_the_wrong_type_exits_2(tiny_model, text_input, tmp_path, capsys):
+    args = run_args(tiny_model("text-classification"), text_input, str(tmp_path / "out"))
+    args[args.index("text=body")] = "text=n"
+    assert taskray(args) == 2
+    err = error_line(capsys)
+    assert "tasks[text-classification].columns.text: column 'n'" in err and "is int64; the 'text' role takes strings" in err
+
+
+def test_unreadable_input_exits_2(tiny_model, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "part-0.parquet").write_bytes(b"this is not parquet at all")
+    assert taskray(run_args(tiny_model("text-classification"), str(src), str(tmp_path / "out"))) == 2
+    err = error_line(capsys)
+    assert err.startswith("taskray run: bad job spec: input: cannot read") and "parquet" in err.lower()
+
+
+def test_unwritable_output_exits_2(tiny_model, text_input, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    out = str(blocker / "out")  # a directory can never be made under a file, whoever runs the test
+    assert taskray(run_args(tiny_model("text-classification"), text_input, out)) == 2
+    err = error_line(capsys)
+    assert f"output: cannot write to {out}" in err
+
+
+@pytest.mark.ray
+def test_gpu_request_no_node_has_exits_2(ray_session, tiny_model, text_input, tmp_path, capsys):
+    assert "GPU" not in ray_session.cluster_resources()  # the session's Ray is CPU-only
+    out = tmp_path / "out"
+    args = run_args(tiny_model("text-classification"), text_input, str(out), "--num-gpus", "1",
+                    "--preprocess-cpus", str(SMALL["preprocess_cpus"]))
+    assert taskray(args) == 2
+    err = error_line(capsys)
+    assert "tasks[text-classification].num_gpus: each Forward[text-classification] actor asks for" in err
+    assert "1 GPU" in err and "no node has more than 0 GPU" in err
+    assert not any(n for n in os.listdir(out) if not n.startswith("_taskray_probe")), "nothing may be written"
+
+
+@pytest.mark.ray
+def test_actor_pools_larger_than_the_cluster_exit_2(ray_session, tiny_model, text_input, tmp_path, capsys):
+    cpus = ray_session.cluster_resources()["CPU"]
+    args = run_args(tiny_model("text-classification"), text_input, str(tmp_path / "out"),
+                    "--forward-cpus", "1", "--actors", f"{int(cpus) + 1}:{int(cpus) + 1}")
+    assert taskray(args) == 2
+    assert "minimum sizes need" in error_line(capsys)
+
+
+def test_operator_checks_on_load_and_first_call(tiny_model):
+    from pydantic import ValidationError
+
+    from operators import get_operator
+
+    model = tiny_model("translation", "mbart")
+    op = get_operator("translation")(model, src_lang="en_XX", tgt_lang="xx_YY")  # constructing loads nothing
+    with pytest.raises(ValidationError, match="not a language code"):
+        op({"text": ["hello"]})  # the call fails, not each row
+    with pytest.raises(ValidationError, match="not a language code"):
+        op.load()
+    assert op._model is None  # refused before any weights were read
+    good = get_operator("translation")(model, src_lang="en_XX", tgt_lang="de_DE").load()
+    with pytest.raises(ValidationError, match="tgt_lang"):
+        good.with_options(tgt_lang="xx_YY")  # a request's bad option (Serve answers 422)
+    with pytest.raises(ValueError, match="AutoModelForObjectDetection cannot load"):
+        get_operator("object-detection")(tiny_model("text-classification")).load()
