@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,14 @@ from operators import OperatorOptions, get_operator
 from operators.base import MEDIA_ROLES
 from operators.errors import error_kind
 from pipelines.serve.codec import RequestError, decode_inputs, json_type, shape_results
-from pipelines.serve.config import DEPLOYMENT_NAME, TOKEN_ENV, DeploymentOptions, EndpointArgs, token_digest
+from pipelines.serve.config import (
+    DEPLOYMENT_NAME,
+    MODEL_DEPLOYMENT_NAME,
+    TOKEN_ENV,
+    DeploymentOptions,
+    EndpointArgs,
+    token_digest,
+)
 
 logger = logging.getLogger("ray.serve")
 
@@ -188,23 +196,60 @@ class BatchStats:
         }
 
 
+# Defined before the deployments that call them: Serve pickles a deployment's class when the
+# decorator runs, with the module globals that exist at that point.
+def build_operator(args: EndpointArgs, load: bool = True):
+    """The endpoint's operator; `load` also loads its weights (and sets torch's threads)."""
+    op = get_operator(args.task)(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        revision=args.revision,
+        **args.options,
+    )
+    if not load:
+        return op
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+    return op.load()
+
+
+def run_jobs(operator, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
+    """Run a batch: one operator call per distinct `parameters`, split back per request."""
+    results: list[dict[str, list] | BaseException | None] = [None] * len(jobs)
+    groups: dict[str, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(json.dumps(job.parameters, sort_keys=True), []).append(i)
+    for members in groups.values():
+        op = operator.with_options(**jobs[members[0]].parameters)
+        columns = {r: [v for i in members for v in jobs[i].columns[r]] for r in op.input_roles}
+        try:
+            out = op(columns)
+        except Exception as e:  # a failed call fails its own requests, never the replica
+            logger.exception("operator call failed for %d requests", len(members))
+            for i in members:
+                results[i] = RuntimeError(f"inference failed: {e}")
+            continue
+        start = 0
+        for i in members:
+            stop = start + jobs[i].rows
+            results[i] = {c: v[start:stop] for c, v in out.items()}
+            start = stop
+    return results  # type: ignore[return-value]
+
+
 @serve.deployment(name=DEPLOYMENT_NAME)
 @serve.ingress(ingress)
 class TaskEndpoint:
-    def __init__(self, args: dict[str, Any]):
+    def __init__(self, args: dict[str, Any], model: Any = None, retry_after_s: float = 1.0):
+        """`model`: a handle to the endpoint's TaskModel deployment (`isolate_model`); the
+        operator here then parses and checks requests only and never loads weights."""
         self.args = EndpointArgs.model_validate(args)
-        if self.args.torch_threads:
-            import torch
-
-            torch.set_num_threads(self.args.torch_threads)
-        Op = get_operator(self.args.task)
-        self.op = Op(
-            self.args.model,
-            device=self.args.device,
-            dtype=self.args.dtype,
-            revision=self.args.revision,
-            **self.args.options,
-        ).load()
+        self.model = model
+        self.retry_after_s = retry_after_s
+        self.op = build_operator(self.args, load=model is None)
         self.infer_batch.set_max_batch_size(self.args.max_batch_size)
         self.infer_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskray-infer")
@@ -277,31 +322,31 @@ class TaskEndpoint:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)  # reset from args in __init__
     async def infer_batch(self, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
         self.stats.record(jobs)
+        if self.model is not None:
+            return await self._run_on_model(jobs)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self._run_jobs, jobs)
 
+    async def _run_on_model(self, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
+        """The batch on the TaskModel deployment. A model replica that dies with the batch
+        (OOM kill, segfault, node loss) fails these requests with 503 + Retry-After: Serve
+        restarts the replica, and the client may retry. Without this ingress Serve's proxy
+        answers such requests 500 (ray-project/ray#47219)."""
+        from ray.exceptions import RayActorError
+        from ray.serve.exceptions import BackPressureError
+
+        try:
+            return await self.model.run_jobs.remote(jobs)
+        except (RayActorError, BackPressureError) as e:  # ActorDiedError, ActorUnavailableError
+            logger.warning("model replica unavailable for %d requests: %s", len(jobs), type(e).__name__)
+            retry_after = {"Retry-After": str(math.ceil(self.retry_after_s))}
+            return [
+                RequestError(503, "the model replica stopped while serving this request; retry", headers=retry_after)
+                for _ in jobs
+            ]
+
     def _run_jobs(self, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
-        """Run a batch: one operator call per distinct `parameters`, split back per request."""
-        results: list[dict[str, list] | BaseException | None] = [None] * len(jobs)
-        groups: dict[str, list[int]] = {}
-        for i, job in enumerate(jobs):
-            groups.setdefault(json.dumps(job.parameters, sort_keys=True), []).append(i)
-        for members in groups.values():
-            op = self.op.with_options(**jobs[members[0]].parameters)
-            columns = {r: [v for i in members for v in jobs[i].columns[r]] for r in op.input_roles}
-            try:
-                out = op(columns)
-            except Exception as e:  # a failed call fails its own requests, never the replica
-                logger.exception("operator call failed for %d requests", len(members))
-                for i in members:
-                    results[i] = RuntimeError(f"inference failed: {e}")
-                continue
-            start = 0
-            for i in members:
-                stop = start + jobs[i].rows
-                results[i] = {c: v[start:stop] for c, v in out.items()}
-                start = stop
-        return results  # type: ignore[return-value]
+        return run_jobs(self.op, jobs)
 
     # -------------------------------------------------------------- request checks
 
@@ -329,6 +374,21 @@ class TaskEndpoint:
         return parameters
 
 
+@serve.deployment(name=MODEL_DEPLOYMENT_NAME)
+class TaskModel:
+    """The operator with its weights, in a deployment of its own behind the TaskEndpoint
+    ingress (`isolate_model`). The ingress gathers batches; this runs them one at a time."""
+
+    def __init__(self, args: dict[str, Any]):
+        self.args = EndpointArgs.model_validate(args)
+        self.op = build_operator(self.args)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskray-infer")
+
+    async def run_jobs(self, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, run_jobs, self.op, jobs)
+
+
 def endpoint_options(args: EndpointArgs, override: dict[str, Any] | None = None) -> dict[str, Any]:
     """Deployment options: defaults that follow the batch size, then a Serve-config
     `deployments:` entry on top, key by key as Serve applies it."""
@@ -350,7 +410,20 @@ def build_app(args: dict[str, Any]) -> serve.Application:
 
 def build_endpoint(args: dict[str, Any], override: dict[str, Any] | None = None) -> serve.Application:
     endpoint = EndpointArgs.model_validate(args)
-    return TaskEndpoint.options(**endpoint_options(endpoint, override)).bind(dict(args))
+    options = endpoint_options(endpoint, override)
+    if not endpoint.isolate_model:
+        return TaskEndpoint.options(**options).bind(dict(args))
+    # The model deployment takes the replicas' resources and scales with batches in flight
+    # (one per replica at a time, as the single inference thread runs them); the ingress
+    # keeps the request limits and backpressure, and reserves no CPU or GPU.
+    model_options = {k: v for k, v in options.items() if k not in ("max_queued_requests", "backpressure_config")}
+    model_options.update(max_ongoing_requests=1, max_queued_requests=-1)
+    if "autoscaling_config" in model_options:
+        model_options["autoscaling_config"] = {**model_options["autoscaling_config"], "target_ongoing_requests": 1.0}
+    model = TaskModel.options(**model_options).bind(dict(args))
+    ingress_options = {**options, "ray_actor_options": {"num_cpus": 0}}
+    retry_after_s = (options.get("backpressure_config") or {}).get("retry_after_s", 1.0)
+    return TaskEndpoint.options(**ingress_options).bind(dict(args), model, retry_after_s)
 
 
 # ------------------------------------------------------------------ GET /healthz

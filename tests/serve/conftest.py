@@ -18,6 +18,9 @@ SERVE_YAML = REPO / "configs" / "serve.yaml"
 API_ROUTE = "/v1/test/api"
 SLOW_ROUTE = "/v1/test/slow"
 SECURE_ROUTE = "/v1/test/secure"
+CRASH_ROUTE = "/v1/test/crash"  # isolate_model: the model runs in a TaskModel deployment of its own
+CRASH_APP = "test-crash"
+CRASH_RETRY_AFTER_S = 2
 AUTH_TOKEN = "s3cret-token-for-tests-5d1f0a"
 API_MAX_BATCH = 4
 API_MAX_BODY = 4096
@@ -56,6 +59,13 @@ def _test_endpoints(model: str) -> list:
             args=EndpointArgs(task="text-classification", model=model),
             deployment=light,
             auth_token=AUTH_TOKEN,
+        ),
+        AppSpec(
+            name=CRASH_APP,
+            route_prefix=CRASH_ROUTE,
+            args=EndpointArgs(task="text-classification", model=model, max_batch_size=4, max_inputs=32,
+                              isolate_model=True),
+            deployment=DeploymentOptions(num_cpus=0, retry_after_s=CRASH_RETRY_AFTER_S),
         ),
     ]
 
