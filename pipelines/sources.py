@@ -1,23 +1,33 @@
-"""Input datasets: Parquet shards, JSONL/CSV text, directories of image or audio files.
+"""Input datasets: Parquet shards, JSONL/CSV text, directories of image or audio files, and
+WebDataset tar shards.
 
-Every format is read by one Ray Data datasource, `TaskrayFileDatasource`, that yields Arrow
-tables of at most `block_rows` rows and adds the id column *at read time*. The id must exist
-at the read: Ray Data's checkpointing filters already-written ids right after the Read
-operator, before any map, so an id derived in a later `map_batches` could not be used for
+Every format but WebDataset is read by one Ray Data datasource, `TaskrayFileDatasource`, that
+yields Arrow tables of at most `block_rows` rows and adds the id column *at read time*. The id
+must exist at the read: Ray Data's checkpointing filters already-written ids right after the
+Read operator, before any map, so an id derived in a later `map_batches` could not be used for
 resume. That is why `ray.data.read_parquet`/`read_binary_files` are not used here.
 
-Derived ids are stable: `<path relative to the input root>#<row index>` for table formats and
-the relative path for media files, so a rerun over the same data produces the same ids.
+WebDataset shards go through Ray Data's own `read_webdataset`, whose `decoder` hook runs inside
+the read for every sample: `WebDatasetRows` turns a sample's members into the plan's columns
+and adds the id there, so resume works as for the other formats. Members stay encoded bytes
+(Ray's default decoder would decode images at read time, where a corrupt file fails the whole
+read); the operators decode them, so a corrupt member fails its row only.
+
+Derived ids are stable: `<path relative to the input root>#<row index>` for table formats,
+the relative path for media files and `<shard relative path>#<sample key>` for WebDataset, so
+a rerun over the same data produces the same ids.
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
+import tarfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
 from pipelines.spec import JobSpec, SpecError
-from pipelines.storage import Location, list_files
+from pipelines.storage import Location, list_files, uri_of
 
 if TYPE_CHECKING:
     import pyarrow
@@ -26,6 +36,15 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 TABLE_EXTENSIONS = {"parquet": (".parquet", ".pq"), "jsonl": (".jsonl", ".json", ".ndjson"), "csv": (".csv",)}
 MEDIA_ROLE = {"images": "image", "audio": "audio"}
+WEBDATASET_EXTENSIONS = (".tar", ".tgz", ".tar.gz")
+# WebDataset members decoded to str at read time (UTF-8); every other member stays bytes.
+TEXT_MEMBERS = ("txt", "text")
+JSON_MEMBER = "json"
+# Samples of the first shard whose members name the columns (the check) and size the blocks.
+WEBDATASET_PEEK = 16
+# A boolean column the WebDataset reader adds, only under a --limit that ends inside a shard:
+# the rows past the limit, dropped right after the read.
+BEYOND_LIMIT = "__beyond_limit__"
 DERIVED_ID = "id"
 MIN_BLOCK_BYTES = 4096
 
@@ -42,7 +61,7 @@ class SourcePlan:
     id_column: str
     derive_id: bool
     media_column: str | None = None  # images/audio: the column that holds the file bytes
-    row_caps: dict[str, int] = field(default_factory=dict)  # file -> rows to read (limit)
+    row_caps: dict[str, int] = field(default_factory=dict)  # file -> rows (samples) to read (limit)
     bytes_per_row: float = 1024.0  # estimated in memory, from the first file; sizes blocks
 
     def block_bytes(self, block_rows: int) -> int:
@@ -93,6 +112,12 @@ def plan_source(spec: JobSpec) -> SourcePlan:
         if spec.id_column is not None:
             raise SpecError(f"id_column: a directory of {fmt} has no columns; ids are the file paths")
         plan = SourcePlan(fmt, location, files, roots, [media_column, *spec.keep_columns], DERIVED_ID, True, media_column)
+    elif fmt == "webdataset":
+        if spec.id_column is not None:
+            raise SpecError("id_column: WebDataset ids are '<shard>#<key>'; a shard has no id column")
+        columns = list(dict.fromkeys([*(c for t in spec.tasks for c in t.role_columns().values()), *spec.keep_columns]))
+        _check_webdataset_columns(spec, location, files[0], columns)
+        plan = SourcePlan(fmt, location, files, roots, columns, DERIVED_ID, True)
     else:
         schema_names = _schema_names(fmt, location, files[0])
         id_column = spec.id_column or (DERIVED_ID if DERIVED_ID in schema_names else None)
@@ -130,6 +155,15 @@ def read_dataset(plan: SourcePlan, block_rows: int, num_cpus: float = 1.0):
     """
     import ray.data
 
+    if plan.format == "webdataset":
+        # Ray's reader emits up to 512 samples per block; DataContext.target_max_block_size
+        # then cuts them to block size as for the other formats.
+        ds = ray.data.read_webdataset(
+            plan.files, filesystem=plan.location.filesystem, decoder=WebDatasetRows(plan), num_cpus=num_cpus
+        )
+        if plan.row_caps:
+            ds = ds.map_batches(_drop_beyond_limit, batch_format="pyarrow", batch_size=None, num_cpus=num_cpus)
+        return ds
     return ray.data.read_datasource(TaskrayFileDatasource(plan, block_rows), num_cpus=num_cpus)
 
 
@@ -143,11 +177,13 @@ def _guess_format(files: list[str]) -> str:
             return "images"
         if low.endswith(AUDIO_EXTENSIONS):
             return "audio"
+        if low.endswith(WEBDATASET_EXTENSIONS):
+            return "webdataset"
     raise SpecError(f"input_format: cannot guess the format of {files[:3]}; set --input-format")
 
 
 def _extensions(fmt: str) -> tuple[str, ...]:
-    return {"images": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS}.get(fmt) or TABLE_EXTENSIONS[fmt]
+    return {"images": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS, "webdataset": WEBDATASET_EXTENSIONS}.get(fmt) or TABLE_EXTENSIONS[fmt]
 
 
 def _schema_names(fmt: str, location: Location, path: str) -> list[str]:
@@ -180,6 +216,9 @@ def _estimate_row_bytes(plan: SourcePlan) -> float:
     if plan.format in MEDIA_ROLE:
         infos = fs.get_file_info(plan.files[:32])
         return max(1.0, sum(i.size or 0 for i in infos) / len(infos))
+    if plan.format == "webdataset":
+        samples = _peek_samples(plan.location, first, WEBDATASET_PEEK)
+        return max(1.0, sum(len(v) for _, members in samples for v in members.values()) / max(1, len(samples)))
     if plan.format == "parquet":
         import pyarrow.parquet as pq
 
@@ -205,6 +244,9 @@ def _count_rows(plan: SourcePlan, path: str) -> int:
     fs = plan.location.filesystem
     if plan.format in MEDIA_ROLE:
         return 1
+    if plan.format == "webdataset":
+        with fs.open_input_stream(path) as f:
+            return sum(1 for _ in _tar_samples(f, read_data=False))
     if plan.format == "parquet":
         import pyarrow.parquet as pq
 
@@ -271,7 +313,7 @@ class TaskrayFileDatasource(_datasource_base()):  # type: ignore[misc]
         if plan.format in MEDIA_ROLE:
             columns: dict[str, Any] = {plan.id_column: [_media_id(root, path)], plan.media_column: pa.array([f.readall()], pa.binary())}
             if "path" in plan.columns:
-                columns["path"] = [plan.location.uri.split("://")[0] + "://" + path if plan.location.is_s3 else path]
+                columns["path"] = [uri_of(plan.location, path)]
             yield pa.table(columns)
             return
         start = 0
@@ -299,3 +341,140 @@ class TaskrayFileDatasource(_datasource_base()):  # type: ignore[misc]
         table = _read_text_table(self._plan.format, f)
         for offset in range(0, table.num_rows, self._block_rows):
             yield table.slice(offset, self._block_rows)
+
+
+def _tar_samples(stream, read_data: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(key, {member suffix: bytes}) per WebDataset sample of a tar stream, in order; with
+    `read_data` False the values are the member sizes and the data is skipped. Grouped by
+    the key rule of Ray's reader, so counts and checks agree with what it reads."""
+    from ray.data._internal.datasource.webdataset_datasource import _base_plus_ext
+
+    key, members = None, {}
+    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        for info in tar:
+            if not info.isreg():
+                continue
+            prefix, suffix = _base_plus_ext(info.name)
+            if prefix is None:
+                continue
+            if prefix != key:
+                if key is not None:
+                    yield key, members
+                key, members = prefix, {}
+            members[suffix] = tar.extractfile(info).read() if read_data else info.size
+    if key is not None:
+        yield key, members
+
+
+def _peek_samples(location: Location, path: str, n: int) -> list[tuple[str, dict[str, bytes]]]:
+    """The first `n` samples of a shard (reads only as far as they go)."""
+    out = []
+    with location.filesystem.open_input_stream(path) as f:
+        for sample in _tar_samples(f):
+            out.append(sample)
+            if len(out) >= n:
+                break
+    return out
+
+
+def webdataset_value(members: dict[str, bytes], name: str) -> Any:
+    """The value of column `name` in one WebDataset sample (`members`: suffix -> bytes, in
+    tar order), or None when the sample has none:
+
+    - a member suffix (`jpg`, `flac`, `seg.png`, `caption.txt`): its bytes; `.txt`/`.text`
+      members as str (None when not UTF-8, so the row fails with an input error);
+    - `image` / `audio`: the sample's first member with an image / audio extension;
+    - `text`: its `txt` member;
+    - else a top-level field of its `json` member (`question`, `context`, ...).
+    """
+    if name in members:
+        return _member_value(name, members[name])
+    media = {"image": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS}.get(name)
+    if media is not None:
+        return next((data for suffix, data in members.items() if ("." + suffix.lower()).endswith(media)), None)
+    if name == "text" and "txt" in members:
+        return _member_value("txt", members["txt"])
+    if JSON_MEMBER in members:
+        try:
+            fields = json.loads(members[JSON_MEMBER])
+        except ValueError:  # a corrupt json member: its fields are missing, so the row fails
+            return None
+        if isinstance(fields, dict):
+            return fields.get(name)
+    return None
+
+
+def _member_value(suffix: str, data: bytes) -> Any:
+    if suffix.rsplit(".", 1)[-1].lower() in TEXT_MEMBERS:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return data
+
+
+def _check_webdataset_columns(spec: JobSpec, location: Location, path: str, columns: list[str]) -> None:
+    """Every column the tasks and keep_columns name resolves in some of the first samples of
+    the first shard; the SpecError lists what the samples hold."""
+    try:
+        samples = _peek_samples(location, path, WEBDATASET_PEEK)
+    except tarfile.TarError as e:
+        raise SpecError(f"input: {path} is not a readable tar archive: {e}") from None
+    if not samples:
+        raise SpecError(f"input: {path} holds no WebDataset samples (members named <key>.<ext>)")
+    wanted = {
+        **{f"tasks[{t.column_prefix}].columns.{role}": col for t in spec.tasks for role, col in t.role_columns().items()},
+        **{"keep_columns": c for c in spec.keep_columns},
+    }
+    for where, col in wanted.items():
+        if not any(webdataset_value(members, col) is not None for _, members in samples):
+            suffixes = sorted({s for _, members in samples for s in members})
+            fields = sorted({f for _, m in samples for f in (_json_fields(m) or ())})
+            raise SpecError(
+                f"{where}: no member or json field {col!r} in the first {len(samples)} samples of {path}; "
+                f"members are {suffixes}" + (f", json fields {fields}" if fields else "")
+                + ("; map roles with --column ROLE=NAME" if "columns" in where else "")
+            )
+
+
+def _json_fields(members: dict[str, bytes]) -> list[str] | None:
+    try:
+        fields = json.loads(members[JSON_MEMBER]) if JSON_MEMBER in members else None
+    except ValueError:
+        return None
+    return list(fields) if isinstance(fields, dict) else None
+
+
+class WebDatasetRows:
+    """`read_webdataset`'s decoder: one sample (`__key__`, `__url__`, suffix -> bytes) becomes a
+    row of the plan's columns (`webdataset_value`) plus its id `<shard>#<key>`.
+
+    Under a limit that ends inside a shard it also counts that shard's samples and flags the
+    ones past the limit (BEYOND_LIMIT). A decoder cannot drop a sample, and each shard is read
+    whole, in order, by one read task, so the count is the sample's index in its shard.
+    """
+
+    def __init__(self, plan: SourcePlan):
+        self._roots = plan.roots
+        self._columns = plan.columns
+        self._id_column = plan.id_column
+        self._caps = dict(plan.row_caps)
+        self._seen: dict[str, int] = {}
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        url = sample["__url__"]
+        members = {k: v for k, v in sample.items() if not k.startswith("__")}
+        row = {self._id_column: f"{_media_id(self._roots.get(url, ''), url)}#{sample['__key__']}"}
+        for column in self._columns:
+            row[column] = webdataset_value(members, column)
+        if self._caps:
+            index = self._seen.get(url, 0)
+            self._seen[url] = index + 1
+            row[BEYOND_LIMIT] = url in self._caps and index >= self._caps[url]
+        return row
+
+
+def _drop_beyond_limit(table: "pyarrow.Table") -> "pyarrow.Table":
+    import pyarrow.compute as pc
+
+    return table.filter(pc.invert(table.column(BEYOND_LIMIT))).drop_columns([BEYOND_LIMIT])

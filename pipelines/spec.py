@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-INPUT_FORMATS = ("auto", "parquet", "images", "audio", "jsonl", "csv")
+INPUT_FORMATS = ("auto", "parquet", "images", "audio", "jsonl", "csv", "webdataset")
 MODES = ("error-if-exists", "resume", "overwrite", "retry-failed")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
@@ -196,11 +196,11 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: list[str] = Field(..., min_length=1, description="Input URI(s): directory, glob or files; local or s3://.")
-    input_format: Literal["auto", "parquet", "images", "audio", "jsonl", "csv"] = Field(
-        "auto", description="Input format; auto guesses from file extensions."
+    input: list[str] = Field(..., min_length=1, description="Input URI(s): directory, glob or files; local, s3://, or an fsspec URL (gs://, az://, hf://).")
+    input_format: Literal["auto", "parquet", "images", "audio", "jsonl", "csv", "webdataset"] = Field(
+        "auto", description="Input format; auto guesses from file extensions. webdataset: tar shards of <key>.<ext> members."
     )
-    output: str = Field(..., min_length=1, description="Output directory URI (local or s3://) for Parquet files and _SUCCESS.")
+    output: str = Field(..., min_length=1, description="Output directory URI (local, s3:// or an fsspec URL) for Parquet files and _SUCCESS.")
     id_column: str | None = Field(
         None,
         description="Unique id column of the input. Default: `id` when present, else one derived as '<file>#<row>' (or the file path for media files).",

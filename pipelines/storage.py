@@ -1,10 +1,19 @@
-"""Filesystems for job URIs: local paths and s3:// through pyarrow.
+"""Filesystems for job URIs: local paths, s3:// through pyarrow, and any other fsspec URL.
 
 S3 settings come from the job's StorageOptions first, then the standard AWS environment
 (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION, AWS_PROFILE, the
 usual credential variables). Credentials are resolved here, on the driver, and travel inside
 the pickled filesystem to Ray workers, so a worker does not need the driver's environment.
 Nothing in this module logs or formats a credential.
+
+Any other `<protocol>://` URL (gs://, az://, hf://, ...) goes through fsspec when the package
+that implements the protocol is installed (gcsfs, adlfs, huggingface_hub), wrapped as a pyarrow
+filesystem (`pyarrow.fs.PyFileSystem(FSSpecHandler(fs))`) so that the rest of the job, Ray
+Data's readers, writer and checkpoint included, uses it like the other two. Its options come
+from fsspec's own configuration (`FSSPEC_<PROTOCOL>_<OPTION>` variables, or
+`~/.config/fsspec/*.json`) and each package's usual credential chain. An fsspec filesystem
+pickles as its constructor arguments, so the options travel to Ray workers with it, and
+credentials the package looks up itself (a GCP or Azure identity) are looked up on each node.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ class Location:
     filesystem: "pyarrow.fs.FileSystem"
     path: str
     uri: str
+    prefix: str = ""  # what turns a path inside the filesystem back into a URI: "", "s3://", "gs://", ...
 
     @property
     def is_s3(self) -> bool:
@@ -37,17 +47,48 @@ class Location:
 
 
 def resolve(uri: str, options: "StorageOptions | None" = None) -> Location:
-    """The filesystem and in-filesystem path of a local path or s3:// URI."""
+    """The filesystem and in-filesystem path of a local path, an s3:// URI or an fsspec URL.
+
+    `options` applies to s3:// only. Raises ValueError for a protocol no installed package serves.
+    """
     import pyarrow.fs as pafs
 
     if not isinstance(uri, str) or not uri:
         raise TypeError(f"uri must be a non-empty str, got {uri!r}")
     if uri.startswith("s3://"):
-        return Location(s3_filesystem(options), uri[len("s3://"):].rstrip("/"), uri.rstrip("/"))
-    if "://" in uri and not uri.startswith("file://"):
-        raise ValueError(f"unsupported URI scheme in {uri!r}; use a local path or s3://")
+        return Location(s3_filesystem(options), uri[len("s3://"):].rstrip("/"), uri.rstrip("/"), "s3://")
+    if ("://" in uri and not uri.startswith("file://")) or "::" in uri:
+        return fsspec_location(uri)
     path = os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
     return Location(pafs.LocalFileSystem(), path, path)
+
+
+def fsspec_location(uri: str) -> Location:
+    """An fsspec URL (chains such as `simplecache::gs://...` included) as a Location on a
+    pyarrow wrapper of its fsspec filesystem."""
+    import fsspec
+    import pyarrow.fs as pafs
+
+    protocol = uri.split("://", 1)[0]
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+    except ImportError as e:  # fsspec knows the protocol; its package is not installed
+        raise ValueError(f"cannot open {protocol}:// URIs: {e}") from None
+    except ValueError as e:  # "Protocol not known"
+        raise ValueError(
+            f"unsupported URI scheme {protocol!r} in {uri!r} ({e}); use a local path, s3://, or a URL of an "
+            "fsspec filesystem whose package is installed (gs:// gcsfs, az:// adlfs, hf:// huggingface_hub)"
+        ) from None
+    path = path.rstrip("/") or path
+    # The URI of a path inside is the URI's own prefix plus that path; a protocol that
+    # rewrites paths (none of the common ones) falls back to fsspec's own spelling.
+    base = uri.rstrip("/")
+    if path and base.endswith(path):
+        prefix = base[: -len(path)]
+    else:
+        full = fs.unstrip_protocol(path)
+        prefix = full[: -len(path)] if path and full.endswith(path) else ""
+    return Location(pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path, base, prefix)
 
 
 def s3_filesystem(options: "StorageOptions | None" = None) -> "pyarrow.fs.S3FileSystem":
@@ -104,7 +145,8 @@ def join(location: Location, *parts: str) -> str:
 
 
 def uri_of(location: Location, path: str) -> str:
-    return f"s3://{path}" if location.is_s3 else path
+    """The URI of `path` (a path inside `location`'s filesystem), as `resolve` takes it."""
+    return location.prefix + path
 
 
 def is_hidden(name: str) -> bool:

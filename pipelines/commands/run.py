@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="hub id or local model directory")
     parser.add_argument("--input", action="append", help="input URI: directory, glob or file (repeatable)")
     parser.add_argument("--output", help="output directory URI")
-    parser.add_argument("--input-format", choices=("auto", "parquet", "images", "audio", "jsonl", "csv"))
+    parser.add_argument("--input-format", choices=("auto", "parquet", "images", "audio", "jsonl", "csv", "webdataset"))
     parser.add_argument("--column", action="append", metavar="ROLE=NAME", help="map an input role to a column (repeatable)")
     parser.add_argument("--id-column", metavar="NAME", help="unique id column of the input")
     parser.add_argument("--keep-columns", metavar="A,B", help="input columns copied to the output")
