@@ -1,1 +1,8 @@
-"""taskray's Ray glue: job specs, sources and sinks, the Ray Data graph, Serve apps and the CLI."""
+"""taskray's Ray glue: job specs, sources and sinks, the Ray Data graph, Serve apps and the CLI.
+
+`label(ds, task=..., model=...)` runs a task inside your own Ray Data pipeline (pipelines/label.py).
+"""
+
+from pipelines.label import label
+
+__all__ = ["label"]

@@ -197,17 +197,30 @@ def build_dataset(spec: JobSpec, *, stats=None, source=None):
     Needs an initialized Ray (the datasource puts its file list in the object store).
     """
     import ray
-    from ray.data import ActorPoolStrategy
 
     from pipelines.sources import plan_source, read_dataset
-    from pipelines.stages import Forward, InlineForward, Preprocess
 
     source = source or plan_source(spec)
     stages = plan_stages(spec, ray.cluster_resources().get("CPU"))
     keep = list(dict.fromkeys([source.id_column, *spec.keep_columns]))
     ds = read_dataset(source, spec.block_rows, num_cpus=spec.io_cpus)
+    ds = append_task_stages(ds, spec, stages, keep=keep, drop=[c for c in source.columns if c not in keep], stats=stats)
+    return ds, source
+
+
+def append_task_stages(ds, spec: JobSpec, stages: list[Stage], *, keep, drop, stats=None, prefix_columns=False):
+    """`ds` with the Preprocess and Forward stages of `stages` (plan_stages(spec)) appended.
+
+    `keep`: the input columns Preprocess passes on (None: all); `drop`: the input columns the
+    last inline forward drops. `prefix_columns`: name results `<name>.<column>` even for one
+    task (pipelines/label.py, whose calls chain on one dataset).
+    """
+    from ray.data import ActorPoolStrategy
+
+    from pipelines.stages import Forward, InlineForward, Preprocess
+
     if spec.preprocess == "actors":
-        pre = stages[1].args
+        pre = next(s for s in stages if s.name == "Preprocess").args
         ds = ds.map_batches(
             Preprocess,
             fn_constructor_kwargs={"tasks": spec.tasks, "keep": keep},
@@ -221,7 +234,10 @@ def build_dataset(spec: JobSpec, *, stats=None, source=None):
     forward_stages = [s for s in stages if s.name.startswith("Forward[")]
     for i, (t, stage) in enumerate(zip(spec.tasks, forward_stages)):
         a = stage.args
-        outputs = {c: spec.output_column(t, c) for c in (*get_operator(t.task).output_columns, "error")}
+        outputs = {
+            c: f"{t.column_prefix}.{c}" if prefix_columns else spec.output_column(t, c)
+            for c in (*get_operator(t.task).output_columns, "error")
+        }
         remote_args: dict[str, Any] = {"num_cpus": a["num_cpus"]}
         if a["num_gpus"]:
             remote_args["num_gpus"] = a["num_gpus"]
@@ -232,7 +248,7 @@ def build_dataset(spec: JobSpec, *, stats=None, source=None):
         if a.get("preprocess") == "inline":
             # The last task drops the inputs the job does not keep; earlier ones pass them on.
             last = i == len(spec.tasks) - 1
-            udf, kwargs["drop"] = InlineForward, [c for c in source.columns if c not in keep] if last else []
+            udf, kwargs["drop"] = InlineForward, list(drop) if last else []
         if a["concurrent_calls"] > 1:
             pool.update(max_concurrent_calls_per_actor=a["concurrent_calls"], enable_true_multi_threading=True)
         ds = ds.map_batches(
@@ -243,7 +259,7 @@ def build_dataset(spec: JobSpec, *, stats=None, source=None):
             compute=ActorPoolStrategy(**pool),
             **remote_args,
         )
-    return ds, source
+    return ds
 
 
 def run_job(spec: JobSpec) -> JobSummary:

@@ -156,6 +156,9 @@ class Forward:
         of `out`), and append the task's result columns to `out`."""
         import pyarrow as pa
 
+        clash = [name for name in self._output_names.values() if name in out.column_names]
+        if clash:  # Arrow would append a second column of the same name
+            raise ValueError(f"task {self._name!r}: the input already has its result columns {clash}; give the task another name")
         with self._forward_slots, self._threads.running():
             raw = self._op.forward(prepared)
         with self._tokenizer_lock:

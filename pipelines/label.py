@@ -1,0 +1,125 @@
+"""taskray inside your own Ray Data pipeline: `label` appends a task's stages to a Dataset.
+
+    import ray
+    from pipelines import label
+
+    ds = ray.data.read_parquet("s3://bucket/photos/")        # any Dataset with the task's input columns
+    ds = label(ds, task="image-classification", model="google/vit-base-patch16-224", actors=(1, 4), num_gpus=0.5)
+    ds = label(ds, task="object-detection", model="facebook/detr-resnet-50", options={"threshold": 0.8})
+    ds.write_parquet("s3://bucket/labels/")                   # one read, both tasks: Ray Data is lazy
+
+The stages are those of `taskray run`, built by the same code (pipelines/job.py
+`plan_stages` + `append_task_stages`): a Preprocess CPU actor pool (or, with
+`preprocess="inline"`, decoding inside the forward actors), then the task's Forward actor pool
+(`actors`, `num_gpus`, `batch_size`, ...), with the same defaults. Every argument is a TaskSpec
+field (pipelines/spec.py) or one of the JobSpec fields that shape these stages, validated by
+the same pydantic models, so a bad value raises the same SpecError `taskray run` exits 2 with.
+
+Columns: every input column passes through unchanged, and the task adds its result columns
+named `<name>.<column>` plus `<name>.error`, where `name` defaults to the task id
+(`image-classification.label`, `image-classification.score`, ..., `image-classification.error`).
+That is how a multi-task `taskray run` job names them, so chained calls never collide and give
+the same columns as that job. Two calls of one task need different `name`s. A bad row gets
+its `<name>.error` (`"decode: ..."`), the others their results, one output row per input row.
+
+What `taskray run` adds around these stages and `label` leaves to the caller: the read and
+the write, ids and resume (Ray Data's checkpointing needs an id column at the read), Ray
+Data's block sizes (taskray run sizes blocks in rows), the error budget and the `_SUCCESS`
+manifest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# A JobSpec needs an input and an output; the stages built here use neither.
+_IN_PIPELINE = "<ray.data.Dataset>"
+
+
+def label(
+    ds,
+    task: str,
+    model: str,
+    *,
+    name: str | None = None,
+    preprocess: str = "actors",
+    preprocess_actors: Any = None,
+    block_rows: int = 256,
+    check: bool = True,
+    **task_fields: Any,
+):
+    """`ds` (a `ray.data.Dataset`) with `task`'s result columns `<name>.<column>` appended. Lazy.
+
+    `task`, `model`, `name` and `task_fields` are TaskSpec fields: `options` (operator options
+    such as `top_k`), `columns` (input role -> column, e.g. `{"text": "review"}`), `actors`
+    (forward pool `(min, max)` or `"1:4"`), `num_gpus`, `batch_size`, `device`, `dtype`,
+    `revision`, `trust_remote_code`, `forward_cpus`, `torch_threads`, `forward_calls`,
+    `preprocess_cpus`, `forward_resources`. `preprocess` ("actors" | "inline"),
+    `preprocess_actors` (default 1:<cluster CPUs>) and `block_rows` (rows per Preprocess
+    call) are the JobSpec fields of the same names.
+
+    `check`: first load the task's processor and config here (never the weights) and check
+    its options against the model, as `taskray run`'s preflight does, so a bad setting fails
+    now rather than in an actor. Turn it off when the model is only reachable from the workers.
+
+    Raises TypeError when `ds` is not a Dataset and SpecError (a ValueError) for a bad field, an
+    input column the dataset lacks or result columns it already has (both checked when the
+    dataset's schema is known without running it).
+    """
+    import ray
+    import ray.data
+    from pydantic import ValidationError
+
+    from pipelines.job import append_task_stages, plan_stages
+    from pipelines.spec import JobSpec, SpecError, TaskSpec, _first_error
+
+    if not isinstance(ds, ray.data.Dataset):
+        raise TypeError(f"ds must be a ray.data.Dataset, got {type(ds).__name__}")
+    try:
+        task_spec = TaskSpec(task=task, model=model, name=name, **task_fields)
+        spec = JobSpec(
+            input=[_IN_PIPELINE],
+            output=_IN_PIPELINE,
+            tasks=[task_spec],
+            preprocess=preprocess,
+            preprocess_actors=preprocess_actors,
+            block_rows=block_rows,
+        )
+    except ValidationError as e:
+        raise SpecError(_first_error(e)) from None
+    if check:
+        from pipelines.preflight import check_operators
+
+        check_operators(spec)
+    _check_schema(ds, task_spec)
+    cluster_cpus = ray.cluster_resources().get("CPU") if ray.is_initialized() else None
+    return append_task_stages(ds, spec, plan_stages(spec, cluster_cpus), keep=None, drop=[], prefix_columns=True)
+
+
+def result_columns(task: str, name: str | None = None) -> list[str]:
+    """The columns `label(ds, task, ..., name=name)` appends, `error` last."""
+    from operators import get_operator
+
+    prefix = name or task
+    return [f"{prefix}.{c}" for c in (*get_operator(task).output_columns, "error")]
+
+
+def _check_schema(ds, task_spec) -> None:
+    """Input columns present and result columns absent, when Ray knows the schema without
+    running anything (a Dataset read from files usually; not after a map). Otherwise a
+    missing column fails the first block, and a clash the forward stage (pipelines/stages.py)."""
+    from pipelines.spec import SpecError
+
+    schema = ds.schema(fetch_if_missing=False)
+    if schema is None:
+        return
+    names = list(schema.names)
+    for role, column in task_spec.role_columns().items():
+        if column not in names:
+            raise SpecError(
+                f"columns.{role}: column {column!r} not found in the dataset; columns are {names}; "
+                f"map the role with columns={{{role!r}: NAME}}"
+            )
+    clash = [c for c in result_columns(task_spec.task, task_spec.name) if c in names]
+    if clash:
+        raise SpecError(f"name: the dataset already has the columns {clash}; pass another name= for this task")

@@ -1,0 +1,106 @@
+"""`pipelines.label`: taskray's stages inside a user's own Ray Data pipeline.
+
+Two chained `label` calls over one `ray.data.read_parquet` (one with the Preprocess pool, one
+inline) give, per id, the same values and per-row errors as a two-task `taskray run` job on
+the same files, under the same `<task>.<column>` names; the input columns pass through.
+Bad settings raise the SpecError `taskray run` reports for them."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import label
+from pipelines.spec import SpecError, build_job_spec
+from tests.offline.conftest import SMALL, write_parquet
+from tests.offline.test_tasks_end_to_end import SAME_BATCHING, assert_close
+from tests.operators import images
+from tests.operators.texts import VARIED_TEXTS
+
+TASKS = ("text-classification", "image-classification")
+STAGE_SIZES = {"batch_size": 4, "actors": (1, 1), "options": SAME_BATCHING, **SMALL}
+
+
+def input_columns() -> dict[str, list]:
+    """Six rows; row 4 has no text and row 5 a truncated JPEG."""
+    pics = images.varied_images()[:5] + [images.truncated_jpeg()]
+    return {"uid": [f"u{i}" for i in range(6)], "text": [*VARIED_TEXTS[:4], None, VARIED_TEXTS[4]], "image": pics}
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model) -> dict[str, str]:
+    return {t: tiny_model(t) for t in TASKS}
+
+
+@pytest.fixture(scope="module")
+def input_dir(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("label-in"))
+    write_parquet(root, input_columns(), rows_per_file=3)
+    return root
+
+
+@pytest.mark.ray
+def test_chained_label_calls_equal_a_taskray_run_job(ray_session, models, input_dir, tmp_path):
+    from pipelines.job import run_job
+
+    output = str(tmp_path / "out")
+    tasks = [{"task": t, "model": models[t], **STAGE_SIZES} for t in TASKS]
+    run_job(build_job_spec({"input": input_dir, "output": output, "id_column": "uid", "preprocess": "inline", "tasks": tasks}, {}))
+    job_table = pq.read_table(output)
+    job = {r["uid"]: r for r in job_table.to_pylist()}
+
+    ds = ray_session.data.read_parquet(input_dir)
+    ds = label(ds, "text-classification", models["text-classification"], preprocess_actors="1:1", **STAGE_SIZES)
+    ds = label(ds, "image-classification", models["image-classification"], preprocess="inline", **STAGE_SIZES)
+    rows = {r["uid"]: r for r in ds.take_all()}
+
+    columns = input_columns()
+    assert sorted(rows) == sorted(job) == columns["uid"]  # one row per input row
+    result_columns = [c for c in job_table.column_names if c.split(".")[0] in TASKS]
+    assert len(result_columns) >= 6
+    for uid, text, image in zip(columns["uid"], columns["text"], columns["image"]):
+        got = rows[uid]
+        assert (got["text"], got["image"]) == (text, image), "input columns pass through"
+        assert set(got) == {"uid", "text", "image", *result_columns}
+        for column in result_columns:
+            assert_close(got[column], job[uid][column], f"{uid} {column}")
+    assert rows["u4"]["text-classification.error"] == "input: expected text as str, got None"
+    assert rows["u5"]["image-classification.error"].startswith("decode: ")
+    assert sum(r["text-classification.error"] is None and r["image-classification.error"] is None for r in rows.values()) == 4
+
+
+@pytest.mark.ray
+def test_bad_settings_raise_the_errors_of_taskray_run(ray_session, models):
+    model = models["text-classification"]
+    ds = ray_session.data.from_items([{"text": "a"}])
+    for bad in ({"actors": "0:1"}, {"num_gpus": -1}, {"options": {"top_k": 0}}, {"bogus": 1}):
+        with pytest.raises(SpecError) as job_error:
+            build_job_spec({"input": "x", "output": "y", "tasks": [{"task": "text-classification", "model": model, **bad}]}, {})
+        with pytest.raises(SpecError) as label_error:
+            label(ds, "text-classification", model, **bad)
+        assert str(label_error.value) == str(job_error.value).removeprefix("tasks.0."), bad
+    with pytest.raises(SpecError, match=r"^preprocess: "):
+        label(ds, "text-classification", model, preprocess="gpu")
+    with pytest.raises(ValueError, match=r"^task: .*text-classification"):
+        label(ds, "no-such-task", model)
+    with pytest.raises(SpecError, match=r"^columns\.text: column 'review' not found in the dataset; columns are \['text'\]"):
+        label(ds, "text-classification", model, columns={"text": "review"})
+    labelled = ray_session.data.from_items([{"text": "a", "text-classification.label": "x"}])
+    with pytest.raises(SpecError, match=r"^name: the dataset already has the columns \['text-classification.label'\]"):
+        label(labelled, "text-classification", model)
+    label(labelled, "text-classification", model, name="second")  # another name: no clash
+    with pytest.raises(TypeError, match="got list"):
+        label([{"text": "a"}], "text-classification", model)
+
+
+def test_forward_refuses_to_append_a_column_the_input_has(models):
+    """The clash check where the schema is not known ahead (after a map): in the forward stage."""
+    from pipelines.spec import TaskSpec
+    from pipelines.stages import Forward
+
+    task = TaskSpec(task="text-classification", model=models["text-classification"])
+    forward = Forward(task, {"label": "text-classification.label", "error": "text-classification.error"}, num_threads=1)
+    table = pa.table({"text": ["a"], "text-classification.label": ["x"]})
+    with pytest.raises(ValueError, match=r"already has its result columns \['text-classification.label'\]"):
+        forward.label(table, {"features": [None], "error": ["input: x"]})
