@@ -104,14 +104,12 @@ def retry_failed(spec: JobSpec) -> JobSummary:
     if present:
         merged_files = _merge(spec, staging, out, retry_dir, id_column, plan, staged)
         logger.info("replaced retried rows in %d files of %s", merged_files, out.uri)
-    missing = plan.num_rows - present
     entry = {
         "mode": "retry-failed",
         "started": meta["started"],
         "finished": time.strftime(TIME_FORMAT, time.gmtime()),
         "rows": plan.num_rows,
-        # rows staged with an error again, plus planned ids the input no longer has (kept as they were)
-        "failed": staged_summary.failed + missing,
+        "failed": _still_failed(plan, staging, staged, id_column),
     }
     history = [h for h in _history(manifest) if h.get("started") != meta["started"] or h.get("mode") != "retry-failed"]
     snapshot = {"nodes": {t.column_prefix: staged_summary.tasks.get(t.column_prefix, _no_task()).nodes for t in spec.tasks}}
@@ -259,6 +257,23 @@ def _choose(mask, new, old) -> "pyarrow.ChunkedArray":
     new = new.combine_chunks() if isinstance(new, pa.ChunkedArray) else new
     target = new.type if pa.types.is_null(old.type) else old.type
     return pc.if_else(mask, new.cast(target), old.cast(target))
+
+
+def _still_failed(plan, staging: JobSpec, staged, id_column: str) -> int:
+    """Planned rows that still fail: a task retried for the row failed again, or the input
+    no longer has the row's id (it keeps its old row, error included)."""
+    import pyarrow.compute as pc
+
+    ids = plan.column(id_column)
+    if staged is None:
+        return plan.num_rows
+    staged_ids = staged.column(id_column).combine_chunks()
+    positions = pc.index_in(ids, value_set=staged_ids)
+    failed = pc.invert(pc.is_valid(positions))
+    for t in staging.tasks:
+        error = staged.column(staging.output_column(t, "error")).take(positions)
+        failed = pc.or_(failed, pc.and_(plan.column(t.column_prefix), pc.is_valid(error)))
+    return pc.sum(failed.cast("int64")).as_py() or 0
 
 
 def _count_present(plan, staged, id_column: str) -> int:
