@@ -5,6 +5,8 @@ by `@serve.batch` so that concurrent requests share one operator call. Inference
 single worker thread, so the event loop keeps parsing requests while a batch runs.
 
     POST {route}          {"inputs": ..., "parameters": {...}} or a raw image/* | audio/* body
+                          (a body without a media type is sniffed, as the HF Inference API does)
+    POST {route}/embeddings   OpenAI's embeddings API (feature-extraction endpoints)
     GET  {route}/info     task, model, labels, input roles, parameters
     GET  {route}/stats    batch sizes this replica has seen
     GET  {route}/healthz  this endpoint's readiness;  GET /healthz (health app): all endpoints
@@ -37,7 +39,19 @@ from ray import serve
 from operators import OperatorOptions, get_operator
 from operators.base import MEDIA_ROLES
 from operators.errors import error_kind
-from pipelines.serve.codec import RequestError, decode_inputs, json_type, shape_results
+from pipelines.serve.codec import (
+    EMBEDDING_ROOT_FIELDS,
+    ENDPOINT_DEFAULTS,
+    UNTYPED_CONTENT_TYPES,
+    RequestError,
+    check_untyped_body,
+    decode_inputs,
+    embedding_root_options,
+    json_type,
+    shape_results,
+    shorten_embedding,
+    unused_generation_parameters,
+)
 from pipelines.serve.config import (
     DEPLOYMENT_NAME,
     MODEL_DEPLOYMENT_NAME,
@@ -46,6 +60,7 @@ from pipelines.serve.config import (
     EndpointArgs,
     token_digest,
 )
+from pipelines.serve.openai_api import OpenAIError, embeddings_response, parse_embeddings_request
 
 logger = logging.getLogger("ray.serve")
 
@@ -75,6 +90,9 @@ class InferenceRequest(BaseModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Hugging Face client options (wait_for_model, use_cache); accepted and ignored."
     )
+    stream: bool = Field(
+        False, description="text-generation-inference's streaming flag; only false (one JSON answer) is served."
+    )
 
 
 REQUEST_BODY_DOC = {
@@ -97,7 +115,8 @@ ingress = FastAPI(
 
 @ingress.exception_handler(RequestError)
 async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
-    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+    body = exc.body() if isinstance(exc, OpenAIError) else {"error": exc.message}
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
 @ingress.middleware("http")
@@ -205,7 +224,7 @@ def build_operator(args: EndpointArgs, load: bool = True):
         device=args.device,
         dtype=args.dtype,
         revision=args.revision,
-        **args.options,
+        **{**ENDPOINT_DEFAULTS.get(args.task, {}), **args.options},
     )
     if not load:
         return op
@@ -272,8 +291,12 @@ class TaskEndpoint:
     @ingress.get("/info")
     async def info(self) -> dict[str, Any]:
         schema = self.op.Options.model_json_schema()
+        # Defaults as this endpoint applies them (ENDPOINT_DEFAULTS, the endpoint's options).
+        current = self.op.options.model_dump(mode="json")
         parameters = {
-            name: prop for name, prop in schema.get("properties", {}).items() if name not in SERVER_OWNED_OPTIONS
+            name: {**prop, "default": current[name]}
+            for name, prop in schema.get("properties", {}).items()
+            if name not in SERVER_OWNED_OPTIONS
         }
         return {
             **type(self.op).describe(),
@@ -292,30 +315,77 @@ class TaskEndpoint:
     @ingress.post("/", openapi_extra=REQUEST_BODY_DOC)
     async def predict(self, request: Request) -> JSONResponse:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        media = content_type.split("/")[0]
-        # A raw image/* or audio/* body is one input of a task whose only role is that medium.
-        raw = media in MEDIA_ROLES and self.op.input_roles == (media,)
+        roles = self.op.input_roles
+        medium = roles[0] if len(roles) == 1 and roles[0] in MEDIA_ROLES else None
+        # A raw body is one input of a task whose only role is a medium: declared as that
+        # medium (image/*, audio/*), or undeclared and recognised by its bytes.
+        untyped = content_type in UNTYPED_CONTENT_TYPES
+        raw = medium is not None and (content_type.split("/")[0] == medium or untyped)
         if content_type != "application/json" and not raw:
-            accepted = ["application/json", *(f"{r}/*" for r in self.op.input_roles if r in MEDIA_ROLES)]
+            accepted = ["application/json", *(f"{r}/*" for r in roles if r in MEDIA_ROLES)]
             raise RequestError(
                 415, f"unsupported Content-Type {content_type or '(none)'!r}; expected {' or '.join(accepted)}"
             )
         body = await read_body(request, self.args.max_body_bytes)
+        dimensions = None
         if raw:
             if not body:
                 raise RequestError(422, "body: empty")
-            decoded_columns, fields, is_list, parameters = {media: [body]}, ["body"], False, {}
+            if untyped:
+                check_untyped_body(body, medium, content_type)
+            decoded_columns, fields, is_list, parameters = {medium: [body]}, ["body"], False, {}
         else:
-            inputs, parameters = self._parse_json(body)
-            decoded = decode_inputs(self.op.input_roles, inputs, self.args.max_inputs)
+            inputs, parameters, dimensions = self._parse_json(body)
+            decoded = decode_inputs(roles, inputs, self.args.max_inputs)
             decoded_columns, fields, is_list = decoded.columns, decoded.fields, decoded.is_list
         parameters = self._check_parameters(parameters)
-        result = await self.infer_batch(Job(decoded_columns, parameters))
+        result = await self._infer(decoded_columns, parameters, fields)
+        if dimensions is not None:
+            normalized = self.op.with_options(**parameters).normalize
+            result["embedding"] = [shorten_embedding(v, dimensions, normalized) for v in result["embedding"]]
+        answer = shape_results(self.op.task, self.op.output_columns, result, is_list)
+        return JSONResponse(answer)
+
+    @ingress.post("/embeddings")
+    async def embeddings(self, request: Request) -> JSONResponse:
+        """OpenAI's embeddings API (pipelines/serve/openai_api.py), on feature-extraction endpoints."""
+        if self.op.task != "feature-extraction":
+            raise OpenAIError(
+                404, f"POST {{route}}/embeddings is served by feature-extraction endpoints; this one serves {self.op.task}"
+            )
+        try:
+            body = await read_body(request, self.args.max_body_bytes)
+            try:
+                payload = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise OpenAIError(400, f"malformed JSON: {e}") from None
+            embedding_request = parse_embeddings_request(payload, self.args.max_inputs)
+            texts = [embedding_request.input] if isinstance(embedding_request.input, str) else embedding_request.input
+            fields = [f"input[{i}]" for i in range(len(texts))]
+            result = await self._infer({"text": texts}, {}, fields)
+            loop = asyncio.get_running_loop()
+            # On the inference thread: the tokenizer is not safe to call from two threads at once.
+            tokens = await loop.run_in_executor(self.executor, self._count_tokens, texts)
+            answer = embeddings_response(
+                embedding_request, result["embedding"], tokens, self.args.model, self.op.normalize
+            )
+        except RequestError as e:
+            raise OpenAIError.from_request_error(e) from None
+        return JSONResponse(answer)
+
+    async def _infer(self, columns: dict[str, list], parameters: dict[str, Any], fields: list[str]) -> dict[str, list]:
+        """The operator's result columns for one request's rows, through the batcher; 422
+        naming the input for a row the client must fix."""
+        result = await self.infer_batch(Job(columns, parameters))
         if isinstance(result, BaseException):
             raise result
         _raise_for_row_errors(result["error"], fields)
-        answer = shape_results(self.op.task, self.op.output_columns, result, is_list)
-        return JSONResponse(answer)
+        return result
+
+    def _count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model reads for these texts (prompt included, truncated as the endpoint truncates)."""
+        features = self.op.preprocess({"text": texts})["features"]
+        return sum(len(f["input_ids"]) for f in features if f is not None)
 
     # -------------------------------------------------------------- batching
 
@@ -350,23 +420,34 @@ class TaskEndpoint:
 
     # -------------------------------------------------------------- request checks
 
-    def _parse_json(self, body: bytes) -> tuple[Any, Any]:
+    def _parse_json(self, body: bytes) -> tuple[Any, dict[str, Any], int | None]:
+        """inputs, parameters, and (feature-extraction) the embedding `dimensions` asked for."""
         try:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RequestError(400, f"malformed JSON: {e}") from None
         if not isinstance(payload, dict):
             raise RequestError(422, f"body: expected a JSON object with \"inputs\", got {json_type(payload)}")
+        root = None
+        if self.op.task == "feature-extraction":
+            root = embedding_root_options({k: payload.pop(k) for k in EMBEDDING_ROOT_FIELDS if k in payload})
         try:
             parsed = InferenceRequest.model_validate(payload)
         except ValidationError as e:
             raise RequestError(422, _first_validation_error(e)) from None
-        return parsed.inputs, parsed.parameters
+        if parsed.stream:
+            raise RequestError(422, "stream: streaming is not served; send stream=false (or leave it out)")
+        if root is None:
+            return parsed.inputs, parsed.parameters, None
+        return parsed.inputs, {**parsed.parameters, **root.parameters}, root.dimensions
 
     def _check_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         owned = sorted(set(parameters) & set(SERVER_OWNED_OPTIONS))
         if owned:
             raise RequestError(422, f"parameters.{owned[0]}: set by the server, not per request")
+        unknown = sorted(set(parameters) - set(self.op.Options.model_fields))
+        if unknown and self.op.task == "text-generation":
+            raise unused_generation_parameters(unknown)
         try:
             self.op.with_options(**parameters)
         except ValidationError as e:

@@ -6,6 +6,11 @@ multi-role tasks (`{"question", "context"}`), and base64 (or a data URL) for ima
 roles. Responses are shaped as `transformers.pipeline` returns them, from the operator's
 result columns; bytes (PNG masks, depth maps) become base64 strings.
 
+Where the Hugging Face Inference API (and so `huggingface_hub.InferenceClient`) differs from
+pipeline(), the API wins and the difference is named where it is made: raw bodies without a
+media type are sniffed (`sniff_media`), a single text-classification answer is wrapped in a
+list (`ResultShape.wrap_single`), and endpoints start from `ENDPOINT_DEFAULTS`.
+
 Adding a task means adding one line to `RESULT_SHAPES`.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +119,158 @@ def decode_inputs(roles: Sequence[str], inputs: Any, max_inputs: int) -> Decoded
     return DecodedInputs({r: [row[r] for row in rows] for r in roles}, fields, is_list)
 
 
+# ---------------------------------------------------------------------------- raw bodies
+
+# Leading bytes of the formats our decoders read (Pillow for images, soundfile for audio):
+# (offset, bytes, role, format). huggingface_hub's InferenceClient sends raw image and audio
+# bytes with no Content-Type when a call has no parameters, and the HF Inference API takes
+# them, so a body without a media type (or sent as application/octet-stream) is sniffed.
+SIGNATURES: tuple[tuple[int, bytes, str, str], ...] = (
+    (0, b"\xff\xd8\xff", "image", "JPEG"),
+    (0, b"\x89PNG\r\n\x1a\n", "image", "PNG"),
+    (0, b"GIF87a", "image", "GIF"),
+    (0, b"GIF89a", "image", "GIF"),
+    (8, b"WEBP", "image", "WebP"),  # after "RIFF" and the size, as WAVE below
+    (0, b"II*\x00", "image", "TIFF"),
+    (0, b"MM\x00*", "image", "TIFF"),
+    (0, b"BM", "image", "BMP"),
+    (8, b"WAVE", "audio", "WAV"),
+    (0, b"fLaC", "audio", "FLAC"),
+    (0, b"OggS", "audio", "Ogg"),
+    (0, b"ID3", "audio", "MP3"),
+    (8, b"AIFF", "audio", "AIFF"),
+    (8, b"AIFC", "audio", "AIFF"),
+)
+UNTYPED_CONTENT_TYPES = ("", "application/octet-stream")
+
+
+def sniff_media(body: bytes) -> tuple[str, str] | None:
+    """(role, format) of a raw body from its leading bytes, or None when they match no
+    signature. MP3 frames without an ID3 tag are recognised by their frame sync (11 set
+    bits) and a layer other than the reserved 0, which keeps AAC's ADTS headers out."""
+    for offset, magic, role, fmt in SIGNATURES:
+        if offset and body[:4] not in (b"RIFF", b"FORM"):
+            continue
+        if body[offset : offset + len(magic)] == magic:
+            return role, fmt
+    if len(body) >= 2 and body[0] == 0xFF and body[1] & 0xE0 == 0xE0 and (body[1] >> 1) & 0x3:
+        return "audio", "MP3"
+    return None
+
+
+def _identify(role: str, body: bytes) -> str | None:
+    """The format a decoder library finds in the body's header (no full decode), or None."""
+    try:
+        if role == "image":
+            from PIL import Image
+
+            with Image.open(io.BytesIO(body)) as image:
+                return image.format
+        import soundfile
+
+        return soundfile.info(io.BytesIO(body)).format
+    except Exception:  # any failure to identify means "not this medium"
+        return None
+
+
+def check_untyped_body(body: bytes, role: str, content_type: str) -> None:
+    """Accept a body that came without a media type as one `role` ("image" or "audio")
+    input when its bytes say so; 415 saying what the bytes look like otherwise."""
+    sniffed = sniff_media(body)
+    if sniffed is not None and sniffed[0] == role:
+        return
+    declared = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+    if sniffed is not None:
+        raise RequestError(
+            415, f"body sent with {declared} looks like {sniffed[0]} ({sniffed[1]}); this endpoint takes {role}"
+        )
+    if _identify(role, body) is not None:
+        return
+    hint = " (a JSON body needs Content-Type: application/json)" if body.lstrip()[:1] in (b"{", b"[") else ""
+    raise RequestError(
+        415, f"body sent with {declared} is not a recognised {role} file{hint}; send Content-Type: {role}/<type>"
+    )
+
+
+# Endpoint defaults that follow the HF Inference API where it differs from the operator's
+# (pipeline) defaults. The endpoint's `options`, then a request's `parameters`, override them.
+ENDPOINT_DEFAULTS: dict[str, dict[str, Any]] = {
+    # text-generation-inference, and so InferenceClient.text_generation, returns only the
+    # continuation unless asked for return_full_text; pipeline() prepends the prompt.
+    "text-generation": {"return_full_text": False},
+    # The top 5 labels, as the HF Inference API, image-classification, and the default that
+    # AudioClassificationPipeline.__init__ sets; the operator names only the best label unless
+    # top_k is set. A deliberate difference: transformers 5's pipeline call, whose own
+    # top_k=None overrides that default, returns every label.
+    "audio-classification": {"top_k": 5},
+}
+
+
+def unused_generation_parameters(names: Sequence[str]) -> RequestError:
+    """text-generation parameters the operator does not know, refused with the message and
+    status (400) that transformers gives for unused model_kwargs: InferenceClient.text_generation
+    reads it, drops those TGI-only parameters (stop, details, watermark, ...) with a warning,
+    and sends the request again."""
+    listed = ", ".join(repr(n) for n in names)
+    return RequestError(
+        400,
+        f"The following `model_kwargs` are not used by the model: [{listed}] "
+        "(taskray serves transformers generate(), not text-generation-inference)",
+    )
+
+
+# text-embeddings-inference takes these beside `inputs`, at the top of a feature-extraction
+# request, and InferenceClient.feature_extraction sends them there.
+EMBEDDING_ROOT_FIELDS = ("normalize", "prompt_name", "truncate", "truncation_direction", "dimensions", "encoding_format")
+
+
+@dataclass(frozen=True)
+class EmbeddingRequestOptions:
+    parameters: dict[str, Any]  # operator options
+    dimensions: int | None  # keep this many leading values of each embedding
+
+
+def embedding_root_options(fields: Mapping[str, Any]) -> EmbeddingRequestOptions:
+    """Operator parameters and `dimensions` from the top-level fields of a TEI-style request."""
+    parameters: dict[str, Any] = {}
+    for name, option in (("normalize", "normalize"), ("truncate", "truncation")):
+        if fields.get(name) is not None:
+            if not isinstance(fields[name], bool):
+                raise RequestError(422, f"{name}: expected a boolean, got {json_type(fields[name])}")
+            parameters[option] = fields[name]
+    if fields.get("prompt_name") is not None:
+        parameters["prompt_name"] = fields["prompt_name"]  # the operator checks it (422 when unknown)
+    if fields.get("truncation_direction") not in (None, "right"):
+        raise RequestError(422, "truncation_direction: only 'right' is supported (the end of a long text is cut)")
+    if fields.get("encoding_format") not in (None, "float"):
+        raise RequestError(422, "encoding_format: this route answers JSON floats; POST {route}/embeddings "
+                                "(OpenAI style) also answers base64")
+    return EmbeddingRequestOptions(parameters, check_dimensions(fields.get("dimensions"), "dimensions"))
+
+
+def check_dimensions(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RequestError(422, f"{field}: expected a positive integer, got {value!r}")
+    return value
+
+
+def shorten_embedding(vector: Sequence[float], dimensions: int | None, normalized: bool) -> list[float]:
+    """The first `dimensions` values (Matryoshka truncation), L2-normalized again when the
+    endpoint's embeddings are normalized: SentenceTransformer.encode(truncate_dim=d,
+    normalize_embeddings=True). 422 when the model's embeddings are shorter."""
+    values = np.asarray(vector, dtype=np.float32)
+    if dimensions is None:
+        return values.tolist()
+    if dimensions > values.shape[-1]:
+        raise RequestError(422, f"dimensions: {dimensions} exceeds the model's {values.shape[-1]} dimensions")
+    values = values[:dimensions]
+    if normalized:
+        values = values / max(float(np.linalg.norm(values)), 1e-12)
+    return values.tolist()
+
+
 # ---------------------------------------------------------------------------- responses
 
 
@@ -156,14 +314,20 @@ class ResultShape:
     `unwrap_in_list`: for a list of inputs, pipeline() returns the lone record of a
     one-record answer instead of a one-item list (text-classification without top_k,
     summarization, translation in transformers 4.57).
+
+    `wrap_single`: a single input's answer is `[answer]`, one list per input as the HF
+    Inference API answers text-classification (`[[{label, score}, ...]]`). A deliberate
+    difference from pipeline(text): InferenceClient.text_classification reads `response[0]`
+    as the list of labels of its one text.
     """
 
     single: Callable[[Mapping[str, Any]], Any]
     unwrap_in_list: bool = False
+    wrap_single: bool = False
 
 
 RESULT_SHAPES: dict[str, ResultShape] = {
-    "text-classification": ResultShape(_ranked, unwrap_in_list=True),
+    "text-classification": ResultShape(_ranked, unwrap_in_list=True, wrap_single=True),
     "token-classification": ResultShape(_column("entities")),
     "question-answering": ResultShape(_answers),
     "feature-extraction": ResultShape(_column("embedding")),
@@ -216,4 +380,4 @@ def shape_results(
         answers.append(jsonable(answer))
     if is_list:
         return answers
-    return answers[0]
+    return [answers[0]] if shape.wrap_single else answers[0]

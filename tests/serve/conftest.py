@@ -25,6 +25,8 @@ AUTH_TOKEN = "s3cret-token-for-tests-5d1f0a"
 API_MAX_BATCH = 4
 API_MAX_BODY = 4096
 SLOW_WAIT_S = 1.5  # the one admitted request of the slow endpoint waits this long for company
+# Test files that need the 13 example endpoints of configs/serve.yaml.
+EXAMPLE_ENDPOINT_TESTS = ("test_parity.py", "test_clients.py")
 
 
 def free_port() -> int:
@@ -71,9 +73,11 @@ def _test_endpoints(model: str) -> list:
 
 
 def example_config_with_tiny_models(tiny_model, port: int) -> dict:
-    """configs/serve.yaml with each registered task's model replaced by its tiny model and
-    no CPU reservation (13 replicas share 2 cores here)."""
+    """configs/serve.yaml with each registered task's model replaced by its tiny model, the
+    test options of tests/serve/references.py, and no CPU reservation (13 replicas share 2
+    cores here)."""
     from operators import list_tasks
+    from tests.serve.references import ENDPOINT_OPTIONS
 
     config = yaml.safe_load(SERVE_YAML.read_text())
     config["http_options"] = {"host": "127.0.0.1", "port": port}
@@ -86,6 +90,8 @@ def example_config_with_tiny_models(tiny_model, port: int) -> dict:
             if task not in registered:
                 continue  # an operator not written yet; test_every_task_is_served reports it
             app["args"]["model"] = tiny_model(task)
+            if task in ENDPOINT_OPTIONS:
+                app["args"]["options"] = {**app["args"].get("options", {}), **ENDPOINT_OPTIONS[task]}
             for deployment in app.get("deployments", []):
                 deployment["ray_actor_options"] = {"num_cpus": 0, "num_gpus": 0}
         apps.append(app)
@@ -113,7 +119,7 @@ def _init_local_ray(attempts: int = 3) -> None:
 @pytest.fixture(scope="session")
 def serve_url(tiny_model, request):
     """Base URL of the session's Serve instance with all test applications running. The
-    13 example endpoints are deployed only when parity tests were collected."""
+    13 example endpoints are deployed only when tests that use them were collected."""
     import ray
     from ray import serve
 
@@ -122,7 +128,7 @@ def serve_url(tiny_model, request):
 
     port = free_port()
     config = {"http_options": {"host": "127.0.0.1", "port": port}, "applications": []}
-    if any("test_parity.py" in item.nodeid for item in request.session.items):
+    if any(name in item.nodeid for item in request.session.items for name in EXAMPLE_ENDPOINT_TESTS):
         config = example_config_with_tiny_models(tiny_model, port)
     extra = ServeSpec(port=port, applications=_test_endpoints(tiny_model("text-classification")))
     config["applications"] += [
@@ -142,6 +148,23 @@ def serve_url(tiny_model, request):
         serve.shutdown()
         if started:
             ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_model, legacy_pipeline):
+    """reference(task) -> what transformers.pipeline returns for the task's test inputs
+    (tests/serve/references.py), computed once per session."""
+    from operators import get_operator
+    from tests.serve.references import pipeline_reference
+
+    cache = {}
+
+    def get(task: str):
+        if task not in cache:
+            cache[task] = pipeline_reference(task, tiny_model(task), get_operator(task).input_roles, legacy_pipeline)
+        return cache[task]
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from pipelines.serve.codec import shape_results
 from tests.operators.texts import VARIED_TEXTS
 from tests.serve.conftest import API_MAX_BATCH, API_MAX_BODY, API_ROUTE
-from tests.serve.test_parity import assert_same
-
-COLUMNS = ("label", "score", "scores")
+from tests.serve.references import assert_matches as assert_same
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +23,13 @@ def api(serve_url) -> str:
 
 
 @pytest.fixture(scope="module")
-def expected(tc_op):
-    """text -> the pipeline-shaped answer the offline operator gives."""
-    out = tc_op({"text": VARIED_TEXTS})
-    return {t: shape_results("text-classification", COLUMNS, {c: [v[i]] for c, v in out.items()}, False)
-            for i, t in enumerate(VARIED_TEXTS)}
+def expected(tc_model):
+    """text -> the endpoint's answer for that one text: [pipeline(text)], the HF Inference
+    API's shape (pipelines/serve/codec.py, ResultShape.wrap_single)."""
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=tc_model, device="cpu")
+    return {t: [pipe(t)] for t in VARIED_TEXTS}
 
 
 def _good(api: str, expected: dict, text: str = VARIED_TEXTS[0]) -> None:
@@ -179,8 +178,9 @@ def test_bounded_load(api, expected):
 
 
 def _unwrap(answer):
-    # pipeline(list of texts) gives one dict per text where pipeline(text) gives [dict]
-    return answer[0]
+    # pipeline(list of texts) gives one dict per text where pipeline(text) gives [dict], and
+    # the endpoint answers one text with [pipeline(text)]
+    return answer[0][0]
 
 
 def _matches(got, want) -> bool:

@@ -40,7 +40,7 @@ def test_full_queue_is_refused_promptly_with_retry_after(serve_url):
         assert r.headers.get("Retry-After") == "2"
         assert t < SLOW_WAIT_S, f"refusal took {t:.2f}s: it waited instead of failing fast"
     for r in admitted:
-        assert r.json()[0]["label"] == response.json()[0]["label"]
+        assert r.json()[0][0]["label"] == response.json()[0][0]["label"]  # one text: [[{label, score}]]
     after, _ = _timed_post(url, json={"inputs": TEXT})
     assert after.status_code == 200, after.text
 

@@ -59,7 +59,7 @@ def test_cli_serves_one_task_and_answers_curl(tc_model, tc_op):
         )
         assert curl.returncode == 0, curl.stdout + curl.stderr
         want = tc_op({"text": [text]})
-        got = json.loads(curl.stdout)
+        got = json.loads(curl.stdout)[0]  # one text: [[{label, score}]], as the HF Inference API
         assert got[0]["label"] == want["label"][0]
         assert got[0]["score"] == pytest.approx(want["score"][0], abs=1e-3)
 

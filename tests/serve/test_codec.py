@@ -8,7 +8,18 @@ import base64
 import pytest
 import yaml
 
-from pipelines.serve.codec import RESULT_SHAPES, RequestError, decode_base64, decode_inputs, jsonable, shape_results
+from pipelines.serve.codec import (
+    RESULT_SHAPES,
+    RequestError,
+    check_untyped_body,
+    decode_base64,
+    decode_inputs,
+    embedding_root_options,
+    jsonable,
+    shape_results,
+    shorten_embedding,
+    sniff_media,
+)
 from pipelines.serve.config import (
     DEPLOYMENT_NAME,
     AppSpec,
@@ -88,7 +99,8 @@ def test_every_task_has_a_response_shape():
 
 def test_shapes_follow_pipeline():
     tc = {"label": ["a", "b"], "score": [0.9, 0.8], "scores": [None, None], "error": [None, None]}
-    assert shape_results("text-classification", ("label", "score", "scores"), tc, False) == [{"label": "a", "score": 0.9}]
+    # one text: [pipeline(text)], the HF Inference API's [[{label, score}]] (InferenceClient reads [0])
+    assert shape_results("text-classification", ("label", "score", "scores"), tc, False) == [[{"label": "a", "score": 0.9}]]
     # pipeline(list of texts) without top_k gives one dict per text
     assert shape_results("text-classification", ("label", "score", "scores"), tc, True) == [
         {"label": "a", "score": 0.9}, {"label": "b", "score": 0.8}]
@@ -103,6 +115,85 @@ def test_shapes_follow_pipeline():
         "answer": "x", "score": 0.5, "start": 0, "end": 1}
     # a task without a line answers with all of its columns
     assert shape_results("new-task", ("x",), {"x": [1], "error": [None]}, False) == {"x": 1}
+
+
+def test_sniffed_media_types():
+    from tests.operators import images, sounds
+
+    picture = images.pixels(8, 6, 0)
+    for fmt, name in (("JPEG", "JPEG"), ("PNG", "PNG"), ("GIF", "GIF"), ("WEBP", "WebP"), ("BMP", "BMP"), ("TIFF", "TIFF")):
+        assert sniff_media(images.encode(picture, fmt)) == ("image", name)
+    wave = sounds.clip(0, 0.2)
+    for fmt, name in (("WAV", "WAV"), ("FLAC", "FLAC"), ("OGG", "Ogg")):
+        assert sniff_media(sounds.encode(wave, fmt=fmt)) == ("audio", name)
+    assert sniff_media(b"ID3\x04\x00") == ("audio", "MP3")
+    assert sniff_media(b"\xff\xfb\x90\x00") == ("audio", "MP3")  # MPEG-1 layer III frame, no tag
+    assert sniff_media(b"\xff\xf1\x50\x80") is None  # AAC (ADTS): layer bits 0
+    assert sniff_media(b"RIFF\x00\x00\x00\x00AVI ") is None
+    assert sniff_media(b'{"inputs": "x"}') is None and sniff_media(b"") is None
+
+
+def test_untyped_body_must_be_the_endpoints_medium():
+    from tests.operators import images, sounds
+
+    png, wav = images.one_pixel_png(), sounds.encode(sounds.clip(1, 0.1))
+    check_untyped_body(png, "image", "")
+    check_untyped_body(wav, "audio", "application/octet-stream")
+    ppm = b"P6\n1 1\n255\n\x00\x00\x00"  # no signature in our table: Pillow identifies it
+    check_untyped_body(ppm, "image", "")
+    wrong = _error(check_untyped_body, wav, "image", "")
+    assert wrong.status == 415 and wrong.message == "body sent with no Content-Type looks like audio (WAV); this endpoint takes image"
+    junk = _error(check_untyped_body, sounds.corrupt_bytes(), "audio", "application/octet-stream")
+    assert junk.status == 415 and "Content-Type 'application/octet-stream' is not a recognised audio file" in junk.message
+    json_body = _error(check_untyped_body, b'{"inputs": "aGk="}', "image", "")
+    assert "a JSON body needs Content-Type: application/json" in json_body.message
+
+
+def test_embedding_root_fields_and_dimensions():
+    import numpy as np
+
+    got = embedding_root_options({"normalize": True, "truncate": False, "prompt_name": "query", "dimensions": 2,
+                                  "truncation_direction": "right", "encoding_format": "float"})
+    assert got.parameters == {"normalize": True, "truncation": False, "prompt_name": "query"} and got.dimensions == 2
+    assert embedding_root_options({}).parameters == {} and embedding_root_options({}).dimensions is None
+    assert "only 'right'" in _error(embedding_root_options, {"truncation_direction": "left"}).message
+    assert _error(embedding_root_options, {"encoding_format": "base64"}).status == 422
+    assert _error(embedding_root_options, {"dimensions": 0}).message == "dimensions: expected a positive integer, got 0"
+    assert _error(embedding_root_options, {"normalize": "yes"}).message == "normalize: expected a boolean, got string"
+    assert shorten_embedding([3.0, 4.0, 12.0], 2, normalized=True) == pytest.approx([0.6, 0.8])
+    assert shorten_embedding([3.0, 4.0, 12.0], 2, normalized=False) == [3.0, 4.0]
+    assert shorten_embedding(np.float32([0.5, 0.25]), None, normalized=True) == [0.5, 0.25]
+    assert _error(shorten_embedding, [1.0], 2, True).message == "dimensions: 2 exceeds the model's 1 dimensions"
+
+
+def test_openai_embeddings_request_and_answer():
+    import numpy as np
+
+    from pipelines.serve.openai_api import OpenAIError, embeddings_response, parse_embeddings_request
+
+    request = parse_embeddings_request({"input": "hi", "model": "m", "encoding_format": "base64", "dimensions": 2}, 8)
+    answer = embeddings_response(request, [[3.0, 4.0, 0.0]], 5, "served-model", normalized=True)
+    assert answer["object"] == "list" and answer["model"] == "served-model"
+    assert answer["usage"] == {"prompt_tokens": 5, "total_tokens": 5}
+    item = answer["data"][0]
+    assert item["object"] == "embedding" and item["index"] == 0
+    np.testing.assert_allclose(np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4"), [0.6, 0.8], rtol=1e-6)
+    floats = embeddings_response(parse_embeddings_request({"input": ["a", "b"], "model": "m"}, 8), [[1.0], [2.0]], 3, "m", False)
+    assert [d["embedding"] for d in floats["data"]] == [[1.0], [2.0]] and [d["index"] for d in floats["data"]] == [0, 1]
+    for payload, param, fragment in [
+        ({"model": "m"}, "input", "input: Field required"),
+        ({"input": [1, 2], "model": "m"}, "input", "token-id arrays are not accepted"),
+        ({"input": [], "model": "m"}, "input", "input: empty list"),
+        ({"input": ["x"] * 9, "model": "m"}, "input", "at most 8 inputs"),
+        ({"input": "x", "model": "m", "encoding_format": "int8"}, "encoding_format", "encoding_format: Input should be"),
+        ({"input": "x", "model": "m", "dimensions": 0}, "dimensions", "dimensions: Input should be greater"),
+        ({"input": "x", "model": "m", "extra": 1}, "extra", "extra: Extra inputs are not permitted"),
+    ]:
+        with pytest.raises(OpenAIError) as info:
+            parse_embeddings_request(payload, 8)
+        body = info.value.body()["error"]
+        assert info.value.status == 400 and body["type"] == "invalid_request_error", payload
+        assert body["param"] == param and fragment in body["message"], (payload, body)
 
 
 def test_jsonable_converts_numpy_and_bytes():

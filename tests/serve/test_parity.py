@@ -1,91 +1,24 @@
 """Parity over real HTTP: for every registered task, the endpoint configured in
-configs/serve.yaml (tiny model swapped in) answers exactly what the offline operator gives
-for the same inputs, shaped as transformers.pipeline shapes it."""
+configs/serve.yaml (tiny model swapped in) answers what transformers.pipeline returns for the
+same inputs (tests/serve/references.py), for a single input, a list, and a raw body with and
+without a media type."""
 
 from __future__ import annotations
 
 import base64
-import io
 
-import numpy as np
 import pytest
 import requests
 
 from operators import get_operator, list_tasks
-from pipelines.serve.codec import shape_results
-from tests.operators import images, sounds
-from tests.operators.texts import VARIED_TEXTS
 from tests.serve.conftest import SERVE_YAML
-
-# Scores and vectors are fp32 on CPU in both processes, but the server batches the rows
-# differently from the local call, so padding changes the summation order. The tiny
-# classifier heads magnify that rounding (1.3e-4 seen in CI; see
-# tests/operators/test_text_classification.py), hence 1e-3 absolute.
-FLOAT_TOL = 1e-3
-# Masks and depth maps travel as PNG; a float that sits on a rounding edge may land one
-# grey level away after that reordering.
-PIXEL_TOL = 1
-PNG_KEYS = ("mask", "depth")
-
-QA_INPUTS = [
-    {"question": "What does the import statement do?",
-     "context": "The import statement combines two operations: it searches for the named module, then binds it."},
-    {"question": "What chains?", "context": "Comparison operators chain arbitrarily."},
-    {"question": "When are exceptions raised?",
-     "context": "Exceptions are raised when an error is detected during execution."},
-]
+from tests.serve.references import REQUEST_PARAMETERS, assert_matches
 
 
-def _raw_inputs(op_class) -> tuple[list, str | None]:
-    """Varied inputs for the task's roles as the operator takes them, and the raw-body media
-    type for single-media tasks."""
-    roles = op_class.input_roles
-    if roles == ("question", "context"):
-        return QA_INPUTS, None
-    if roles == ("text",):
-        return VARIED_TEXTS[:5], None
-    if roles == ("image",):
-        return images.varied_images()[:4], "image/png"
-    if roles == ("audio",):
-        return [sounds.encode(sounds.clip(seed, s)) for seed, s in enumerate((0.3, 1.1, 0.6))], "audio/wav"
-    raise AssertionError(f"no test inputs for roles {roles}")
-
-
-def _as_json_input(op_class, value):
-    if op_class.input_roles in (("image",), ("audio",)):
+def _as_json_input(roles, value):
+    if roles in (("image",), ("audio",)):
         return base64.b64encode(value).decode()
     return value
-
-
-def _columns(op_class, values: list) -> dict[str, list]:
-    if len(op_class.input_roles) == 1:
-        return {op_class.input_roles[0]: values}
-    return {r: [v[r] for v in values] for r in op_class.input_roles}
-
-
-def _png(text: str) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(text)))).astype(np.int64)
-
-
-def assert_same(got, want, where="response"):
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and set(got) == set(want), f"{where}: keys {got!r} != {want!r}"
-        for key in want:
-            if key in PNG_KEYS and isinstance(want[key], str):
-                a, b = _png(got[key]), _png(want[key])
-                assert a.shape == b.shape and np.abs(a - b).max() <= PIXEL_TOL, f"{where}.{key} differs"
-            else:
-                assert_same(got[key], want[key], f"{where}.{key}")
-    elif isinstance(want, list):
-        assert isinstance(got, list) and len(got) == len(want), f"{where}: {got!r} != {want!r}"
-        for i, (g, w) in enumerate(zip(got, want)):
-            assert_same(g, w, f"{where}[{i}]")
-    elif isinstance(want, float):
-        assert got == pytest.approx(want, abs=FLOAT_TOL), f"{where}: {got} != {want}"
-    else:
-        assert got == want, f"{where}: {got!r} != {want!r}"
 
 
 def test_every_task_is_served(serve_url):
@@ -100,45 +33,57 @@ def test_every_task_is_served(serve_url):
 
 
 @pytest.mark.parametrize("task", list_tasks())
-def test_response_equals_offline_operator(serve_url, tiny_model, task):
-    Op = get_operator(task)
-    op = Op(tiny_model(task)).load()
-    values, media_type = _raw_inputs(Op)
+def test_response_equals_pipeline(serve_url, tiny_model, reference, task):
+    roles = get_operator(task).input_roles
+    ref = reference(task)
+    assert any(not (isinstance(x, list) and not x) for x in ref.many), "the pipeline found nothing to compare"
     route = f"{serve_url}/v1/{task}"
+    parameters = REQUEST_PARAMETERS.get(task, {})
 
-    expected = shape_results(task, Op.output_columns, op(_columns(Op, values)), is_list=True)
-    response = requests.post(route, json={"inputs": [_as_json_input(Op, v) for v in values]}, timeout=120)
+    response = requests.post(route, json={"inputs": [_as_json_input(roles, v) for v in ref.inputs],
+                                          "parameters": parameters}, timeout=120)
     assert response.status_code == 200, response.text
-    assert_same(response.json(), expected)
+    assert_matches(response.json(), ref.many, "list")
 
-    expected_one = shape_results(task, Op.output_columns, op(_columns(Op, values[:1])), is_list=False)
-    one = requests.post(route, json={"inputs": _as_json_input(Op, values[0])}, timeout=120)
+    # A single text-classification answer is [pipeline(text)], as the HF Inference API answers
+    # (pipelines/serve/codec.py, ResultShape.wrap_single).
+    single = [ref.single] if task == "text-classification" else ref.single
+    one = requests.post(route, json={"inputs": _as_json_input(roles, ref.inputs[0]), "parameters": parameters},
+                        timeout=120)
     assert one.status_code == 200, one.text
-    assert_same(one.json(), expected_one)
+    assert_matches(one.json(), single, "single")
 
-    if media_type:
-        raw = requests.post(route, data=values[0], headers={"Content-Type": media_type}, timeout=120)
-        assert raw.status_code == 200, raw.text
-        assert_same(raw.json(), expected_one)
+    if ref.media_type:
+        # huggingface_hub's InferenceClient sends raw bytes with no Content-Type at all.
+        for headers in ({"Content-Type": ref.media_type}, {"Content-Type": "application/octet-stream"}, {}):
+            raw = requests.post(route, data=ref.inputs[0], headers=headers, timeout=120)
+            assert raw.status_code == 200, (headers, raw.text)
+            assert_matches(raw.json(), single, f"raw body {headers}")
 
     info = requests.get(f"{route}/info", timeout=30).json()
     assert info["task"] == task and info["model"] == tiny_model(task)
-    assert info["labels"] == op.labels()
 
 
-def test_text_classification_matches_transformers_pipeline(serve_url, tc_model):
-    """The oracle itself: the JSON equals what transformers.pipeline returns, shape included."""
+def test_text_classification_top_k_matches_pipeline(serve_url, tc_model, reference):
     from transformers import pipeline
 
-    reference = pipeline("text-classification", model=tc_model, device="cpu")
+    pipe = pipeline("text-classification", model=tc_model, device="cpu")
+    texts = reference("text-classification").inputs
     route = f"{serve_url}/v1/text-classification"
-    texts = VARIED_TEXTS[:4]
     for body, want in [
-        ({"inputs": texts[0]}, reference(texts[0])),
-        ({"inputs": texts}, reference(texts)),
-        ({"inputs": texts[1], "parameters": {"top_k": 2}}, reference(texts[1], top_k=2)),
-        ({"inputs": texts[:2], "parameters": {"top_k": 2}}, reference(texts[:2], top_k=2)),
+        ({"inputs": texts[1], "parameters": {"top_k": 2}}, [pipe(texts[1], top_k=2)]),
+        ({"inputs": texts[:2], "parameters": {"top_k": 2}}, pipe(texts[:2], top_k=2)),
     ]:
         response = requests.post(route, json=body, timeout=60)
         assert response.status_code == 200, response.text
-        assert_same(response.json(), want, where=str(body))
+        assert_matches(response.json(), want, where=str(body))
+
+
+def test_untyped_body_of_another_medium_is_refused(serve_url, reference):
+    wav = reference("audio-classification").inputs[0]
+    response = requests.post(f"{serve_url}/v1/image-classification", data=wav, timeout=60)
+    assert response.status_code == 415, response.text
+    assert response.json()["error"] == "body sent with no Content-Type looks like audio (WAV); this endpoint takes image"
+    junk = requests.post(f"{serve_url}/v1/automatic-speech-recognition", data=b"\x00\x01 not audio " * 8,
+                         headers={"Content-Type": "application/octet-stream"}, timeout=60)
+    assert junk.status_code == 415 and "is not a recognised audio file" in junk.json()["error"], junk.text
