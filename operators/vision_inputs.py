@@ -65,6 +65,42 @@ def pixel_table(processor: Any, channels: int = 3) -> np.ndarray:
     return table.astype(np.float32)
 
 
+def import_timm():
+    """timm, imported (a function, so tests can stand in for a missing timm)."""
+    import timm
+
+    return timm
+
+
+def timm_model_name(config) -> str | None:
+    """The timm model that `config` builds through timm (a timm backbone, as in DETR's
+    published configs, or a timm image classifier), else None."""
+    for part in (config, getattr(config, "backbone_config", None)):
+        model_type = getattr(part, "model_type", None)
+        if model_type in ("timm_backbone", "timm_wrapper"):
+            return getattr(part, "backbone", None) or getattr(part, "architecture", None) or model_type
+    return None
+
+
+def check_timm_importable(config, model_id: str) -> None:
+    """A model built with timm needs timm importable; say so when its config is read, not
+    on every row. timm imports torchvision, so a torchvision built for another torch fails
+    here too."""
+    name = timm_model_name(config)
+    if name is None:
+        return
+    try:
+        import_timm()
+    except Exception as e:  # ImportError, or RuntimeError/AttributeError from a mismatched torchvision
+        import torch
+
+        raise ImportError(
+            f"model {model_id!r} builds {name!r} with timm, which cannot be imported ({type(e).__name__}: {e}); "
+            f"install it with pip install 'taskray[timm]', with a torchvision built for the installed "
+            f"torch {torch.__version__}"
+        ) from e
+
+
 class ImageOperator(Operator):
     """Decode `image`, resize with the model's processor (uint8), normalize on the device."""
 
@@ -76,6 +112,10 @@ class ImageOperator(Operator):
     _config = None
     _table = None
     _direct: DirectResize | bool | None = None  # None: not decided yet; False: no shortcut
+
+    def check_config(self) -> None:
+        super().check_config()
+        check_timm_importable(self.model_config, self.model_id)
 
     # ------------------------------------------------------------------ CPU side
 

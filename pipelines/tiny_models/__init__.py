@@ -45,16 +45,20 @@ def build_tiny_model(task: str, root: str, *, variant: str | None = None) -> str
     if task not in _BUILDERS:
         raise ValueError(f"no tiny model for task {task!r}; known: {', '.join(tiny_model_tasks())}")
     name = task if variant is None else f"{task}-{variant}"
-    out = os.path.join(root, name)
-    if os.path.exists(os.path.join(out, "config.json")):
-        return out
     module, fn = _BUILDERS[task]
     builder: Callable[..., str] = getattr(import_module(f"{__name__}.{module}"), fn)
+    if variant is None:
+        return build_once(os.path.join(root, name), builder)
+    return build_once(os.path.join(root, name), lambda tmp: builder(tmp, variant=variant))
+
+
+def build_once(out: str, builder: Callable[[str], str]) -> str:
+    """Run `builder` into a temporary directory and move it to `out`, unless `out` already
+    holds a config.json (then it is reused)."""
+    if os.path.exists(os.path.join(out, "config.json")):
+        return out
     tmp = out + ".partial"
     os.makedirs(tmp, exist_ok=True)
-    if variant is None:
-        builder(tmp)
-    else:
-        builder(tmp, variant=variant)
+    builder(tmp)
     os.replace(tmp, out) if not os.path.exists(out) else None
     return out
