@@ -135,11 +135,160 @@ def build_detr_resnet_50(out_dir: str) -> str:
     return out_dir
 
 
+# ---------------------------------------------------------------------------- generation
+
+# Random weights give near-flat logits at the published initializer ranges, so greedy and beam
+# search repeat one token (or a seq2seq model emits EOS at once). The builders draw the weights
+# at a wider range and write the published value into config.json; only the weights differ.
+
+
+def build_gpt2(out_dir: str) -> str:
+    """gpt2: GPT2LMHeadModel with n_positions 1024, gelu_new, '<|endoftext|>' as bos = eos = unk
+    on the last id (50256 in the real vocab), NO pad token, task_specific_params
+    {"text-generation": {"do_sample": true, "max_length": 50}} (read by no v5 pipeline), and a
+    generation config of only bos/eos, so the pipeline's defaults (max_new_tokens 256,
+    do_sample, temperature 0.7) apply. Shrunk: n_embd 32, 2 layers, a local 1000-token BPE."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from pipelines.tiny_models.generation import _save
+    from pipelines.tiny_models.tokenizers import byte_level_bpe_tokenizer
+
+    torch.manual_seed(SEED + 1)
+    tokenizer = byte_level_bpe_tokenizer(1000, 1024, eos_last=True)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=1024,
+        n_ctx=1024,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        activation_function="gelu_new",
+        resid_pdrop=0.1,
+        embd_pdrop=0.1,
+        attn_pdrop=0.1,
+        layer_norm_epsilon=1e-5,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        summary_type="cls_index",
+        summary_use_proj=True,
+        summary_activation=None,
+        summary_proj_to_labels=True,
+        summary_first_dropout=0.1,
+        task_specific_params={"text-generation": {"do_sample": True, "max_length": 50}},
+        initializer_range=0.4,
+    )
+    model = GPT2LMHeadModel(config).eval()
+    model.config.initializer_range = 0.02
+    return _save(model, tokenizer, out_dir)
+
+
+def build_t5_small(out_dir: str) -> str:
+    """t5-small: relu feed-forward, 32 relative-attention buckets, tied embeddings, pad 0 / eos 1
+    / decoder start 0, a tokenizer with 100 <extra_id_*> sentinels and a model vocabulary
+    padded past the tokenizer (32128 for 32100 tokens), and its task_specific_params as
+    published: summarization (prefix "summarize: ", num_beams 4, length_penalty 2.0, min_length
+    30, max_length 200, no_repeat_ngram_size 3, early_stopping) and translation en->de/fr/ro
+    (prefixes, num_beams 4, max_length 300, early_stopping). The generation config holds only
+    the token ids. Shrunk: d_model 32, 2 + 2 layers, a local 1000-piece Unigram vocabulary."""
+    from tokenizers import processors
+    from transformers import T5Config, T5ForConditionalGeneration, T5TokenizerFast
+
+    from pipelines.tiny_models.generation import _save
+    from pipelines.tiny_models.tokenizers import _train_unigram
+
+    torch.manual_seed(SEED + 2)
+    tok = _train_unigram(["<pad>", "</s>", "<unk>"], 1000)
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
+    )
+    tokenizer = T5TokenizerFast(
+        tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=100, model_max_length=512
+    )
+    translation = {"early_stopping": True, "max_length": 300, "num_beams": 4}
+    config = T5Config(
+        vocab_size=-(-len(tokenizer) // 128) * 128,  # padded to a multiple of 128, as 32100 -> 32128
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        relative_attention_num_buckets=32,
+        dropout_rate=0.1,
+        layer_norm_epsilon=1e-6,
+        feed_forward_proj="relu",
+        tie_word_embeddings=True,
+        n_positions=512,
+        output_past=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        task_specific_params={
+            "summarization": {
+                "early_stopping": True, "length_penalty": 2.0, "max_length": 200, "min_length": 30,
+                "no_repeat_ngram_size": 3, "num_beams": 4, "prefix": "summarize: ",
+            },
+            "translation_en_to_de": {**translation, "prefix": "translate English to German: "},
+            "translation_en_to_fr": {**translation, "prefix": "translate English to French: "},
+            "translation_en_to_ro": {**translation, "prefix": "translate English to Romanian: "},
+        },
+        initializer_factor=4.0,
+    )
+    model = T5ForConditionalGeneration(config).eval()
+    model.config.initializer_factor = 1.0
+    return _save(model, tokenizer, out_dir)
+
+
+def build_bart_large_cnn(out_dir: str) -> str:
+    """facebook/bart-large-cnn: BART with <s>/<pad>/</s> = 0/1/2, decoder start 2, forced BOS 0
+    and forced EOS 2, config prefix " ", and its summarization settings in both the generation
+    config and task_specific_params: num_beams 4, length_penalty 2.0, max_length 142,
+    min_length 56, no_repeat_ngram_size 3, early_stopping. Shrunk: d_model 32, 2 + 2 layers, a
+    local 1000-token byte-level BPE."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    from pipelines.tiny_models.generation import _save, _tiny_bart_fields
+    from pipelines.tiny_models.tokenizers import bart_bpe_tokenizer
+
+    torch.manual_seed(SEED + 3)
+    tokenizer = bart_bpe_tokenizer(1000, 1024)
+    summarization = {
+        "early_stopping": True, "length_penalty": 2.0, "max_length": 142, "min_length": 56,
+        "no_repeat_ngram_size": 3, "num_beams": 4,
+    }
+    fields = {
+        **_tiny_bart_fields(tokenizer),  # sizes, token ids, init_std 1.0 for the weights
+        "max_position_embeddings": 1024,
+        "activation_function": "gelu",
+        "add_bias_logits": False,
+        "add_final_layer_norm": False,
+        "normalize_before": False,
+        "scale_embedding": False,
+        "dropout": 0.1,
+        "forced_bos_token_id": 0,
+        "forced_eos_token_id": 2,
+        "prefix": " ",
+        "num_labels": 3,
+        "task_specific_params": {"summarization": summarization},
+        **summarization,
+    }
+    model = BartForConditionalGeneration(BartConfig(**fields)).eval()
+    model.config.init_std = 0.02
+    model.generation_config.update(
+        bos_token_id=0, decoder_start_token_id=2, eos_token_id=2, pad_token_id=1,
+        forced_bos_token_id=0, forced_eos_token_id=2, **summarization,
+    )
+    return _save(model, tokenizer, out_dir)
+
+
 # ---------------------------------------------------------------------------- registry
 
 # hub id -> (task, builder)
 CHECKPOINTS: dict[str, tuple[str, Callable[[str], str]]] = {
     "facebook/detr-resnet-50": ("object-detection", build_detr_resnet_50),
+    "gpt2": ("text-generation", build_gpt2),
+    "t5-small": ("translation", build_t5_small),
+    "facebook/bart-large-cnn": ("summarization", build_bart_large_cnn),
 }
 
 

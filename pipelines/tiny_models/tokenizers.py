@@ -42,9 +42,10 @@ def wordpiece_tokenizer(vocab_size: int = 2000):
     )
 
 
-def byte_level_bpe_tokenizer(vocab_size: int = 1000, model_max_length: int = 128):
+def byte_level_bpe_tokenizer(vocab_size: int = 1000, model_max_length: int = 128, *, eos_last: bool = False):
     """A GPT-2-style byte-level BPE tokenizer as a GPT2TokenizerFast ('<|endoftext|>' is
-    bos, eos and unk; no pad token, as GPT-2 ships)."""
+    bos, eos and unk; no pad token, as GPT-2 ships). eos_last: '<|endoftext|>' takes the last
+    id, after the merges (GPT-2's 50256), instead of id 0."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import GPT2TokenizerFast
 
@@ -56,10 +57,12 @@ def byte_level_bpe_tokenizer(vocab_size: int = 1000, model_max_length: int = 128
     tok.train_from_iterator(
         corpus(),
         trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=[eos], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
+            vocab_size=vocab_size - eos_last, special_tokens=[] if eos_last else [eos],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
         ),
     )
+    if eos_last:
+        tok.add_special_tokens([eos])
     return GPT2TokenizerFast(
         tokenizer_object=tok, unk_token=eos, bos_token=eos, eos_token=eos, model_max_length=model_max_length
     )
