@@ -92,7 +92,9 @@ def wait_until_running(names: list[str], *, timeout_s: float) -> None:
             status = apps.get(name)
             state = str(getattr(status.status, "value", status.status)) if status else "NOT_STARTED"
             if state in TERMINAL_FAILURES:
-                raise RuntimeError(f"application {name!r} is {state}: {status.message}")
+                causes = [deployment_error(d.message) for d in status.deployments.values() if d.message]
+                cause = "; ".join(c for c in causes if c)
+                raise RuntimeError(f"application {name!r} is {state}: {status.message}" + (f" ({cause})" if cause else ""))
             if state != "RUNNING":
                 pending[name] = state
         if not pending:
@@ -100,3 +102,16 @@ def wait_until_running(names: list[str], *, timeout_s: float) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"applications not running after {timeout_s:.0f}s: {pending}")
         time.sleep(0.5)
+
+
+def deployment_error(message: str) -> str:
+    """The exception at the end of a deployment's status message, on one line. Serve reports a
+    replica constructor that raised (e.g. an operator's check_config() refusing an option) as
+    the whole traceback; the user needs its last exception, not the frames."""
+    lines = message.splitlines()
+    frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+    start = frames[-1] + 1 if frames else 0
+    while start < len(lines) and lines[start][:1].isspace():  # the frame's code and carets
+        start += 1
+    kept = [line.strip() for line in lines[start:] if not line.strip().startswith("For further information")]
+    return " ".join(line for line in kept if line)
