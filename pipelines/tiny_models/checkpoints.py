@@ -135,6 +135,128 @@ def build_detr_resnet_50(out_dir: str) -> str:
     return out_dir
 
 
+def build_vit_base_patch16_224(out_dir: str) -> str:
+    """google/vit-base-patch16-224: 224 px inputs in 16 px patches (197 positions), gelu,
+    layer_norm_eps 1e-12, qkv_bias, 1000 ImageNet classes, and the published legacy
+    preprocessor_config.json (ViTFeatureExtractor, size 224, bilinear, mean/std 0.5).
+    Shrunk: hidden 32, 2 layers; the class names are placeholders (1000 of them)."""
+    from transformers import ViTConfig, ViTForImageClassification
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    from pipelines.tiny_models.vision import calibration_images
+
+    torch.manual_seed(SEED + 4)
+    labels = [f"imagenet class {i}" for i in range(1000)]
+    config = ViTConfig(
+        image_size=224, patch_size=16, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, hidden_act="gelu", layer_norm_eps=1e-12, qkv_bias=True,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **_id2label(labels),
+    )
+    model = ViTForImageClassification(config).eval()
+    processor = ViTImageProcessorPil(size={"height": 224, "width": 224}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    with torch.no_grad():
+        pixels = torch.cat([processor(images=[im], return_tensors="pt")["pixel_values"] for im in calibration_images(16)])
+        recenter_linear(model.classifier, model.vit(pixel_values=pixels).last_hidden_state[:, 0])
+    model.save_pretrained(out_dir, safe_serialization=True)
+    _write_json(
+        os.path.join(out_dir, "preprocessor_config.json"),
+        {
+            "do_normalize": True,
+            "do_resize": True,
+            "feature_extractor_type": "ViTFeatureExtractor",
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+            "resample": 2,
+            "size": 224,
+        },
+    )
+    return out_dir
+
+
+def build_glpn_kitti(out_dir: str) -> str:
+    """vinvino02/glpn-kitti: 4 Mix-Transformer stages (patch sizes 7/3/3/3, strides 4/2/2/2,
+    reduction ratios 8/4/2/1, mlp ratio 4), max_depth 80 (KITTI's range in metres), and the
+    published legacy preprocessor_config.json (GLPNFeatureExtractor: sizes rounded down to a
+    multiple of 32, bilinear, rescale, no normalization). Shrunk: widths 8-32, one block per
+    stage, decoder width 16."""
+    from transformers import GLPNConfig, GLPNForDepthEstimation
+
+    torch.manual_seed(SEED + 5)
+    config = GLPNConfig(
+        num_channels=3, num_encoder_blocks=4, depths=[1, 1, 1, 1], sr_ratios=[8, 4, 2, 1],
+        hidden_sizes=[8, 16, 32, 32], patch_sizes=[7, 3, 3, 3], strides=[4, 2, 2, 2],
+        num_attention_heads=[1, 1, 2, 2], mlp_ratios=[4, 4, 4, 4], hidden_act="gelu",
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, drop_path_rate=0.1, layer_norm_eps=1e-6,
+        decoder_hidden_size=16, max_depth=80, head_in_index=-1,
+    )
+    model = GLPNForDepthEstimation(config).eval()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    _write_json(
+        os.path.join(out_dir, "preprocessor_config.json"),
+        {
+            "do_rescale": True,
+            "do_resize": True,
+            "feature_extractor_type": "GLPNFeatureExtractor",
+            "resample": 2,
+            "size_divisor": 32,
+        },
+    )
+    return out_dir
+
+
+# ---------------------------------------------------------------------------- audio
+
+# facebook/wav2vec2-base-960h's vocab.json: CTC blank <pad>, specials, word delimiter, and the
+# upper-case letters by their frequency in LibriSpeech.
+WAV2VEC2_960H_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
+
+
+def build_wav2vec2_base_960h(out_dir: str) -> str:
+    """facebook/wav2vec2-base-960h: group norm in the conv feature encoder
+    (feat_extract_norm "group", do_stable_layer_norm false, conv_bias false), the real conv
+    kernels and strides, a 128-wide positional conv in 16 groups, the published 32-symbol CTC
+    vocabulary, and a feature extractor that returns NO attention mask (so zero padding
+    changes the model's output). Shrunk: conv channels 16, hidden 32, 2 layers."""
+    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
+
+    from pipelines.tiny_models.audio import calibration_waveforms
+
+    torch.manual_seed(SEED + 6)
+    vocab_file = os.path.join(out_dir, "vocab.json")
+    _write_json(vocab_file, {token: i for i, token in enumerate(WAV2VEC2_960H_VOCAB)})
+    tokenizer = Wav2Vec2CTCTokenizer(
+        vocab_file, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        word_delimiter_token="|", do_lower_case=False,
+    )
+    config = Wav2Vec2Config(
+        vocab_size=len(WAV2VEC2_960H_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, hidden_act="gelu", feat_extract_activation="gelu",
+        feat_extract_norm="group", do_stable_layer_norm=False, conv_bias=False,
+        conv_dim=(16,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16,
+        ctc_loss_reduction="sum", ctc_zero_infinity=False, layerdrop=0.1,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    )
+    model = Wav2Vec2ForCTC(config).eval()
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16_000, padding_value=0.0, padding_side="right",
+        do_normalize=True, return_attention_mask=False,
+    )
+    with torch.no_grad():
+        # one clip at a time: this model has no use for a padding mask
+        frames = torch.cat(
+            [model.wav2vec2(**extractor(w, sampling_rate=16_000, return_tensors="pt")).last_hidden_state[0] for w in calibration_waveforms(12)]
+        )
+        # centred and spread, every letter wins some frames; the blank favoured, as in a
+        # trained CTC head, so that texts read as short words; <s>, </s>, <unk> kept out
+        recenter_linear(model.lm_head, frames)
+        model.lm_head.bias[0] += 4.0
+        model.lm_head.bias[1:4] -= 20.0
+    model.save_pretrained(out_dir, safe_serialization=True)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out_dir)
+    return out_dir
+
+
 # ---------------------------------------------------------------------------- generation
 
 # Random weights give near-flat logits at the published initializer ranges, so greedy and beam
@@ -286,6 +408,9 @@ def build_bart_large_cnn(out_dir: str) -> str:
 # hub id -> (task, builder)
 CHECKPOINTS: dict[str, tuple[str, Callable[[str], str]]] = {
     "facebook/detr-resnet-50": ("object-detection", build_detr_resnet_50),
+    "google/vit-base-patch16-224": ("image-classification", build_vit_base_patch16_224),
+    "vinvino02/glpn-kitti": ("depth-estimation", build_glpn_kitti),
+    "facebook/wav2vec2-base-960h": ("automatic-speech-recognition", build_wav2vec2_base_960h),
     "gpt2": ("text-generation", build_gpt2),
     "t5-small": ("translation", build_t5_small),
     "facebook/bart-large-cnn": ("summarization", build_bart_large_cnn),
