@@ -114,7 +114,10 @@ def build_detr_resnet_50(out_dir: str) -> str:
         model.model.query_position_embeddings.weight.mul_(30.0)
         # The class head is calibrated on small inputs (cheap through resnet50).
         queries = torch.cat(
-            [model.model(**small(images=[im], return_tensors="pt")).last_hidden_state[0] for im in calibration_images(8)]
+            [
+                model.model(**small(images=[im], return_tensors="pt")).last_hidden_state[0]
+                for im in calibration_images(8)
+            ]
         )
     recenter_linear(model.class_labels_classifier, queries, scale=5.0)
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -155,7 +158,9 @@ def build_vit_base_patch16_224(out_dir: str) -> str:
     model = ViTForImageClassification(config).eval()
     processor = ViTImageProcessorPil(size={"height": 224, "width": 224}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     with torch.no_grad():
-        pixels = torch.cat([processor(images=[im], return_tensors="pt")["pixel_values"] for im in calibration_images(16)])
+        pixels = torch.cat(
+            [processor(images=[im], return_tensors="pt")["pixel_values"] for im in calibration_images(16)]
+        )
         recenter_linear(model.classifier, model.vit(pixel_values=pixels).last_hidden_state[:, 0])
     model.save_pretrained(out_dir, safe_serialization=True)
     _write_json(
@@ -217,7 +222,13 @@ def build_wav2vec2_base_960h(out_dir: str) -> str:
     kernels and strides, a 128-wide positional conv in 16 groups, the published 32-symbol CTC
     vocabulary, and a feature extractor that returns NO attention mask (so zero padding
     changes the model's output). Shrunk: conv channels 16, hidden 32, 2 layers."""
-    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
 
     from pipelines.tiny_models.audio import calibration_waveforms
 
@@ -245,7 +256,10 @@ def build_wav2vec2_base_960h(out_dir: str) -> str:
     with torch.no_grad():
         # one clip at a time: this model has no use for a padding mask
         frames = torch.cat(
-            [model.wav2vec2(**extractor(w, sampling_rate=16_000, return_tensors="pt")).last_hidden_state[0] for w in calibration_waveforms(12)]
+            [
+                model.wav2vec2(**extractor(w, sampling_rate=16_000, return_tensors="pt")).last_hidden_state[0]
+                for w in calibration_waveforms(12)
+            ]
         )
         # centred and spread, every letter wins some frames; the blank favoured, as in a
         # trained CTC head, so that texts read as short words; <s>, </s>, <unk> kept out
@@ -324,7 +338,8 @@ def build_t5_small(out_dir: str) -> str:
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
     )
     tokenizer = T5TokenizerFast(
-        tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=100, model_max_length=512
+        tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=100,
+        model_max_length=512,
     )
     translation = {"early_stopping": True, "max_length": 300, "num_beams": 4}
     config = T5Config(
