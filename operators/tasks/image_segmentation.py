@@ -57,8 +57,12 @@ class ImageSegmentationOperator(ImageOperator):
     def check_config(self) -> None:
         from operators.model_checks import check_architecture
 
-        # build_model picks one of these by the config's model type.
+        from operators.vision_inputs import check_timm_importable
+
+        # build_model picks one of these by the config's model type, so the base's one-class
+        # architecture check is replaced, not extended; the timm check still applies.
         check_architecture(self, ("AutoModelForUniversalSegmentation", "AutoModelForSemanticSegmentation"))
+        check_timm_importable(self.model_config, self.model_id)
 
     def build_model(self):
         # Mask2Former/MaskFormer/OneFormer are only in the universal-segmentation mapping
