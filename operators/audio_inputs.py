@@ -25,7 +25,7 @@ from operators.base import Operator, OperatorOptions
 from operators.batching import budget_batches
 from operators.decoding.audio import DEFAULT_MAX_SECONDS, decode_audio
 from operators.errors import RowError
-from operators.loading import load_config, load_processor
+from operators.loading import load_processor
 
 
 class AudioOptions(OperatorOptions):
@@ -77,12 +77,7 @@ class AudioOperator(Operator):
 
     @property
     def config(self):
-        """The model config; read from disk while the weights are not loaded (CPU stages)."""
-        if self._model is not None:
-            return self._model.config
-        if getattr(self, "_config", None) is None:
-            self._config = load_config(self.load_options)
-        return self._config
+        return self.model_config
 
     @property
     def sampling_rate(self) -> int:

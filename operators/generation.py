@@ -126,14 +126,6 @@ class GenerationOperator(Operator):
 
     # ------------------------------------------------------------------ model facts (no weights)
 
-    @cached_property
-    def model_config(self):
-        if self._model is not None:
-            return self._model.config
-        from operators.loading import load_config
-
-        return load_config(self.load_options)
-
     @property
     def is_encoder_decoder(self) -> bool:
         return bool(getattr(self.model_config, "is_encoder_decoder", False))

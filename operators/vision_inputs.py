@@ -168,17 +168,6 @@ class ImageOperator(Operator):
             features["pixel_mask"] = np.asarray(mask[0], dtype=np.uint8)
         return features
 
-    @property
-    def model_config(self):
-        """The model config, from the loaded model or read from disk (no weights) on CPU stages."""
-        if self._model is not None:
-            return self._model.config
-        if self._config is None:
-            from operators.loading import load_config
-
-            self._config = load_config(self.load_options)
-        return self._config
-
     # ------------------------------------------------------------------ device side
 
     def plan_batches(self, features: list[dict[str, Any]]) -> list[list[int]]:
