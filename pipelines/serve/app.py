@@ -10,6 +10,8 @@ single worker thread, so the event loop keeps parsing requests while a batch run
     GET  {route}/info     task, model, labels, input roles, parameters
     GET  {route}/stats    batch sizes this replica has seen
     GET  {route}/healthz  this endpoint's readiness;  GET /healthz (health app): all endpoints
+    POST /v1/embeddings, GET /v1/models (health app): OpenAI's API for the feature-extraction
+                          application the request's `model` names, forwarded to it by handle
 
 400 malformed JSON, 401 missing/wrong token, 411 chunked body (Serve's proxy drops it),
 413 body too large, 415 content type,
@@ -26,6 +28,8 @@ import json
 import logging
 import math
 import os
+import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,7 +64,16 @@ from pipelines.serve.config import (
     EndpointArgs,
     token_digest,
 )
-from pipelines.serve.openai_api import OpenAIError, embeddings_response, parse_embeddings_request
+from pipelines.serve.openai_api import (
+    EmbeddingEndpoint,
+    OpenAIError,
+    choose_endpoint,
+    embeddings_response,
+    load_json_body,
+    models_response,
+    no_endpoint_error,
+    parse_embeddings_request,
+)
 
 logger = logging.getLogger("ray.serve")
 
@@ -129,19 +142,28 @@ async def _route_and_authorize(request: Request, call_next):
         path = request.scope["path"]
     relative = path[len(root):] if root and path.startswith(root) else path
     # The token's digest lives on the app state of this replica's process (one replica per
-    # process). Digests have a fixed length, and compare_digest takes the same time for any
-    # guess, so a timing probe learns nothing.
+    # process).
     expected: str | None = getattr(request.app.state, "auth_token_sha256", None)
-    if expected and relative not in OPEN_PATHS:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        digest = hashlib.sha256(given.strip().encode()).hexdigest()
-        if scheme.lower() != "bearer" or not given or not hmac.compare_digest(digest, expected):
-            return JSONResponse(
-                {"error": "missing or invalid bearer token"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+    if relative not in OPEN_PATHS and not bearer_token_matches(request.headers.get("authorization", ""), expected):
+        return unauthorized()
     return await call_next(request)
+
+
+def bearer_token_matches(authorization: str, expected: str | None) -> bool:
+    """Whether an Authorization header carries the token of digest `expected` (None: no token
+    required). Digests have a fixed length, and compare_digest takes the same time for any
+    guess, so a timing probe learns nothing."""
+    if not expected:
+        return True
+    scheme, _, given = authorization.partition(" ")
+    digest = hashlib.sha256(given.strip().encode()).hexdigest()
+    return scheme.lower() == "bearer" and bool(given) and hmac.compare_digest(digest, expected)
+
+
+def unauthorized() -> JSONResponse:
+    return JSONResponse(
+        {"error": "missing or invalid bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 def _first_validation_error(error: ValidationError, prefix: str = "") -> str:
@@ -355,10 +377,13 @@ class TaskEndpoint:
             )
         try:
             body = await read_body(request, self.args.max_body_bytes)
-            try:
-                payload = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise OpenAIError(400, f"malformed JSON: {e}") from None
+        except RequestError as e:
+            raise OpenAIError.from_request_error(e) from None
+        return JSONResponse(await self._openai_embeddings(load_json_body(body)))
+
+    async def _openai_embeddings(self, payload: Any) -> dict[str, Any]:
+        """The answer to an embeddings request's decoded JSON body (read and authorized by the caller)."""
+        try:
             embedding_request = parse_embeddings_request(payload, self.args.max_inputs)
             texts = [embedding_request.input] if isinstance(embedding_request.input, str) else embedding_request.input
             fields = [f"input[{i}]" for i in range(len(texts))]
@@ -366,12 +391,36 @@ class TaskEndpoint:
             loop = asyncio.get_running_loop()
             # On the inference thread: the tokenizer is not safe to call from two threads at once.
             tokens = await loop.run_in_executor(self.executor, self._count_tokens, texts)
-            answer = embeddings_response(
+            return embeddings_response(
                 embedding_request, result["embedding"], tokens, self.args.model, self.op.normalize
             )
         except RequestError as e:
             raise OpenAIError.from_request_error(e) from None
-        return JSONResponse(answer)
+
+    # -------------------------------------------------------------- handle methods (root app)
+
+    def embedding_endpoint(self) -> dict[str, Any] | None:
+        """What the root application needs to route POST /v1/embeddings here (None: not a
+        feature-extraction endpoint): the model, the body limit, and the token digest this
+        replica checks."""
+        if self.op.task != "feature-extraction":
+            return None
+        return {
+            "model": self.args.model,
+            "max_body_bytes": self.args.max_body_bytes,
+            "auth_token_sha256": ingress.state.auth_token_sha256,
+            "retry_after_s": self.retry_after_s,
+        }
+
+    async def forwarded_embeddings(self, payload: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """POST /v1/embeddings forwarded by the root application, which checked the token and
+        body size as this endpoint's routes do. Through `infer_batch`, so these requests share
+        batches with the endpoint's own. Errors come back as (status, OpenAI body, headers):
+        the root answers them as they are."""
+        try:
+            return 200, await self._openai_embeddings(payload), {}
+        except OpenAIError as e:
+            return e.status, e.body(), e.headers
 
     async def _infer(self, columns: dict[str, list], parameters: dict[str, Any], fields: list[str]) -> dict[str, list]:
         """The operator's result columns for one request's rows, through the batcher; 422
@@ -507,15 +556,76 @@ def build_endpoint(args: dict[str, Any], override: dict[str, Any] | None = None)
     return TaskEndpoint.options(**ingress_options).bind(dict(args), model, retry_after_s)
 
 
-# ------------------------------------------------------------------ GET /healthz
+# ------------------------------------------------------------------ the root application
+# GET /healthz for the whole instance, and OpenAI's POST /v1/embeddings + GET /v1/models
+# forwarded to the feature-extraction applications. At route prefix "/", it receives every
+# path no endpoint's longer prefix claims.
 
 
 health_ingress = FastAPI(title="taskray health", docs_url=None, redoc_url=None, openapi_url=None)
+health_ingress.add_exception_handler(RequestError, _request_error)
+
+# serve.status() is a controller round trip; the root re-reads the applications at most this
+# often, and at once for a model it does not know (e.g. an application deployed just now).
+DIRECTORY_TTL_S = 2.0
 
 
-@serve.deployment(name="Health", num_replicas=1, ray_actor_options={"num_cpus": 0})
+class EmbeddingDirectory:
+    """The feature-extraction applications of this Serve instance, with handles to their
+    TaskEndpoint ingress deployments (what `embedding_endpoint` told, per deployment of each)."""
+
+    def __init__(self, own_app: str):
+        self.own_app = own_app
+        self.lock = asyncio.Lock()
+        self.read_at = -math.inf
+        self.endpoints: list[EmbeddingEndpoint] = []
+        self.handles: dict[str, Any] = {}
+        self.described: dict[tuple[str, float], EmbeddingEndpoint | None] = {}
+
+    async def list(self, refresh: bool = False) -> list[EmbeddingEndpoint]:
+        async with self.lock:
+            if refresh or time.monotonic() - self.read_at > DIRECTORY_TTL_S:
+                await self._read()
+        return self.endpoints
+
+    async def _read(self) -> None:
+        status = await asyncio.to_thread(serve.status)
+        endpoints, described = [], {}
+        for name, app in status.applications.items():
+            running = str(getattr(app.status, "value", app.status)) == "RUNNING"
+            if name == self.own_app or not running or DEPLOYMENT_NAME not in app.deployments:
+                continue
+            key = (name, app.last_deployed_time_s)
+            if key not in self.described:
+                try:
+                    handle = await asyncio.to_thread(serve.get_app_handle, name)
+                    info = await handle.embedding_endpoint.remote()
+                except Exception:  # an application going away between the two calls
+                    logger.warning("could not describe application %r", name, exc_info=True)
+                    continue
+                self.handles[name] = handle
+                self.described[key] = info and EmbeddingEndpoint(app=name, created=int(key[1]), **info)
+            described[key] = self.described[key]
+            if described[key] is not None:
+                endpoints.append(described[key])
+        self.described = described  # forget applications deleted or redeployed since
+        self.endpoints = endpoints
+        self.read_at = time.monotonic()
+
+
+@serve.deployment(
+    name="Health",
+    num_replicas=1,
+    ray_actor_options={"num_cpus": 0},
+    # It only awaits the endpoints it forwards to, whose own limits (max_ongoing_requests,
+    # max_queued_requests) bound the work; Serve's default of 5 would cap their batches at 5.
+    max_ongoing_requests=1024,
+)
 @serve.ingress(health_ingress)
 class Health:
+    def __init__(self):
+        self.directory = EmbeddingDirectory(serve.get_replica_context().app_name)
+
     @health_ingress.get("/healthz")
     def healthz(self) -> JSONResponse:
         """200 when every other application of this Serve instance is RUNNING, else 503."""
@@ -530,6 +640,71 @@ class Health:
             {"status": "ok" if ready else "starting", "applications": statuses},
             status_code=200 if ready else 503,
         )
+
+    @health_ingress.get("/v1/models")
+    async def models(self, request: Request) -> JSONResponse:
+        """The feature-extraction models the caller's token opens, in OpenAI's shape."""
+        endpoints = await self.directory.list()
+        opened = self._opened(request, endpoints)
+        if endpoints and not opened:
+            return unauthorized()
+        return JSONResponse(models_response(opened))
+
+    @health_ingress.post("/v1/embeddings")
+    async def embeddings(self, request: Request) -> JSONResponse:
+        """OpenAI's embeddings API for the feature-extraction application the `model` field
+        names (its application name or model id), answered by that application: the same
+        token, body limit, parsing and batches as its own POST {route}/embeddings."""
+        endpoints = await self.directory.list()
+        if not endpoints:
+            raise no_endpoint_error()
+        # Before reading the body: a caller whose token opens no endpoint sends nothing more.
+        opened = self._opened(request, endpoints)
+        if not opened:
+            return unauthorized()
+        try:
+            body = await read_body(request, max(e.max_body_bytes for e in opened))
+        except RequestError as e:
+            raise OpenAIError.from_request_error(e) from None
+        payload = load_json_body(body)
+        model = parse_embeddings_request(payload, max_inputs=sys.maxsize).model  # the endpoint applies its own limit
+        try:
+            # Among the endpoints the token opens: two applications may serve one model with
+            # different tokens, and the 404 lists only what the caller may use.
+            endpoint = choose_endpoint(model, opened)
+        except OpenAIError as e:
+            if e.status != 404:
+                raise
+            endpoints = await self.directory.list(refresh=True)
+            opened = self._opened(request, endpoints)
+            if any(other.named(model) for other in endpoints if other not in opened):
+                return unauthorized()
+            endpoint = choose_endpoint(model, opened)
+        if len(body) > endpoint.max_body_bytes:
+            raise OpenAIError(413, f"body of {len(body)} bytes exceeds the limit of {endpoint.max_body_bytes} bytes")
+        status, answer, headers = await self._forward(endpoint, payload)
+        return JSONResponse(answer, status_code=status, headers=headers)
+
+    async def _forward(self, endpoint: EmbeddingEndpoint, payload: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+        from ray.exceptions import RayActorError
+        from ray.serve.exceptions import BackPressureError
+
+        try:
+            return await self.directory.handles[endpoint.app].forwarded_embeddings.remote(payload)
+        except (RayActorError, BackPressureError) as e:
+            # The endpoint's queue is full, or its replica stopped: as its own route answers.
+            logger.warning("application %r unavailable: %s", endpoint.app, type(e).__name__)
+            retry_after = {"Retry-After": str(math.ceil(endpoint.retry_after_s))}
+            error = OpenAIError(503, f"{endpoint.app} is overloaded or restarting; retry", headers=retry_after)
+        except Exception:
+            logger.exception("POST /v1/embeddings failed in application %r", endpoint.app)
+            error = OpenAIError(500, f"inference failed in application {endpoint.app!r}")
+        return error.status, error.body(), error.headers
+
+    @staticmethod
+    def _opened(request: Request, endpoints: list[EmbeddingEndpoint]) -> list[EmbeddingEndpoint]:
+        authorization = request.headers.get("authorization", "")
+        return [e for e in endpoints if bearer_token_matches(authorization, e.auth_token_sha256)]
 
 
 def build_health_app(args: dict[str, Any] | None = None) -> serve.Application:

@@ -1,19 +1,22 @@
-"""The OpenAI embeddings API on a feature-extraction endpoint: POST {route}/embeddings.
+"""The OpenAI embeddings API: POST {route}/embeddings on a feature-extraction endpoint, and
+POST /v1/embeddings + GET /v1/models on the root (health) application, which forwards each
+request to the feature-extraction application its `model` names. So both base URLs work
+with the `openai` package unchanged:
 
-A client's base URL is the endpoint's route, so the `openai` package works unchanged:
+    OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="<token or any>")
+        .embeddings.create(model="<served model id or application name>", input=["a", "b"])
+    OpenAI(base_url="http://127.0.0.1:8000/v1/feature-extraction", ...)   # any model name
 
-    OpenAI(base_url="http://127.0.0.1:8000/v1/feature-extraction", api_key="<token or any>")
-        .embeddings.create(model="...", input=["a", "b"])
-
-(an application served at route_prefix /v1 answers POST /v1/embeddings itself). Requests and
-answers follow https://platform.openai.com/docs/api-reference/embeddings; errors carry
-OpenAI's `{"error": {"message", "type", "param", "code"}}` body.
+Requests and answers follow https://platform.openai.com/docs/api-reference/embeddings;
+errors carry OpenAI's `{"error": {"message", "type", "param", "code"}}` body.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -44,9 +47,11 @@ class EmbeddingsRequest(BaseModel):
 class OpenAIError(RequestError):
     """A RequestError answered with OpenAI's error body; `param` names the field at fault."""
 
-    def __init__(self, status: int, message: str, param: str | None = None):
-        super().__init__(status, message)
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 headers: Mapping[str, str] | None = None):
+        super().__init__(status, message, headers)
         self.param = param
+        self.code = code
 
     @classmethod
     def from_request_error(cls, error: RequestError) -> "OpenAIError":
@@ -56,11 +61,18 @@ class OpenAIError(RequestError):
             return error
         field = error.message.split(":")[0].split("[")[0].split(".")[0]
         status = 400 if error.status == 422 else error.status
-        return cls(status, error.message, field if " " not in field else None)
+        return cls(status, error.message, field if " " not in field else None, headers=error.headers)
 
     def body(self) -> dict[str, Any]:
         kind = "invalid_request_error" if self.status < 500 else "server_error"
-        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": None}}
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+def load_json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise OpenAIError(400, f"malformed JSON: {e}") from None
 
 
 def parse_embeddings_request(payload: Any, max_inputs: int) -> EmbeddingsRequest:
@@ -105,3 +117,56 @@ def embeddings_response(
         "model": model,
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
     }
+
+
+# ------------------------------------------------------------------ POST /v1/embeddings (root)
+
+
+@dataclass(frozen=True)
+class EmbeddingEndpoint:
+    """A served feature-extraction application, as the root application routes to it."""
+
+    app: str
+    model: str
+    max_body_bytes: int
+    auth_token_sha256: str | None
+    retry_after_s: float
+    created: int  # when the application was deployed (Unix seconds): OpenAI's `created`
+
+    def named(self, model: str) -> bool:
+        return model in (self.app, self.model)
+
+
+def no_endpoint_error() -> OpenAIError:
+    return OpenAIError(404, "no feature-extraction endpoint is served here", "model", "model_not_found")
+
+
+def choose_endpoint(model: str, endpoints: Sequence[EmbeddingEndpoint]) -> EmbeddingEndpoint:
+    """The endpoint a request's `model` names: an application name first (always unique),
+    else the model id one application serves. 404 (OpenAI's model_not_found) lists the
+    served models when none matches."""
+    if not endpoints:
+        raise no_endpoint_error()
+    by_app = [e for e in endpoints if e.app == model]
+    if by_app:
+        return by_app[0]
+    by_model = [e for e in endpoints if e.model == model]
+    if len(by_model) > 1:
+        apps = ", ".join(sorted(e.app for e in by_model))
+        raise OpenAIError(400, f"model: {model!r} is served by applications {apps}; name one of them", "model")
+    if by_model:
+        return by_model[0]
+    available = ", ".join(sorted({repr(e.model) for e in endpoints} | {repr(e.app) for e in endpoints}))
+    raise OpenAIError(
+        404, f"model: {model!r} is not served here; available: {available}", "model", "model_not_found"
+    )
+
+
+def models_response(endpoints: Sequence[EmbeddingEndpoint]) -> dict[str, Any]:
+    """GET /v1/models: one entry per feature-extraction application; `application` (not in
+    OpenAI's schema, which clients keep as an extra field) is the name that always selects it."""
+    data = [
+        {"id": e.model, "object": "model", "created": e.created, "owned_by": "taskray", "application": e.app}
+        for e in sorted(endpoints, key=lambda e: e.app)
+    ]
+    return {"object": "list", "data": data}

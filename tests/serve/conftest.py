@@ -25,6 +25,9 @@ AUTH_TOKEN = "s3cret-token-for-tests-5d1f0a"
 API_MAX_BATCH = 4
 API_MAX_BODY = 4096
 SLOW_WAIT_S = 1.5  # the one admitted request of the slow endpoint waits this long for company
+# A second feature-extraction application, behind a token, for the root's POST /v1/embeddings
+# (deployed with the example endpoints, which hold the first).
+SECURE_EMBEDDINGS_APP = "test-secure-embeddings"
 # Test files that need the 13 example endpoints of configs/serve.yaml.
 EXAMPLE_ENDPOINT_TESTS = ("test_parity.py", "test_clients.py")
 
@@ -70,6 +73,18 @@ def _test_endpoints(model: str) -> list:
             deployment=DeploymentOptions(num_cpus=0, retry_after_s=CRASH_RETRY_AFTER_S),
         ),
     ]
+
+
+def _secure_embeddings_endpoint(model: str):
+    from pipelines.serve.config import AppSpec, DeploymentOptions, EndpointArgs
+
+    return AppSpec(
+        name=SECURE_EMBEDDINGS_APP,
+        route_prefix="/v1/test/secure-embeddings",
+        args=EndpointArgs(task="feature-extraction", model=model),
+        deployment=DeploymentOptions(num_cpus=0),
+        auth_token=AUTH_TOKEN,
+    )
 
 
 def example_config_with_tiny_models(tiny_model, port: int) -> dict:
@@ -128,9 +143,11 @@ def serve_url(tiny_model, request):
 
     port = free_port()
     config = {"http_options": {"host": "127.0.0.1", "port": port}, "applications": []}
+    tests = _test_endpoints(tiny_model("text-classification"))
     if any(name in item.nodeid for item in request.session.items for name in EXAMPLE_ENDPOINT_TESTS):
         config = example_config_with_tiny_models(tiny_model, port)
-    extra = ServeSpec(port=port, applications=_test_endpoints(tiny_model("text-classification")))
+        tests.append(_secure_embeddings_endpoint(tiny_model("feature-extraction")))
+    extra = ServeSpec(port=port, applications=tests)
     config["applications"] += [
         a for a in extra.to_serve_config()["applications"]
         if a["route_prefix"] != "/" or not any(b["route_prefix"] == "/" for b in config["applications"])

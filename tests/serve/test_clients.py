@@ -141,3 +141,63 @@ def test_openai_errors(openai_client, serve_url):
         assert error["type"] == "invalid_request_error" and error["param"] == param, (kwargs, error)
     other = requests.post(f"{serve_url}/v1/text-classification/embeddings", json={"input": "x", "model": "m"}, timeout=60)
     assert other.status_code == 404 and "feature-extraction" in other.json()["error"]["message"]
+
+
+# ------------------------------------------------------------------ POST /v1/embeddings (root app)
+
+
+def _root_client(serve_url: str, api_key: str = "unused"):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{serve_url}/v1", api_key=api_key, max_retries=0, timeout=120)
+
+
+def test_openai_root_embeddings_equal_endpoint_route(openai_client, serve_url, tiny_model, reference):
+    """OpenAI(base_url=".../v1") as is: the root forwards to the application `model` names
+    (model id or application name) and answers what its {route}/embeddings answers."""
+    texts = reference("feature-extraction").inputs[:2]
+    model = tiny_model("feature-extraction")
+    want = openai_client.embeddings.create(model="any", input=texts, encoding_format="float")
+    root = _root_client(serve_url)
+    for name in (model, "feature-extraction"):
+        got = root.embeddings.create(model=name, input=texts)  # base64, as the client asks by default
+        assert got.model == want.model == model
+        assert got.usage == want.usage
+        np.testing.assert_allclose([d.embedding for d in got.data], [d.embedding for d in want.data], atol=FLOAT_TOL)
+    listed = root.models.list().data  # without the token: only the open application
+    assert [(m.id, m.model_extra["application"]) for m in listed] == [(model, "feature-extraction")]
+
+
+def test_openai_root_unknown_model_and_token(serve_url, tiny_model, reference):
+    import openai
+
+    from tests.serve.conftest import AUTH_TOKEN, SECURE_EMBEDDINGS_APP
+
+    model = tiny_model("feature-extraction")
+    with pytest.raises(openai.NotFoundError) as info:
+        _root_client(serve_url).embeddings.create(model="no-such-model", input="x")
+    error = info.value.body
+    assert error["code"] == "model_not_found" and error["param"] == "model", error
+    # the 404 lists what the caller may use: not the application behind a token
+    assert repr(model) in error["message"] and SECURE_EMBEDDINGS_APP not in error["message"], error
+
+    # The application behind a token: 401 without it, as on its own route.
+    with pytest.raises(openai.AuthenticationError):
+        _root_client(serve_url).embeddings.create(model=SECURE_EMBEDDINGS_APP, input="x")
+    direct = requests.post(f"{serve_url}/v1/test/secure-embeddings/embeddings", json={"input": "x", "model": "m"}, timeout=60)
+    assert direct.status_code == 401
+    secure = _root_client(serve_url, AUTH_TOKEN)
+    got = secure.embeddings.create(model=SECURE_EMBEDDINGS_APP, input=reference("feature-extraction").inputs[0])
+    np.testing.assert_allclose(got.data[0].embedding, reference("feature-extraction").many[0], atol=FLOAT_TOL)
+    # with the token both applications serve the model id: the application name must choose
+    with pytest.raises(openai.BadRequestError, match=SECURE_EMBEDDINGS_APP):
+        secure.embeddings.create(model=model, input="x")
+    assert {m.model_extra["application"] for m in secure.models.list().data} == {"feature-extraction", SECURE_EMBEDDINGS_APP}
+
+
+def test_choose_endpoint_without_feature_extraction_endpoints():
+    from pipelines.serve.openai_api import OpenAIError, choose_endpoint
+
+    with pytest.raises(OpenAIError) as info:
+        choose_endpoint("any", [])
+    assert info.value.status == 404 and info.value.body()["error"]["code"] == "model_not_found"
