@@ -203,7 +203,9 @@ def expected_rows(model_dir: str, shards) -> dict[str, dict]:
 # calibrated tiny head amplifies that summation-order noise. Measured: 8.3e-5 from 4-row
 # batches alone in-process, 1.3e-5 after a resume, 1.0014e-4 max over a node-loss run (labels
 # all equal). 2e-4 keeps a wrong row's result (differences of 1e-2..1e-1) far outside.
-SCORE_TOL = 2e-4
+# With torch 2.14.1 (the CUDA build, run on the CPU) the same noise reached 2.8e-4 (doc-00-0017
+# of the S3 round trip, labels equal), so the bound is 1e-3, the loosest CPU parity tolerance.
+SCORE_TOL = 1e-3
 
 
 def assert_output_matches(table: "pyarrow.Table", expected: dict[str, dict]) -> None:  # noqa: F821
@@ -226,7 +228,7 @@ def assert_output_matches(table: "pyarrow.Table", expected: dict[str, dict]) -> 
         if want["score"] is None:
             assert row["score"] is None, row_id
         else:
-            assert row["score"] == pytest.approx(want["score"], abs=SCORE_TOL), row_id
+            assert row["score"] == pytest.approx(want["score"], abs=SCORE_TOL), (row_id, row["score"], want["score"])
 
 
 def read_output(directory: str, filesystem=None) -> "pyarrow.Table":  # noqa: F821
