@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from operators.generation import _trim_after_eos
-from operators.tasks.speech_recognition import SpeechRecognitionOperator, SpeechRecognitionOptions, option_error
+from operators.errors import option_error
+from operators.tasks.speech_recognition import SpeechRecognitionOperator, SpeechRecognitionOptions
 
 # The ASR pipeline's generation defaults (AutomaticSpeechRecognitionPipeline._default_generation_config),
 # used for keys that neither the checkpoint's generation config nor the options set.
@@ -63,7 +64,7 @@ class Seq2SeqRecognitionOperator(SpeechRecognitionOperator):
             if value not in (None, False):
                 # The pipeline raises for timestamps on these models, and generate() for the rest.
                 raise option_error(
-                    options, name, value,
+                    type(options), name, value,
                     f"{name} applies to Whisper models; {self.model_id!r} is a {self.config.model_type} model",
                 )
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from operators.errors import RowError
+from operators.errors import RowError, option_error
 from operators.generation import _trim_after_eos
 from operators.loading import load_processor
 from operators.seq2seq_recognition import Seq2SeqRecognitionOperator
-from operators.tasks.speech_recognition import SpeechRecognitionOptions, option_error
+from operators.tasks.speech_recognition import SpeechRecognitionOptions
 
 
 class WhisperRecognitionOperator(Seq2SeqRecognitionOperator):
@@ -57,7 +57,7 @@ class WhisperRecognitionOperator(Seq2SeqRecognitionOperator):
         if getattr(config, "is_multilingual", True) is False:
             name = "language" if options.language is not None else "task"
             raise option_error(
-                options, name, getattr(options, name),
+                type(options), name, getattr(options, name),
                 f"{self.model_id!r} is an English-only Whisper model; it takes no language or task",
             )
         if options.language is not None:
@@ -66,7 +66,7 @@ class WhisperRecognitionOperator(Seq2SeqRecognitionOperator):
             known = dict(getattr(config, "task_to_id", None) or {})
             if options.task not in TASK_IDS or options.task not in known:
                 raise option_error(
-                    options, "task", options.task,
+                    type(options), "task", options.task,
                     f"task {options.task!r} is not a task of {self.model_id!r} (its generation config "
                     f"knows {sorted(known) or 'no tasks'})",
                 )
@@ -88,7 +88,7 @@ class WhisperRecognitionOperator(Seq2SeqRecognitionOperator):
         if token is None or token not in known:
             codes = ", ".join(t.strip("<|>") for t in list(known)[:12])
             raise option_error(
-                options, "language", options.language,
+                type(options), "language", options.language,
                 f"language {options.language!r} is not a language of {self.model_id!r} "
                 f"(its generation config knows {len(known)}: {codes}{', ...' if len(known) > 12 else ''})",
             )

@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 
 from operators.audio_inputs import AudioOperator, AudioOptions
 from operators.ctc_decoding import CtcDecoder
+from operators.errors import option_error
 from operators.loading import load_processor
 from operators.registry import register_operator
 
@@ -170,7 +171,7 @@ class SpeechRecognitionOperator(AudioOperator):
             value = getattr(options, name)
             if value not in (None, False):
                 raise option_error(
-                    options, name, value,
+                    type(options), name, value,
                     f"{name} applies to sequence-to-sequence models such as Whisper; {self.model_id!r} is a CTC model "
                     "(the pipeline's CTC char/word timestamps are not implemented)",
                 )
@@ -241,14 +242,3 @@ def asr_model_kind(config) -> str:
     if config.model_type in MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES:
         return "seq2seq"
     return "ctc"
-
-
-def option_error(options, name: str, value: Any, message: str):
-    """A pydantic ValidationError for one option: a ValueError that Serve answers with a 422
-    naming `parameters.<name>`, as it does for the options' own validation."""
-    from pydantic import ValidationError
-
-    return ValidationError.from_exception_data(
-        type(options).__name__,
-        [{"type": "value_error", "loc": (name,), "input": value, "ctx": {"error": ValueError(message)}}],
-    )
