@@ -19,8 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from operators.errors import option_error
 from operators.registry import register_operator
 from operators.sentence_modules import (
     PromptNameError,
@@ -122,7 +123,7 @@ class FeatureExtractionOperator(EncoderTextOperator):
                 _ = clone.prompt_text
         except PromptNameError as e:
             # A ValidationError, as for any other bad option value: Serve answers it with a 422.
-            raise _option_error(self.Options, "prompt_name", options["prompt_name"], str(e)) from None
+            raise option_error(self.Options, "prompt_name", options["prompt_name"], str(e)) from None
         return clone
 
     # ------------------------------------------------------------------ the three stages
@@ -154,14 +155,3 @@ class FeatureExtractionOperator(EncoderTextOperator):
 
     def postprocess_row(self, raw: np.ndarray, features: dict[str, Any]) -> dict[str, Any]:
         return {"embedding": raw.astype(np.float32).tolist()}
-
-
-def _option_error(options_class, name: str, value: Any, message: str) -> ValidationError:
-    from pydantic_core import InitErrorDetails, PydanticCustomError
-
-    detail = InitErrorDetails(
-        type=PydanticCustomError("invalid_option", "{message}", {"message": message}),
-        loc=(name,),
-        input=value,
-    )
-    return ValidationError.from_exception_data(options_class.__name__, [detail])
