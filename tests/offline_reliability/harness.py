@@ -175,6 +175,28 @@ def text_shards(n_files: int, rows_per_file: int) -> list["pyarrow.Table"]:  # n
     return shards
 
 
+def driver_job(tmp_path, model_dir: str, block_rows: int, out: str) -> list[str]:
+    """Write a one-task job over `tmp_path/in` (small actors, one preprocess actor) and return
+    the argv that runs it with `taskray run` on a fresh local Ray of the driver's own."""
+    import sys
+
+    import yaml
+
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(
+        yaml.safe_dump(
+            {
+                "input": [str(tmp_path / "in")],
+                "output": out,
+                "block_rows": block_rows,
+                "preprocess_actors": "1:1",
+                "tasks": [{"task": TASK, "model": model_dir, "batch_size": block_rows, **SMALL_ACTORS}],
+            }
+        )
+    )
+    return [sys.executable, "-m", "tests.offline_reliability.driver", "run", str(job_file)]
+
+
 def write_shards(shards, directory: str, filesystem=None) -> None:
     """Write shards as `part-NN.parquet` under `directory` (a local path or bucket/prefix)."""
     import pyarrow.parquet as pq

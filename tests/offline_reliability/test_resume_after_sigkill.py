@@ -5,16 +5,14 @@ job with every input id exactly once and recomputes only the rows that were not 
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
-import yaml
 
 from tests.offline_reliability.harness import (
-    SMALL_ACTORS,
     TASK,
     assert_output_matches,
     checkpoint_state,
+    driver_job,
     committed_ids,
     expected_rows,
     read_manifest,
@@ -36,20 +34,8 @@ def test_resume_after_driver_sigkill(tmp_path, tiny_model, spawn_driver):
     write_shards(shards, str(tmp_path / "in"))
     expected = expected_rows(model_dir, shards)
     out = str(tmp_path / "out")
-    job_file = tmp_path / "job.yaml"
-    job_file.write_text(
-        yaml.safe_dump(
-            {
-                "input": [str(tmp_path / "in")],
-                "output": out,
-                "block_rows": BLOCK_ROWS,
-                "preprocess_actors": "1:1",
-                "tasks": [{"task": TASK, "model": model_dir, "batch_size": BLOCK_ROWS, **SMALL_ACTORS}],
-            }
-        )
-    )
     # `taskray run` on a fresh local Ray of the driver's own (see driver.py).
-    argv = [sys.executable, "-m", "tests.offline_reliability.driver", "run", str(job_file)]
+    argv = driver_job(tmp_path, model_dir, BLOCK_ROWS, out)
     env = {"RAY_ADDRESS": "local"}
 
     first = spawn_driver(argv, env=env)

@@ -12,16 +12,15 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
-import sys
 
 import pytest
-import yaml
 
 from tests.offline_reliability.harness import (
     SMALL_ACTORS,
     TASK,
     assert_output_matches,
     checkpoint_state,
+    driver_job,
     expected_rows,
     own_ray,
     read_manifest,
@@ -75,19 +74,7 @@ def test_retry_after_sigkill_keeps_every_id_once(tmp_path, tiny_model, spawn_dri
     # Three files of eight fail: under the default error budget (half the rows) of a job.
     write_shards(broken(good, {2, 3, 4}), str(tmp_path / "in"))
     out = str(tmp_path / "out")
-    job_file = tmp_path / "job.yaml"
-    job_file.write_text(
-        yaml.safe_dump(
-            {
-                "input": [str(tmp_path / "in")],
-                "output": out,
-                "block_rows": block_rows,
-                "preprocess_actors": "1:1",
-                "tasks": [{"task": TASK, "model": model_dir, "batch_size": block_rows, **SMALL_ACTORS}],
-            }
-        )
-    )
-    argv = [sys.executable, "-m", "tests.offline_reliability.driver", "run", str(job_file)]
+    argv = driver_job(tmp_path, model_dir, block_rows, out)
     env = {"RAY_ADDRESS": "local"}
 
     first = spawn_driver(argv, env=env)
