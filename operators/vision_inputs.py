@@ -8,21 +8,25 @@ that whole processor call is one fixed-size PIL resize (ViT's), the operator mak
 call itself (operators/direct_resize.py), after checking on its first image that the pixels
 are the same.
 
-Forward (device) groups rows by tensor shape (processors that keep the aspect ratio give
-different sizes; mixed sizes are never padded together), stacks the uint8 pixels, moves them
-to the device and there turns them into floats with the processor's exact math.
+Forward (device) plans micro-batches, stacks the uint8 pixels, moves them to the device and
+there turns them into floats with the processor's exact math. Processors that keep the aspect
+ratio give each image its own size. Where the model reads a pixel mask (DETR), images of
+similar aspect ratio share a micro-batch, padded bottom/right with zeros after normalization
+and masked, as the processor's own batched call pads them; elsewhere (GLPN, Mask2Former) only
+images of one exact shape do, because padding would change the answer.
 """
 
 from __future__ import annotations
 
 import logging
+import inspect
 from typing import Any
 
 import numpy as np
 from pydantic import Field
 
 from operators.base import Operator, OperatorOptions
-from operators.batching import shape_batches
+from operators.batching import padded_batches, padded_canvas, shape_batches
 from operators.decoding.image import DEFAULT_MAX_PIXELS, decode_image
 from operators.direct_resize import DirectResize
 
@@ -39,9 +43,32 @@ class ImageOptions(OperatorOptions):
     max_batch_pixels: int = Field(
         1 << 24,
         ge=1,
-        description="Most resized pixels (rows x height x width) in one forward micro-batch; "
-        "a single larger image still runs alone. Bounds device memory for large inputs.",
+        description="Most pixels in one forward micro-batch, padding included (rows x the "
+        "batch's largest height x largest width); a single larger image still runs alone. "
+        "Bounds device memory for large inputs.",
     )
+    max_padding: float = Field(
+        0.25,
+        ge=0.0,
+        lt=1.0,
+        description="Where the model reads a pixel mask (DETR), images of different sizes share a "
+        "micro-batch when each one's padding is at most this share of the batch's canvas. "
+        "Padding moves answers slightly off the image-alone answer at the padded edges; 0 batches "
+        "only equal sizes, for the image-alone answer.",
+    )
+
+
+# Mixed-size micro-batches pad to a canvas that is a multiple of this: the output stride of
+# DETR-style backbones (32; 16 for dilated ones divides it), so that the model's downsampled
+# pixel mask matches the image-alone feature map (operators/batching.py padded_canvas).
+PAD_MULTIPLE = 32
+
+# Model types whose forward takes a `pixel_mask` and never reads it (transformers 5.24: the
+# MaskFormer, Mask2Former and OneFormer models fill in a default mask and pass it nowhere), so
+# padding reaches their backbone and pixel decoder. Measured on Mask2Former with the
+# processor's 800/1333 default: padded rows changed labels and up to 76% of mask pixels.
+# They batch by exact shape; their published checkpoints resize to one fixed size anyway.
+PIXEL_MASK_UNREAD = frozenset({"maskformer", "mask2former", "oneformer"})
 
 
 def pixel_table(processor: Any, channels: int = 3) -> np.ndarray:
@@ -170,36 +197,94 @@ class ImageOperator(Operator):
 
     # ------------------------------------------------------------------ device side
 
+    @property
+    def pads_with_mask(self) -> bool:
+        """Whether images of different sizes may share a micro-batch: the processor pads a
+        batch with a `pixel_mask` and the model's forward reads one (its signature takes it,
+        and it is not one of the families known to ignore it)."""
+        if "pixel_mask" not in (getattr(self.processor, "model_input_names", None) or ()):
+            return False
+        return self._model_reads_pixel_mask()
+
+    def _model_reads_pixel_mask(self) -> bool:
+        if self.model_config.model_type in PIXEL_MASK_UNREAD:
+            return False
+        return "pixel_mask" in inspect.signature(self.model.forward).parameters
+
     def plan_batches(self, features: list[dict[str, Any]]) -> list[list[int]]:
-        """Rows of one exact tensor shape per micro-batch, bounded by rows and by pixels."""
-        keys = [(np.shape(f["pixels"]), f.get("pixel_mask") is not None) for f in features]
-        batches = []
-        for batch in shape_batches(keys, self.options.max_batch_rows):
-            _, height, width = keys[batch[0]][0]
-            rows = max(1, self.options.max_batch_pixels // max(height * width, 1))
-            batches.extend(batch[start : start + rows] for start in range(0, len(batch), rows))
+        """Micro-batches bounded by rows and by pixels: images of similar aspect ratio padded
+        together where the model reads a pixel mask, else one exact tensor shape per batch.
+        Rows whose processor already padded them (their own `pixel_mask`) keep to their shape."""
+        shapes = [np.shape(f["pixels"]) for f in features]
+        own_mask = [f.get("pixel_mask") is not None for f in features]
+        max_rows, max_pixels = self.options.max_batch_rows, self.options.max_batch_pixels
+        if self.options.max_padding > 0 and self.pads_with_mask:
+            groups: dict[int, list[int]] = {}
+            for i, shape in enumerate(shapes):
+                if not own_mask[i]:
+                    groups.setdefault(shape[0], []).append(i)  # by channel count
+            batches = [
+                [members[j] for j in batch]
+                for members in groups.values()
+                for batch in padded_batches(
+                    [shapes[i][1:] for i in members], max_pixels, max_rows, self.options.max_padding, PAD_MULTIPLE
+                )
+            ]
+            exact = [i for i in range(len(features)) if own_mask[i]]
+        else:
+            batches, exact = [], list(range(len(features)))
+        for batch in shape_batches([(shapes[i], own_mask[i]) for i in exact], max_rows):
+            _, height, width = shapes[exact[batch[0]]]
+            rows = max(1, max_pixels // max(height * width, 1))
+            batches.extend([exact[j] for j in batch[start : start + rows]] for start in range(0, len(batch), rows))
         return batches
 
     def model_inputs(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        """`pixel_values` (and `pixel_mask` where the processor padded) on the device."""
+        """`pixel_values` (and `pixel_mask` where the processor or the micro-batch padded) on
+        the device. Rows smaller than the batch are padded bottom/right to its largest height
+        and width with 0 in normalized pixel space and masked, as the processors' pad() does."""
         import torch
 
         # asarray: features that went through Arrow may come back as nested lists
-        pixels = self.to_device(np.stack([np.asarray(f["pixels"], dtype=np.uint8) for f in features]))
-        channels = pixels.shape[1]
+        arrays = [np.asarray(f["pixels"], dtype=np.uint8) for f in features]
+        channels = arrays[0].shape[0]
+        height, width = padded_canvas([a.shape[1:] for a in arrays], PAD_MULTIPLE)
+        padded = any(a.shape[1:] != (height, width) for a in arrays)
+        # a column store fills a key missing in some rows with None, so test the value
+        own_masks = any(f.get("pixel_mask") is not None for f in features)
+        if padded:
+            stacked = np.zeros((len(arrays), channels, height, width), np.uint8)
+            for row, a in enumerate(arrays):
+                stacked[row, :, : a.shape[1], : a.shape[2]] = a
+        else:
+            stacked = np.stack(arrays)
+        pixels = self.to_device(stacked)
         if self._table is None or self._table.shape[0] != channels or self._table.device != pixels.device:
             self._table = torch.from_numpy(pixel_table(self.processor, channels)).to(pixels.device)
         offsets = torch.arange(channels, device=pixels.device).view(1, channels, 1, 1) * 256
         values = self._table.flatten()[pixels.long() + offsets]
         inputs = {"pixel_values": values.to(self.dtype)}
-        # a column store fills a key missing in some rows with None, so test the value
-        if any(f.get("pixel_mask") is not None for f in features):
-            masks = [
-                np.ones(pixels.shape[2:], np.int64) if f.get("pixel_mask") is None else np.asarray(f["pixel_mask"], np.int64)
-                for f in features
-            ]
-            inputs["pixel_mask"] = self.to_device(np.stack(masks))
+        if padded or own_masks:
+            masks = np.zeros((len(arrays), height, width), np.int64)
+            for row, (a, f) in enumerate(zip(arrays, features)):
+                own = f.get("pixel_mask")
+                masks[row, : a.shape[1], : a.shape[2]] = 1 if own is None else np.asarray(own, np.int64)
+            mask = self.to_device(masks)
+            if padded:  # normalized 0 where padded, as the processor pads after normalizing
+                inputs["pixel_values"] = inputs["pixel_values"].masked_fill(~mask.bool()[:, None], 0)
+            inputs["pixel_mask"] = mask
         return inputs
+
+    @staticmethod
+    def valid_region(output, features: dict[str, Any], canvas: tuple[int, int]):
+        """One row's spatial output (..., h, w) over a padded canvas, cut to the part that
+        covers the row's own pixels: the output the row would give alone is that size."""
+        height, width = np.shape(features["pixels"])[1:]
+        if (height, width) == tuple(canvas):
+            return output
+        rows = -(-output.shape[-2] * height // canvas[0])
+        cols = -(-output.shape[-1] * width // canvas[1])
+        return output[..., :rows, :cols]
 
     @staticmethod
     def split_rows(tensor) -> list[np.ndarray]:

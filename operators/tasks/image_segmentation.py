@@ -77,9 +77,18 @@ class ImageSegmentationOperator(ImageOperator):
         return load_model(auto_class, self.load_options, self.device, self.dtype, **self.model_kwargs())
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
-        out = self.model(**self.model_inputs(features))
+        inputs = self.model_inputs(features)
+        canvas = tuple(inputs["pixel_values"].shape[-2:])
+        out = self.model(**inputs)
         columns = {k: self.split_rows(out[k]) for k in SEGMENTATION_OUTPUTS if out.get(k) is not None}
-        return [{k: rows[i] for k, rows in columns.items()} for i in range(len(features))]
+        # Mask logits (batch, queries or classes, h, w) cover the padded canvas; post-processing
+        # stretches them over the whole image, so each row keeps only its own region, the
+        # size it would have alone. Boxes and class logits are not spatial maps.
+        return [
+            {k: np.ascontiguousarray(self.valid_region(rows[i], f, canvas)) if rows[i].ndim == 3 else rows[i]
+             for k, rows in columns.items()}
+            for i, f in enumerate(features)
+        ]
 
     def postprocess_row(self, raw: dict[str, np.ndarray], features: dict[str, Any]) -> dict[str, Any]:
         import torch

@@ -86,3 +86,58 @@ def test_one_pixel_image(model_dir, reference):
     out = get_operator("image-segmentation")(model_dir, threshold=THRESHOLD)({"image": [data]})
     assert out["error"] == [None]
     assert_same_segments(out["segments"][0], reference(open_for_pipeline(data), threshold=THRESHOLD), (1, 1))
+
+
+def test_mask2former_batches_equal_shapes_only(model_dir):
+    """Mask2Former's forward takes a pixel_mask and never reads it, so padding would reach its
+    backbone: mixed sizes never share a micro-batch, whatever max_padding allows."""
+    op = get_operator("image-segmentation")(model_dir, max_padding=0.9)
+    features = op.preprocess({"image": varied_images()})["features"]
+    shapes = [f["pixels"].shape for f in features]
+    assert "pixel_mask" in op.processor.model_input_names and not op.pads_with_mask
+    batches = op.plan_batches(features)
+    assert all(len({shapes[i] for i in batch}) == 1 for batch in batches)
+    assert sorted(len(b) for b in batches) == [1, 2, 6]  # 64 x 64, 96 x 64, 64 x 96
+
+
+@pytest.fixture(scope="module")
+def detr_segmentation_dir(tmp_path_factory):
+    """A tiny DetrForSegmentation (a model that reads the pixel mask and returns mask logits)."""
+    import torch
+    from transformers import DetrConfig, DetrForSegmentation, ResNetConfig
+    from transformers.models.detr.image_processing_pil_detr import DetrImageProcessorPil
+
+    torch.manual_seed(0)
+    backbone = ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16, 16, 32], depths=[1, 1, 1, 1], layer_type="basic",
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = DetrConfig(
+        backbone_config=backbone, use_timm_backbone=False, use_pretrained_backbone=False, d_model=32,
+        encoder_layers=1, decoder_layers=1, encoder_attention_heads=8, decoder_attention_heads=8,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=10, num_labels=6,
+    )
+    out = str(tmp_path_factory.mktemp("detr-segmentation"))
+    DetrForSegmentation(config).eval().save_pretrained(out)
+    DetrImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96}, format="coco_panoptic").save_pretrained(out)
+    return out
+
+
+def test_padded_mask_logits_are_cut_to_each_image(detr_segmentation_dir):
+    """In a padded micro-batch, mask logits cover the whole canvas; each row keeps the region
+    over its own pixels, the size it has alone, before post-processing stretches it over the
+    original image."""
+    op = get_operator("image-segmentation")(detr_segmentation_dir, threshold=0.0)
+    images = varied_images()
+    prepared = op.preprocess({"image": images})
+    assert op.pads_with_mask and any(len(b) > 1 for b in op.plan_batches(prepared["features"]))
+    padded = op.forward(prepared)
+    alone = op.with_options(max_padding=0, max_batch_rows=1).forward(prepared)
+    for features, got, want in zip(prepared["features"], padded["raw"], alone["raw"]):
+        assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in want.items()}
+        assert got["pred_masks"].shape[-2:] == tuple(-(-n // 4) for n in features["pixels"].shape[1:])
+    out = op.postprocess(padded, prepared)
+    assert out["error"] == [None] * len(images)
+    for data, segments in zip(images, out["segments"]):
+        size = decode_image(data).size
+        assert all(mask_array(s["mask"]).shape == (size[1], size[0]) for s in segments)

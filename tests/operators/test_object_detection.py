@@ -37,7 +37,10 @@ def assert_same_objects(got: list[dict], want: list[dict]) -> None:
 
 def test_parity_with_pipeline(model_dir, reference):
     images = varied_images() + [one_pixel_png(), exif_rotated_jpeg()]
-    op = get_operator("object-detection")(model_dir, threshold=THRESHOLD, max_batch_rows=4)
+    # max_padding=0: equal sizes only, bit for bit the image-alone input. This tiny model's
+    # 64-96 px images are all edge (a 2 x 3 feature map), so padding moves its scores by up to
+    # 0.45; tests/checkpoints/test_padded_buckets.py holds the padded path at DETR's real sizes.
+    op = get_operator("object-detection")(model_dir, threshold=THRESHOLD, max_batch_rows=4, max_padding=0)
     prepared = op.preprocess({"image": images})
     shapes = {f["pixels"].shape for f in prepared["features"]}
     assert len(shapes) > 3, "DETR keeps the aspect ratio: the batch must hold several tensor shapes"
@@ -75,3 +78,34 @@ def test_threshold_filters_like_pipeline(model_dir, reference):
         got = op.with_options(threshold=threshold)({"image": [image]})["objects"][0]
         assert_same_objects(got, reference(open_for_pipeline(image), threshold=threshold))
         assert all(o["score"] > threshold for o in got)
+
+
+def test_mixed_sizes_are_padded_as_the_processor_pads_a_batch(model_dir):
+    """Images of similar aspect ratio share a micro-batch: pixels normalized, then padded
+    bottom/right with 0 and masked, equal to DetrImageProcessor's own batched call on the
+    region it pads to; our canvas extends that to a multiple of 32 with more of the same."""
+    import torch
+
+    from operators.decoding.image import decode_image
+
+    op = get_operator("object-detection")(model_dir)
+    images = [varied_images()[i] for i in (0, 2, 7)]  # 64 x 85, 55 x 96, 60 x 96 after resizing
+    features = op.preprocess({"image": images})["features"]
+    assert len({f["pixels"].shape for f in features}) == 3
+    assert op.pads_with_mask and op.plan_batches(features) == [[1, 2, 0]]  # by aspect ratio
+    # a square joins a 4:3 image only above the default 25% padding bound
+    images = [varied_images()[i] for i in (0, 6)]  # 64 x 85 and 64 x 64
+    features = op.preprocess({"image": images})["features"]
+    assert sorted(op.plan_batches(features)) == [[0], [1]]
+    op = op.with_options(max_padding=0.4)
+    assert op.plan_batches(features) == [[0, 1]]
+    inputs = op.model_inputs(features)
+    assert tuple(inputs["pixel_values"].shape) == (2, 3, 64, 96)  # 85 wide rounds up to 96
+    expected = op.processor(images=[decode_image(d) for d in images], return_tensors="pt")
+    height, width = expected["pixel_values"].shape[-2:]
+    assert torch.equal(inputs["pixel_values"][..., :height, :width], expected["pixel_values"])
+    assert torch.equal(inputs["pixel_mask"][..., :height, :width], expected["pixel_mask"])
+    assert not inputs["pixel_values"][..., height:, :].any() and not inputs["pixel_values"][..., width:].any()
+    assert not inputs["pixel_mask"][..., height:, :].any() and not inputs["pixel_mask"][..., width:].any()
+    # max_padding=0 goes back to one exact shape per micro-batch
+    assert sorted(op.with_options(max_padding=0).plan_batches(features)) == [[0], [1]]
