@@ -3,37 +3,38 @@
 (a) `transformers_pipeline`  transformers.pipeline over the items at one batch size;
 (b) `naive_ray_data`         read_parquet -> map_batches(class calling transformers.pipeline,
                              ActorPoolStrategy) -> write_parquet, as Ray's batch-inference
-                             examples write it;
-(c) `taskray_job`            pipelines.job.run_job, Parquet in and out (what `taskray run` runs);
+                             examples write it, run as a script (benchmarks/naive_ray_data.py);
+(c) `taskray_run`            the `taskray run` command line a user types: task, model, input,
+                             output, id column, and no tuning flag;
 (d) `forward_only`           the model's forward alone on pre-processed, length-sorted,
-                             budget-bucketed tensors: no decode, no tokenizer, no I/O.
+                             budget-bucketed tensors: no decode, no tokenizer, no I/O;
+(e) `sentence_transformers`  SentenceTransformer(model).encode(texts, batch_size=32), what
+                             people use for embeddings (it sorts by length); embed-text only.
 
-Model loading is kept out of (a) and (d) and reported as setup; (b) and (c) load inside their
-actors, so their times include it. Ray start-up is timed by the caller, outside (b) and (c).
+Model loading is kept out of (a), (d) and (e) and reported as setup. (b) and (c) are commands,
+timed from the shell as a user would time them: the interpreter, imports, their own Ray's
+start-up and shutdown, and the model loading in their actors are all inside their time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
+import pickle
 import shutil
+import sys
 import tempfile
 import time
 from typing import Any
-from unittest import mock
 
 import numpy as np
 
-from benchmarks.measure import (
-    ForwardClock,
-    Measurement,
-    PeakRss,
-    device_utilisation,
-    first_forward_s,
-    spilled_bytes_total,
-)
+from benchmarks.measure import ForwardClock, Measurement, PeakRss, device_utilisation, run_command
 from benchmarks.workloads import Workload
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 AUTO_MODELS = {
     "feature-extraction": "AutoModel",
@@ -129,134 +130,92 @@ def naive_ray_data(
     actor_cpus: float,
     map_batch_size: int = 64,
 ) -> Measurement:
-    """(b): Ray Data with transformers.pipeline in an actor pool, Parquet in and out."""
-    import ray
-
-    num_gpus = 1 if device_and_dtype()[0].type == "cuda" else 0
+    """(b): Ray Data with transformers.pipeline in an actor pool, Parquet in and out, run as
+    the script a user would write (`python -m benchmarks.naive_ray_data`), its Ray start-up
+    inside its time as taskray's is."""
     shutil.rmtree(output_dir, ignore_errors=True)  # write_parquet adds to what is there
     with tempfile.TemporaryDirectory() as tmp:
         clock_path = os.path.join(tmp, "clock.jsonl")
-        spilled = spilled_bytes_total()
-        with PeakRss() as peak:
-            started, started_epoch = time.perf_counter(), time.time()
-            ds = ray.data.read_parquet(input_dir).map_batches(
-                PipelinePredictor,
-                fn_constructor_kwargs={
-                    # without its items: Ray pickles these into every actor (with them, the
-                    # 3,000 images made the constructor 3.4 GiB and its first forward came at 37 s)
-                    "workload": dataclasses.replace(workload, values=[]),
-                    "pipeline_batch_size": pipeline_batch_size,
-                    "clock_path": clock_path,
-                },
-                batch_size=map_batch_size,
-                compute=ray.data.ActorPoolStrategy(size=actors),
-                num_cpus=actor_cpus,
-                num_gpus=num_gpus,
-            )
-            ds.write_parquet(output_dir)
-            seconds = time.perf_counter() - started
-        spilled = _delta(spilled, spilled_bytes_total())
-        utilisation, first_forward = device_utilisation(clock_path), first_forward_s(clock_path, started_epoch)
+        # without its items: Ray pickles the workload into every actor (with them, the 3,000
+        # images made the constructor 3.4 GiB and its first forward came at 37 s)
+        workload_path = os.path.join(tmp, "workload.pkl")
+        with open(workload_path, "wb") as f:
+            pickle.dump(dataclasses.replace(workload, values=[]), f)
+        config = {
+            "pipeline_batch_size": pipeline_batch_size,
+            "actors": actors,
+            "actor_cpus": actor_cpus,
+            "map_batch_size": map_batch_size,
+            "num_gpus": 1 if device_and_dtype()[0].type == "cuda" else 0,
+        }
+        argv = [
+            sys.executable, "-m", "benchmarks.naive_ray_data", "--workload", workload_path, "--input", input_dir,
+            "--output", output_dir, "--clock", clock_path, "--config", json.dumps(config),
+        ]
+        run = run_command(argv, output_dir=output_dir, log_path=output_dir.rstrip("/") + ".log", cwd=REPO)
+        utilisation = device_utilisation(clock_path)
     _check_count("naive Ray Data", _parquet_rows(output_dir), len(workload))
     return Measurement(
         "naive Ray Data",
         len(workload),
-        seconds,
-        peak_rss_bytes=peak.bytes,
-        spilled_bytes=spilled,
+        run.seconds,
+        peak_rss_bytes=run.peak_rss_bytes,
+        spilled_bytes=run.spilled_bytes,
         device_utilisation=utilisation,
-        first_forward_s=first_forward,
-        config={
-            "actors": actors,
-            "actor_cpus": actor_cpus,
-            "num_gpus": num_gpus,
-            "map_batch_size": map_batch_size,
-            "pipeline_batch_size": pipeline_batch_size,
-        },
+        first_output_s=run.first_output_s,
+        config=config,
     )
 
 
 # ---------------------------------------------------------------------------- (c)
 
 
-def _timed_forward_class(base: type, clock_path: str):
-    """`base` (pipelines.stages.Forward or InlineForward) with its operator's forward timed, for
-    device utilisation. Defined here so that Ray pickles it by value into the actors."""
+def naive_actors() -> int:
+    """Ray's examples' pool size: one actor per GPU, else the CPUs Ray will see but one
+    (left for the read and write tasks), at least 1."""
+    import torch
+    from ray._private.utils import get_num_cpus
 
-    class TimedForward(base):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._clock = ForwardClock(clock_path)
-            op = self._op
-            op.forward = functools.partial(self._clock.timed, type(op).forward.__get__(op))
-
-        def __call__(self, table):
-            out = super().__call__(table)
-            self._clock.flush()
-            return out
-
-    return TimedForward
+    return torch.cuda.device_count() or max(1, get_num_cpus() - 1)
 
 
-def taskray_job(
-    workload: Workload, input_dir: str, output_dir: str, job: dict[str, Any]
-) -> Measurement:
-    """(c): `taskray run`'s run_job over the Parquet input, written as Parquet. `job` holds
-    JobSpec / TaskSpec fields (actors, forward_cpus, batch_size, block_rows, ...)."""
-    import pipelines.stages
-    from pipelines.job import run_job
-    from pipelines.spec import build_job_spec
+def taskray_command() -> list[str]:
+    """The `taskray` console script of this interpreter's environment, as a user runs it;
+    `python -m pipelines.cli` (the same entry point) where it is not installed."""
+    script = os.path.join(os.path.dirname(sys.executable), "taskray")
+    return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "pipelines.cli"]
 
-    spec = build_job_spec(
-        {},
-        {
-            "input": input_dir,
-            "output": output_dir,
-            "mode": "overwrite",
-            "task": workload.task,
-            "model": workload.model,
-            "options": dict(workload.options),
-            "num_gpus": 1 if device_and_dtype()[0].type == "cuda" else 0,
-            **job,
-        },
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        clock_path = os.path.join(tmp, "clock.jsonl")
-        spilled = spilled_bytes_total()
-        # Instrumentation only: the same Forward stage, its operator's forward timed.
-        stages = pipelines.stages
-        with mock.patch.object(stages, "Forward", _timed_forward_class(stages.Forward, clock_path)), \
-                mock.patch.object(stages, "InlineForward", _timed_forward_class(stages.InlineForward, clock_path)):
-            with PeakRss() as peak:
-                started, started_epoch = time.perf_counter(), time.time()
-                summary = run_job(spec)
-                seconds = time.perf_counter() - started
-        spilled = _delta(spilled, spilled_bytes_total())
-        utilisation, first_forward = device_utilisation(clock_path), first_forward_s(clock_path, started_epoch)
-    _check_count("taskray", summary.total, len(workload))
-    if summary.failed:
-        raise RuntimeError(f"taskray: {summary.failed} rows failed: {summary.errors_by_kind}")
-    task = spec.tasks[0]
+
+def taskray_run(workload: Workload, input_dir: str, output_dir: str) -> Measurement:
+    """(c): `taskray run --task T --model M --input I --output O --id-column id`, with no tuning
+    flag and no operator option (feature-extraction reads max_seq_length 256 from the
+    sentence-transformers checkpoint itself, as the other competitors are told to truncate).
+
+    What the job settles by itself (the spec it resolved) and its own wall time (the run
+    inside the command, without the interpreter, imports and Ray start-up) come from the
+    `_SUCCESS` manifest it writes."""
+    argv = [
+        *taskray_command(), "run", "--task", workload.task, "--model", workload.model,
+        "--input", input_dir, "--output", output_dir, "--id-column", "id",
+    ]
+    shutil.rmtree(output_dir, ignore_errors=True)
+    # The command's environment is the one the harness was started in: the harness adds only
+    # HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE (the models are local), nothing that tunes.
+    run = run_command(argv, output_dir=output_dir, log_path=output_dir.rstrip("/") + ".log", cwd=REPO)
+    with open(os.path.join(output_dir, "_SUCCESS"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    rows = manifest["rows"]
+    _check_count("taskray", rows["total"], len(workload))
+    if rows["failed"]:
+        raise RuntimeError(f"taskray: {rows['failed']} rows failed: {manifest.get('errors_by_kind')}")
     return Measurement(
         "taskray run",
-        summary.total,
-        seconds,
-        peak_rss_bytes=peak.bytes,
-        spilled_bytes=spilled,
-        device_utilisation=utilisation,
-        first_forward_s=first_forward,
-        config={
-            "actors": f"{task.actors[0]}:{task.actors[1]}",
-            "forward_cpus": task.forward_cpus,
-            "torch_threads": task.resolved_torch_threads,
-            "forward_calls": task.forward_calls,
-            "batch_size": task.resolved_batch_size,
-            "block_rows": spec.block_rows,
-            "preprocess": spec.preprocess,
-            "preprocess_actors": spec.preprocess_actors,
-            "num_gpus": task.num_gpus,
-            **({"options": task.options} if task.options else {}),
-        },
+        rows["total"],
+        run.seconds,
+        peak_rss_bytes=run.peak_rss_bytes,
+        spilled_bytes=run.spilled_bytes,
+        first_output_s=run.first_output_s,
+        config={"command": " ".join(argv), "job_wall_s": manifest.get("wall_s"), "spec": manifest.get("spec")},
     )
 
 
@@ -389,6 +348,47 @@ def _bucket(rows: list[dict[str, np.ndarray]], pad: dict[str, float], budget: in
     return batches
 
 
+# ---------------------------------------------------------------------------- (e)
+
+
+def sentence_transformers_encode(workload: Workload, batch_size: int = 32) -> tuple[Measurement, list]:
+    """(e): SentenceTransformer(model).encode(texts, batch_size=32): its own tokenizer calls,
+    length sorting, forward, pooling and normalization, on every item. The model loads
+    outside the timing, as (a)'s does. Returns the measurement and the embeddings in item
+    order."""
+    from sentence_transformers import SentenceTransformer
+
+    if workload.role != "text":
+        raise ValueError(f"sentence-transformers encodes text; workload {workload.name!r} has {workload.role}")
+    device, dtype = device_and_dtype()
+    started = time.perf_counter()
+    model = SentenceTransformer(workload.model, device=str(device), model_kwargs={"dtype": dtype})
+    setup = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        clock = ForwardClock(os.path.join(tmp, "clock.jsonl"))
+        # encode calls the model through __call__, which runs the instance's forward
+        model.forward = functools.partial(clock.timed, type(model).forward.__get__(model))
+        with PeakRss(children=False) as peak:
+            clock.created = started = time.perf_counter()
+            embeddings = model.encode(list(workload.values), batch_size=batch_size)
+            seconds = time.perf_counter() - started
+        clock.flush()
+        utilisation = device_utilisation(clock.path)
+    _check_count("sentence-transformers", len(embeddings), len(workload))
+    return (
+        Measurement(
+            "sentence-transformers",
+            len(embeddings),
+            seconds,
+            peak_rss_bytes=peak.bytes,
+            device_utilisation=utilisation,
+            setup_seconds=setup,
+            config={"batch_size": batch_size, "max_seq_length": model.max_seq_length},
+        ),
+        [np.asarray(e, np.float32).tolist() for e in embeddings],
+    )
+
+
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -401,7 +401,3 @@ def _parquet_rows(directory: str) -> int:
     import pyarrow.parquet as pq
 
     return pq.ParquetDataset(directory).read(columns=["id"]).num_rows
-
-
-def _delta(before: int | None, after: int | None) -> int | None:
-    return None if before is None or after is None else after - before

@@ -1,10 +1,19 @@
 """What the benchmark measures: wall time, peak resident memory of the whole process tree,
-object-store spilling, and device utilisation inside forward actors."""
+object-store spilling, when a job's first output file appears, and the forward's busy share.
+
+The Ray competitors run as commands (`run_command`), as a user runs them: their numbers come
+from outside the process (wall time, the process tree's memory, the output directory) or from
+what Ray writes to its own logs (spilling).
+"""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
+import signal
+import subprocess
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,12 +29,13 @@ class Measurement:
     seconds: float
     peak_rss_bytes: int | None = None
     spilled_bytes: int | None = None
-    # forward time / wall time inside the forward actors (or the process), CUDA runs only
+    # time with a forward running / wall time, in the process or the competitor's own actors
     device_utilisation: float | None = None
     setup_seconds: float | None = None  # model load etc. kept out of `seconds`, where it was
-    # Ray runs: seconds from the start to the first forward call (process start, imports,
-    # weights, the first block read and preprocessed), the fixed cost inside `seconds`
-    first_forward_s: float | None = None
+    # Commands: seconds from the launch to the first output file (interpreter, imports, Ray
+    # start-up, weights, the first block read, forwarded and written), the fixed cost inside
+    # `seconds`
+    first_output_s: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -115,19 +125,90 @@ class PeakRss:
         self._sample()
 
 
-def spilled_bytes_total() -> int | None:
-    """Bytes the object store has spilled to disk since Ray started (None without Ray).
+# The raylet logs its running totals, at most once a second, while it spills:
+# "Spilled 1234 MiB, 56 objects, write throughput 789 MiB/s".
+_SPILLED = re.compile(r"Spilled (\d+) MiB, (\d+) objects")
 
-    Ray has no public API for this counter; `ray memory --stats-only` reads it the same way.
-    """
-    import ray
 
-    if not ray.is_initialized():
-        return None
-    from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+def spilled_bytes_from_logs(ray_tmpdir: str) -> int:
+    """Bytes the object stores of the Ray sessions under `ray_tmpdir` (a command's RAY_TMPDIR)
+    spilled, from their raylet logs: the largest total logged, so MiB-rounded and possibly
+    short of the last second's spilling, but 0 only when nothing spilled."""
+    most = 0
+    for path in glob.glob(os.path.join(ray_tmpdir, "**", "raylet*.out"), recursive=True):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for match in _SPILLED.finditer(f.read()):
+                most = max(most, int(match.group(1)) * 2**20)
+    return most
 
-    reply = get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address))
-    return int(reply.store_stats.spilled_bytes_total)
+
+@dataclass
+class CommandRun:
+    seconds: float
+    peak_rss_bytes: int
+    first_output_s: float | None  # None: no output file appeared while it ran
+    spilled_bytes: int
+
+
+def run_command(argv: list[str], *, output_dir: str, log_path: str, env: dict[str, str] | None = None,
+                cwd: str | None = None, poll_s: float = 0.05) -> CommandRun:
+    """Run `argv` as a user's shell would and time it end to end, with a private RAY_TMPDIR so
+    that its Ray logs (spilling) are its own. Watches `output_dir` for the first data file
+    (names starting with "_" or "." are markers, not data). stdout and stderr go to
+    `log_path`; a non-zero exit raises with the log's tail."""
+    import tempfile
+
+    # Short on purpose: Ray puts its sockets under it, and a Unix socket path has 107 bytes.
+    ray_tmpdir = tempfile.mkdtemp(prefix="trb-", dir="/tmp")
+    env = {**(os.environ if env is None else env), "RAY_TMPDIR": ray_tmpdir}
+    first_output = None
+    try:
+        with open(log_path, "w", encoding="utf-8") as log:
+            started = time.perf_counter()
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                with PeakRss(root_pid=proc.pid) as peak:
+                    while proc.poll() is None:
+                        if first_output is None and _has_data_file(output_dir):
+                            first_output = time.perf_counter() - started
+                        time.sleep(poll_s)
+                    seconds = time.perf_counter() - started
+            finally:
+                _stop(proc)
+        if proc.returncode != 0:
+            with open(log_path, encoding="utf-8", errors="replace") as f:
+                tail = f.read()[-4000:]
+            raise RuntimeError(f"{' '.join(argv)} exited with {proc.returncode}:\n{tail}")
+        return CommandRun(seconds, peak.bytes, first_output, spilled_bytes_from_logs(ray_tmpdir))
+    finally:
+        import shutil
+
+        shutil.rmtree(ray_tmpdir, ignore_errors=True)
+
+
+def _has_data_file(directory: str) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return any(e.is_file() and not e.name.startswith(("_", ".")) for e in entries)
+    except FileNotFoundError:
+        return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End what is left of a command's session: the command itself if the harness was
+    interrupted, and any Ray process it started that outlived it (the next competitor must
+    not share the cores with it)."""
+    for sig, wait_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        deadline = time.monotonic() + wait_s
+        try:
+            os.killpg(proc.pid, sig)
+            while time.monotonic() < deadline:
+                proc.poll()  # reaps the command itself once it exits
+                time.sleep(0.05)
+                os.killpg(proc.pid, 0)  # raises once no process of the session is left
+        except ProcessLookupError:
+            break
+    proc.wait()
 
 
 class ForwardClock:
@@ -199,10 +280,3 @@ def busy_seconds(spans: list[tuple[float, float]]) -> float:
             total += stop - max(start, end)
             end = stop
     return total
-
-
-def first_forward_s(path: str, started_epoch: float) -> float | None:
-    """Seconds from `started_epoch` (time.time() when the run began) to the first forward call
-    of any actor: the run's start-up, paid once per job."""
-    starts = [span[0] for r in _last_records(path) for span in r.get("spans", ())]
-    return min(starts) - started_epoch if starts else None

@@ -1,16 +1,29 @@
-"""Side-by-side throughput: transformers.pipeline, naive Ray Data, taskray, forward-only.
+"""Side-by-side throughput: transformers.pipeline, sentence-transformers, naive Ray Data,
+`taskray run` and forward-only.
 
     python -m benchmarks.run [--workload W] [--rows N] [--json OUT] [--scale]
 
-Every competitor runs on the same items, in turn, in this one process run. Ray starts once,
-timed on its own line, before (b) and (c), and is not counted against either.
+Every competitor runs on the same items, in turn, in this one harness run. taskray runs as a
+user runs it: the `taskray run` command with the task, model, input, output and id column,
+and no tuning flag; it picks its own Ray resources, threads and batches. Naive Ray Data runs
+as a command too. Both are timed from the shell, end to end: interpreter, imports, their own
+Ray's start-up and shutdown, and loading the model in their actors. The in-process
+competitors (pipeline, sentence-transformers, forward-only) load their models outside their
+time, so the comparison is, if anything, against taskray.
+
+The commands are measured from the outside: wall time, peak RSS of their process tree (their
+Ray's processes included), spilling from their Ray's raylet log, and `1st out s`, when their
+first output file appeared (start-up, weights and the first block read, forwarded and
+written). taskray's `fwd busy` is not measured: its forward runs inside its own actors, where
+the harness no longer reaches; naive Ray Data's still is, in the predictor class the harness
+hands it. The `_SUCCESS` manifest gives taskray's resolved spec (what it picked) and the job's
+own wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
 import shutil
@@ -22,167 +35,75 @@ from typing import Any
 
 from benchmarks.measure import Measurement, release_memory
 from benchmarks.workloads import DEFAULT_ROWS, WORKLOADS, Workload, build_workload
-from pipelines.job import LOCAL_RAY_SYSTEM_CONFIG
 
 # Targets from the issue: taskray items/s over the competitor's, at least.
 TARGETS: dict[str, dict[str, float]] = {
-    "embed-text": {"best pipeline": 1.5, "naive Ray Data": 1.3, "forward only": 0.8},
+    "embed-text": {"best pipeline": 1.5, "sentence-transformers": 1.3, "forward only": 0.85},
+    "classify-images": {"best pipeline": 1.2},
     "asr": {"best pipeline": 1.3},
-    "classify-images": {"best pipeline": 1.0},
 }
 SCALE_LIMITS = {"wall": 10.5, "rss": 1.3}
-# taskray's job settings per workload on a CPU-only Ray (flags override them). Ray gives
-# logical CPUs: actors that reserve every CPU leave none for the read and write tasks, and the
-# job stalls (measured: defaults of 1 CPU per preprocess and forward actor on 2 CPUs never
-# start the read).
-# The forward actor of text computes on both cores while it reserves 1 CPU: tokenizing needs
-# ~1% of a core, so the reservation leaves room for read and write tasks without idling a
-# core. It runs 2 forward calls of 1 thread (forward_calls=2), which never wait for each
-# other the way one call's 2 threads do (in-process 155 vs 142 rows/s); a call running alone
-# takes both threads (pipelines/torch_threads.py). 6,000 rows: 132.1, 132.6 vs 121.9 rows/s
-# for one call on 2 threads. Two 1-thread actors measured the same as one 2-thread actor
-# (6,000 rows: 128.9 vs 127.1 rows/s) and start later. The tiny Wav2Vec2 computes 1.4x more
-# per core on one thread than on two (600 clips forward-only: 66.6 clips/s on 1 thread, 93.2
-# on 2), so asr runs two 1-thread forwards: two actors did 3,000 clips at 66.3 vs 49.6 clips/s for one 2-thread actor;
-# one actor running both as threads (forward_calls=2) starts one process instead of two, and
-# 600 clips went from 38.0 and 36.4 to 44.2 and 45.3 clips/s (first forward 7.0 -> 5.4 s).
-# Images decode on both cores instead, and their tiny model's forward is noise: one thread.
-# Every workload preprocesses inline, in the forward actors (one process to start instead of
-# two or three): 3,000 images 36 s vs 40-45 s; embed-text 2,000 rows, twice each, 102.2 and
-# 102.6 vs 100.7 and 97.3 rows/s with the first forward 0.5 s sooner (RESULTS.md).
-# block_growth 4: results outgrow inputs (embeddings 11x), see pipelines/job.py.
-# asr reads 64 clips per block instead of 256: the first forward waits for the first block
-# to be decoded, and 256 clips of up to 30 s took 2.5 s (600 clips: 32.5 -> 36.6 clips/s).
-CPU_JOB: dict[str, dict[str, Any]] = {
-    "embed-text": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 1, "forward_calls": 2, "block_growth": 4},
-    "classify-images": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 1, "block_growth": 4},
-    "asr": {"preprocess": "inline", "forward_cpus": 1.0, "torch_threads": 1, "forward_calls": 2, "block_growth": 4, "block_rows": 64},
-}
+SCALE_ROWS = 2000  # --scale's N without --rows
+COMPETITORS = ("forward", "pipeline", "st", "naive", "taskray")
+# The column of each workload's result that the competitors' outputs are compared on.
+RESULT_COLUMN = {"embed-text": "embedding", "classify-images": "label", "asr": "text"}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--workload", choices=(*WORKLOADS, "all"), default="all", help="Workload to run (default: all).")
-    p.add_argument("--rows", type=int, default=None, help=f"Items per workload (default: {DEFAULT_ROWS}).")
+    p.add_argument(
+        "--workload", default="all",
+        help=f"Workloads to run, comma-separated, of {','.join(WORKLOADS)} (default: all).",
+    )
+    p.add_argument(
+        "--rows", type=int, default=None,
+        help="Items per workload (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_ROWS.items()) + ").",
+    )
     p.add_argument("--json", metavar="OUT", default=None, help="Also write every measurement to this JSON file.")
     p.add_argument(
         "--scale", action="store_true",
-        help="Instead of the comparison: taskray on embed-text at N and 10xN rows (wall, peak RSS, spilling).",
+        help=f"Instead of the comparison: taskray on embed-text at N and 10xN rows (wall, peak RSS, spilling; "
+        f"N is --rows, default {SCALE_ROWS}).",
     )
     p.add_argument("--batch-sizes", default="1,8,32", help="transformers.pipeline batch sizes (default: 1,8,32).")
     p.add_argument(
-        "--competitors", default="forward,pipeline,naive,taskray",
-        help="Subset to run, comma-separated (default: all four; ratios need taskray).",
-    )
-    g = p.add_argument_group("taskray job (JobSpec / TaskSpec fields)")
-    g.add_argument("--actors", default=None, help="Forward actor pool MIN:MAX (default: 1:<GPUs>, else 1).")
-    g.add_argument("--forward-cpus", type=float, default=None, help="CPUs each forward actor reserves from Ray.")
-    g.add_argument("--torch-threads", type=int, default=None, help="torch threads per forward actor.")
-    g.add_argument("--forward-calls", type=int, default=None, help="Forward calls one actor runs at once, each on --torch-threads threads.")
-    g.add_argument("--batch-size", type=int, default=None, help="Rows per forward call (TaskSpec.batch_size).")
-    g.add_argument("--block-rows", type=int, default=None, help="Rows per Ray Data block.")
-    g.add_argument("--preprocess", choices=("actors", "inline"), default=None, help="Preprocess in its own actor pool or inside the forward actors.")
-    g.add_argument("--preprocess-actors", default=None, help="Preprocessing actor pool MIN:MAX.")
-    g.add_argument("--preprocess-cpus", type=float, default=None, help="CPUs per preprocessing actor.")
-    g.add_argument(
-        "--option", action="append", default=[], metavar="KEY=JSON",
-        help="Operator option, e.g. --option batch_budget=8192 (repeatable).",
+        "--competitors", default=",".join(COMPETITORS),
+        help=f"Subset to run, comma-separated, of {','.join(COMPETITORS)} (default: all; ratios need taskray; "
+        "st, sentence-transformers encode, runs on embed-text only).",
     )
     g = p.add_argument_group("naive Ray Data")
     g.add_argument("--naive-actors", type=int, default=None, help="Actor pool size (default: GPUs, else CPUs - 1, at least 1).")
     g.add_argument("--naive-cpus", type=float, default=1.0, help="CPUs per actor (Ray sets OMP_NUM_THREADS from it).")
-    p.add_argument("--work-dir", default=None, help="Where data and outputs go (default: a temporary directory).")
+    p.add_argument("--work-dir", default=None, help="Where data, outputs and the commands' logs go (default: a temporary directory).")
     args = p.parse_args(argv)
     if args.rows is not None and args.rows < 1:
         p.error(f"--rows must be >= 1, got {args.rows}")
+    args.workloads = WORKLOADS if args.workload == "all" else tuple(args.workload.split(","))
+    if set(args.workloads) - set(WORKLOADS):
+        p.error(f"--workload: unknown {sorted(set(args.workloads) - set(WORKLOADS))}; known: {','.join(WORKLOADS)}")
+    unknown = set(args.competitors.split(",")) - set(COMPETITORS)
+    if unknown:
+        p.error(f"--competitors: unknown {sorted(unknown)}; known: {','.join(COMPETITORS)}")
     return args
-
-
-def taskray_job_fields(args: argparse.Namespace, workload: str, gpus: int) -> dict[str, Any]:
-    """The JobSpec / TaskSpec fields of the taskray run: per-workload defaults, then flags."""
-    fields: dict[str, Any] = {"actors": f"1:{gpus}"} if gpus else dict(CPU_JOB[workload])
-    for name in ("actors", "forward_cpus", "torch_threads", "forward_calls", "batch_size", "block_rows", "preprocess", "preprocess_actors", "preprocess_cpus"):
-        value = getattr(args, name)
-        if value is not None:
-            fields[name] = value
-    if args.option:
-        options = {}
-        for item in args.option:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise SystemExit(f"--option expects KEY=JSON, got {item!r}")
-            options[key] = json.loads(value)
-        fields["options"] = options
-    return fields
 
 
 # ---------------------------------------------------------------------------- running
 
 
-class RayRuntime:
-    """One local Ray for the whole run, started on first use with its start-up timed."""
-
-    def __init__(self) -> None:
-        self.startup_s: float | None = None
-
-    def ensure(self) -> None:
-        import ray
-
-        if ray.is_initialized():
-            return
-        started = time.perf_counter()
-        for attempt in range(3):
-            try:
-                # "local": always a fresh Ray of our own; a bare init() joins any cluster
-                # that `ray start` left running on this machine.
-                ray.init(
-                    address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                    _system_config=LOCAL_RAY_SYSTEM_CONFIG,  # the settings `taskray run` gives its own Ray
-                )
-                break
-            except Exception as e:  # Ray 2.60 waits a fixed 30 s for its raylet; a loaded
-                # machine can miss that, and a second try usually makes it
-                ray.shutdown()
-                if attempt == 2 or "timed out during startup" not in str(e):
-                    raise
-                print(f"ray start-up attempt {attempt + 1} failed ({e}); retrying", flush=True)
-        from ray.data import DataContext
-
-        context = DataContext.get_current()
-        context.enable_progress_bars = False
-        context.print_on_execution_start = False
-        self.startup_s = time.perf_counter() - started
-        print(f"ray start-up: {self.startup_s:.1f} s (not counted against naive Ray Data or taskray)", flush=True)
-
-    def cpus(self) -> int:
-        import ray
-
-        self.ensure()
-        return int(ray.cluster_resources().get("CPU", 1))
-
-    def gpus(self) -> int:
-        import ray
-
-        self.ensure()
-        return int(ray.cluster_resources().get("GPU", 0))
-
-
-def compare(workload: Workload, args: argparse.Namespace, ray_runtime: RayRuntime, work_dir: str) -> list[Measurement]:
+def compare(workload: Workload, args: argparse.Namespace, work_dir: str) -> list[Measurement]:
     """Run the selected competitors in turn over `workload`; print each line as it lands."""
     from benchmarks import competitors as c
 
     chosen = set(args.competitors.split(","))
-    unknown = chosen - {"forward", "pipeline", "naive", "taskray"}
-    if unknown:
-        raise SystemExit(f"--competitors: unknown {sorted(unknown)}")
     input_dir = workload.write_parquet(os.path.join(work_dir, f"{workload.name}-input"))
     results: list[Measurement] = []
     pipeline_outputs: dict[int, list] = {}
+    st_outputs: list | None = None
 
     def report(m: Measurement) -> None:
         results.append(m)
-        print(f"  {m.competitor:<16} {m.items_per_s:9.1f} items/s  {m.seconds:7.1f} s", flush=True)
+        print(f"  {m.competitor:<21} {m.items_per_s:9.1f} items/s  {m.seconds:7.1f} s", flush=True)
         release_memory()  # each competitor starts from a driver without the last one's garbage
 
     if "forward" in chosen:
@@ -197,57 +118,63 @@ def compare(workload: Workload, args: argparse.Namespace, ray_runtime: RayRuntim
         del pipe
         best = max((m for m in results if m.competitor.startswith("pipeline")), key=lambda m: m.items_per_s)
         best_batch = best.config["batch_size"]
+    if "st" in chosen and workload.role == "text":
+        m, st_outputs = c.sentence_transformers_encode(workload)
+        report(m)
     if "naive" in chosen:
-        gpus = ray_runtime.gpus()
-        actors = args.naive_actors or (gpus if gpus else max(1, ray_runtime.cpus() - 1))
         report(
             c.naive_ray_data(
                 workload, input_dir, os.path.join(work_dir, f"{workload.name}-naive"),
-                pipeline_batch_size=best_batch, actors=actors, actor_cpus=args.naive_cpus,
+                pipeline_batch_size=best_batch, actors=args.naive_actors or c.naive_actors(), actor_cpus=args.naive_cpus,
             )
         )
     if "taskray" in chosen:
-        ray_runtime.ensure()
-        job = taskray_job_fields(args, workload.name, ray_runtime.gpus())
         output_dir = os.path.join(work_dir, f"{workload.name}-taskray")
-        m = c.taskray_job(workload, input_dir, output_dir, job)
+        m = c.taskray_run(workload, input_dir, output_dir)
+        if pipeline_outputs or st_outputs is not None:
+            taskray_outputs = c.read_taskray_output(output_dir, RESULT_COLUMN[workload.name])
         if pipeline_outputs:
-            column = {"embed-text": "embedding", "classify-images": "label", "asr": "text"}[workload.name]
             # The reference is the pipeline on one item at a time where it ran: a batched
             # pipeline pads its unsorted batches, and on the tiny random CTC model that alone
             # changed 525 of 600 transcripts (bs=8 vs bs=1; taskray matched bs=1 on all 600).
             reference = pipeline_outputs.get(1, pipeline_outputs[best_batch])
-            m.config["agrees_with_pipeline"] = agreement(workload.name, c.read_taskray_output(output_dir, column), reference)
+            m.config["agrees_with_pipeline"] = agreement(workload.name, taskray_outputs, reference)
+        if st_outputs is not None:
+            m.config["agrees_with_sentence_transformers"] = agreement(workload.name, taskray_outputs, st_outputs)
+            m.config["min_cosine_with_sentence_transformers"] = float(cosines(taskray_outputs, st_outputs).min())
         report(m)
     return results
 
 
-def agreement(workload: str, taskray: list, pipeline: list) -> float:
-    """Share of items where taskray's result matches the pipeline's (embeddings: cosine >= 0.999,
+def agreement(workload: str, taskray: list, reference: list) -> float:
+    """Share of items where taskray's result matches the reference's (embeddings: cosine >= 0.999,
     since batched padding changes float rounding; labels and transcripts: equal)."""
     import numpy as np
 
     if workload == "embed-text":
-        a, b = np.asarray(taskray, np.float64), np.asarray(pipeline, np.float64)
-        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-        return float((cos >= 0.999).mean())
-    return float(np.mean([x == y for x, y in zip(taskray, pipeline)]))
+        return float((cosines(taskray, reference) >= 0.999).mean())
+    return float(np.mean([x == y for x, y in zip(taskray, reference)]))
 
 
-def scale_check(args: argparse.Namespace, ray_runtime: RayRuntime, work_dir: str, models_dir: str) -> dict[str, Any]:
-    """taskray on embed-text at N and 10xN rows: wall, peak RSS of all Ray processes, spilling."""
+def cosines(a: list, b: list) -> "np.ndarray":  # noqa: F821
+    """Cosine similarity of each pair of rows."""
+    import numpy as np
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def scale_check(args: argparse.Namespace, work_dir: str, models_dir: str) -> dict[str, Any]:
+    """taskray on embed-text at N and 10xN rows: wall, peak RSS of the command's process tree
+    (its Ray's processes included), spilling."""
     from benchmarks import competitors as c
 
-    rows = args.rows or DEFAULT_ROWS["embed-text"]
-    ray_runtime.ensure()
+    rows = args.rows or SCALE_ROWS
     runs = []
     for n in (rows, rows * 10):
         workload = build_workload("embed-text", n, models_dir)
         input_dir = workload.write_parquet(os.path.join(work_dir, f"scale-{n}-input"))
-        m = c.taskray_job(
-            workload, input_dir, os.path.join(work_dir, f"scale-{n}-output"),
-            taskray_job_fields(args, "embed-text", ray_runtime.gpus()),
-        )
+        m = c.taskray_run(workload, input_dir, os.path.join(work_dir, f"scale-{n}-output"))
         print(
             f"  {n:>7} rows  {m.seconds:7.1f} s  {m.items_per_s:7.1f} items/s  peak RSS "
             f"{m.peak_rss_bytes / 2**20:7.0f} MiB  spilled {m.spilled_bytes}",
@@ -271,12 +198,13 @@ def scale_check(args: argparse.Namespace, ray_runtime: RayRuntime, work_dir: str
 
 
 def table(workload: str, results: list[Measurement]) -> str:
-    """A Markdown table: items/s, time, peak RSS, spilling, forward busy share, taskray ratio."""
+    """A Markdown table: items/s, time, first output, peak RSS, spilling, forward busy share,
+    taskray ratio."""
     taskray = next((m for m in results if m.competitor == "taskray run"), None)
     lines = [
         f"### {workload}",
         "",
-        "| competitor | items/s | wall s | 1st fwd s | peak RSS MiB | spilled | fwd busy | taskray ÷ this |",
+        "| competitor | items/s | wall s | 1st out s | peak RSS MiB | spilled | fwd busy | taskray ÷ this |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in results:
@@ -284,7 +212,7 @@ def table(workload: str, results: list[Measurement]) -> str:
         rss = f"{m.peak_rss_bytes / 2**20:.0f}" if m.peak_rss_bytes else "-"
         spilled = "-" if m.spilled_bytes is None else f"{m.spilled_bytes}"
         busy = "-" if m.device_utilisation is None else f"{m.device_utilisation:.0%}"
-        first = "-" if m.first_forward_s is None else f"{m.first_forward_s:.1f}"
+        first = "-" if m.first_output_s is None else f"{m.first_output_s:.1f}"
         lines.append(
             f"| {m.competitor} | {m.items_per_s:.1f} | {m.seconds:.1f} | {first} | {rss} | {spilled} | {busy} | {ratio} |"
         )
@@ -309,6 +237,18 @@ def target_lines(workload: str, results: list[Measurement]) -> list[str]:
     return lines
 
 
+def agreement_lines(results: list[Measurement]) -> list[str]:
+    """How far taskray's results agree with the references it was compared with."""
+    taskray = next((m for m in results if m.competitor == "taskray run"), None)
+    if taskray is None:
+        return []
+    named = {"agrees_with_pipeline": "pipeline", "agrees_with_sentence_transformers": "sentence-transformers"}
+    return [
+        f"  taskray agrees with {who} on {taskray.config[key]:.1%} of items"
+        for key, who in named.items() if key in taskray.config
+    ]
+
+
 def machine() -> dict[str, Any]:
     import psutil
     import torch
@@ -329,7 +269,7 @@ def machine() -> dict[str, Any]:
 
 
 def _exit_on_sigterm(signum, frame) -> None:
-    # SystemExit runs the `finally` below, so a killed benchmark stops its Ray too
+    # SystemExit runs the `finally` blocks, so a killed benchmark stops the command it runs
     raise SystemExit(128 + signum)
 
 
@@ -338,38 +278,29 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.getLogger("ray").setLevel(logging.WARNING)
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="taskray-bench-")
     models_dir = os.path.join(REPO, ".cache", "benchmarks", "models")
     info = machine()
     print("machine:", json.dumps(info), flush=True)
-    ray_runtime = RayRuntime()
     report: dict[str, Any] = {"machine": info, "argv": sys.argv[1:], "workloads": {}}
     started = time.perf_counter()
     try:
         if args.scale:
-            report["scale"] = scale_check(args, ray_runtime, work_dir, models_dir)
+            report["scale"] = scale_check(args, work_dir, models_dir)
         else:
-            names = WORKLOADS if args.workload == "all" else (args.workload,)
-            for name in names:
+            for name in args.workloads:
                 rows = args.rows or DEFAULT_ROWS[name]
                 t = time.perf_counter()
                 workload = build_workload(name, rows, models_dir)
                 print(f"{name}: {rows} items ({time.perf_counter() - t:.1f} s to generate)", flush=True)
-                results = compare(workload, args, ray_runtime, work_dir)
+                results = compare(workload, args, work_dir)
                 print(table(name, results), flush=True)
-                for line in target_lines(name, results):
+                for line in [*target_lines(name, results), *agreement_lines(results)]:
                     print(line, flush=True)
                 report["workloads"][name] = {"rows": rows, "results": [m.as_dict() for m in results]}
     finally:
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
         if args.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
-    report["ray_startup_s"] = ray_runtime.startup_s
     report["total_s"] = time.perf_counter() - started
     print(f"total: {report['total_s']:.0f} s", flush=True)
     if args.json:

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 WORKLOADS = ("embed-text", "classify-images", "asr")
-DEFAULT_ROWS = {"embed-text": 2000, "classify-images": 3000, "asr": 600}
+# The sizes the targets are stated at (embed-text's 20,000 rows: minutes per competitor).
+DEFAULT_ROWS = {"embed-text": 20_000, "classify-images": 3000, "asr": 600}
 # sentence-transformers runs this model with max_seq_length 256; every competitor truncates there.
 EMBED_MAX_TOKENS = 256
 AUDIO_RATE = 16_000
