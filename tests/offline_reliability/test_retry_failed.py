@@ -1,5 +1,7 @@
-"""`taskray run --retry-failed`: the failed rows of a finished output run again and replace
-the old rows in place; every id stays exactly once, even when the retry is killed midway.
+"""`taskray run --resume` and `--retry-failed` after a SIGKILL: a killed run resumes with every
+input id exactly once, recomputing only the rows that were not committed; the failed rows of a
+finished output run again and replace the old rows in place, every id exactly once even when
+the retry is killed midway.
 
 The transient failures are injected by the test: some input rows are None on the first run
 (they fail as `input: ...`), and the test then fixes those rows in the input files, as a user
@@ -20,6 +22,7 @@ from tests.offline_reliability.harness import (
     TASK,
     assert_output_matches,
     checkpoint_state,
+    committed_ids,
     driver_job,
     expected_rows,
     own_ray,
@@ -64,22 +67,62 @@ def file_digests(out: str) -> dict[str, str]:
     }
 
 
-# Generous bound: it only catches hangs on a loaded 2-core machine.
+# Generous bound: it only catches hangs. On a quiet 2-core machine each driver run takes about half
+# a minute; with the CPU shared by many processes Ray startup alone can take minutes.
 @pytest.mark.timeout(1200)
-def test_retry_after_sigkill_keeps_every_id_once(tmp_path, tiny_model, spawn_driver):
-    n_files, rows_per_file, block_rows = 8, 40, 10
+def test_resume_then_retry_failed_after_sigkills_keep_every_id_once(tmp_path, tiny_model, spawn_driver):
+    """One output through both recoveries, each from a driver SIGKILLed with its whole Ray (one
+    test, so that the retry's finished output is the resumed run's instead of a third full run):
+
+    1. `taskray run`, killed once some blocks are committed; `--resume` finishes the job with
+       every id once and recomputes exactly the rows that were not committed.
+    2. The input is fixed; `--retry-failed`, killed once retried blocks are committed, leaves
+       every id once and the first _SUCCESS; a second `--retry-failed` finishes, keeping the
+       blocks committed before the kill.
+    """
+    n_files, rows_per_file, block_rows = 8, 40, 10  # 32 blocks, one output file each
     model_dir = tiny_model(TASK)
     good = text_shards(n_files, rows_per_file)
-    expected = expected_rows(model_dir, good)
     # Three files of eight fail: under the default error budget (half the rows) of a job.
-    write_shards(broken(good, {2, 3, 4}), str(tmp_path / "in"))
+    first_input = broken(good, {2, 3, 4})
+    write_shards(first_input, str(tmp_path / "in"))
+    expected_first, expected = expected_rows(model_dir, first_input), expected_rows(model_dir, good)
     out = str(tmp_path / "out")
+    # `taskray run` on a fresh local Ray of the driver's own (see driver.py).
     argv = driver_job(tmp_path, model_dir, block_rows, out)
     env = {"RAY_ADDRESS": "local"}
 
+    # 1. Resume after the driver is killed mid-job.
     first = spawn_driver(argv, env=env)
-    assert first.wait(600) == 0, first.output()[-3000:]
-    failed_first = read_manifest(out)["rows"]["failed"]
+    wait_until(
+        lambda: not first.alive() or len(checkpoint_state(out)["committed"]) >= 2,
+        480,
+        "two committed blocks from the first run",
+    )
+    assert first.alive(), f"first run ended before the kill (rc={first.proc.returncode}):\n{first.output()[-3000:]}"
+    killed = first.kill()
+    assert len(killed) > 1, "the driver had started no Ray processes; was it running the job?"
+
+    state = checkpoint_state(out)
+    done_before = committed_ids(out)
+    assert read_manifest(out) is None, "a killed run must not leave _SUCCESS"
+    assert 0 < len(done_before) < len(expected), f"kill was not mid-job: {len(done_before)} of {len(expected)} committed"
+    print(f"after SIGKILL: {len(state['data'])} data files, {len(state['committed'])} committed and "
+          f"{len(state['pending'])} pending checkpoints, {len(done_before)} rows committed")
+
+    resumed = spawn_driver([*argv, "--resume"], env=env)
+    assert resumed.wait(600) == 0, f"resumed run failed:\n{resumed.output()[-3000:]}"
+    assert_output_matches(read_output(out), expected_first)
+    manifest = read_manifest(out)
+    assert manifest["rows"]["total"] == len(expected)
+    # Less work than a full run, and exactly the rows that were not committed before the kill:
+    # Ray Data's checkpoint filter skips committed ids and data files whose checkpoint was
+    # still pending are deleted and recomputed.
+    assert manifest["rows_processed"] == len(expected) - len(done_before)
+    assert not os.path.exists(os.path.join(out, "_checkpoint")), "checkpoint left after success"
+
+    # 2. Retry the failed rows, killed midway, then again.
+    failed_first = manifest["rows"]["failed"]
     write_shards(good, str(tmp_path / "in"))  # the transient cause is gone
 
     staging = os.path.join(out, "_retry", "data")
