@@ -125,11 +125,8 @@ def demo_job(output_dir: str, models_dir: str | None = None):
     tasks = tuple(t for t in DEMO_TASKS if t in registered)
     sample = write_sample(os.path.join(output_dir, "input"))
     models = demo_models(tasks, models_dir or default_models_dir())
-    # Fractional CPUs: all pools must fit on a 2-core laptop at once (Ray CPUs are logical).
-    task_specs = [
-        {"task": t, "model": models[t], "batch_size": 16, "forward_cpus": 0.1, "preprocess_cpus": 0.25}
-        for t in tasks
-    ]
+    # Sized for the machine by pipelines/hardware.py: every pool fits a 2-core laptop at once.
+    task_specs = [{"task": t, "model": models[t], "batch_size": 16} for t in tasks]
     return build_job_spec(
         {
             "input": sample,
@@ -138,7 +135,6 @@ def demo_job(output_dir: str, models_dir: str | None = None):
             "keep_columns": ["text", "image", "audio"],
             "tasks": task_specs,
             "block_rows": 12,
-            "preprocess_actors": "1:2",
             "mode": "overwrite",
         },
         {},

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Rows of a task seen before the running check judges it, so that a few bad first rows (a
+# sorted directory of broken files) do not stop a job. The final check judges every row.
+MIN_ROWS = 1000
+
 
 @dataclass(frozen=True)
 class ErrorBudget:

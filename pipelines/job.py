@@ -3,22 +3,26 @@
     from pipelines.job import run_job
     summary = run_job(spec)          # JobSummary(total, ok, failed, errors_by_kind, ...)
 
-Graph (one read and one decode pass, one actor pool per task, one output):
+Graph (one read and one decode pass, one actor pool per task, one output), sized for the
+hardware by pipelines/hardware.py (`taskray run --dry-run` prints the picks and why):
 
-    Read[files, id column added here]      io_cpus per task
+    Read[files, id column added here]      a fraction of a CPU per task
       -> (CheckpointFilter, added by Ray Data on --resume; an actor with 1 CPU)
-      -> MapBatches(Preprocess)             CPU actor pool; processors only, never weights
+      -> MapBatches(Preprocess)             GPU clusters: CPU actor pool; processors only, never weights
       -> MapBatches(Forward[t])             one actor pool per task: ActorPoolStrategy(min, max), num_gpus
-         (preprocess: inline -> no Preprocess pool; InlineForward[t] decodes inside the forward actor)
-      -> Write[parquet]                     io_cpus per task; files of >= block_rows rows, checkpointed
+         (CPU-only clusters: no Preprocess pool; Forward[t] decodes inside the forward actor)
+      -> Write[parquet]                     files of >= block_rows rows, checkpointed
+
+plan_stages returns the stages between read and write as objects (UDF class, constructor
+kwargs, map_batches kwargs); build_dataset applies them in order and describe_plan prints them.
 
 Blocks are sized in rows: Ray Data sizes blocks in bytes (DataContext.target_max_block_size,
 128 MiB by default), so the job sets it from the estimated size of `block_rows` input rows,
-times `block_growth`. One setting holds for every stage, and rows grow on the way (embed-text:
-token ids 2x the text, embeddings 11x): sized for the input alone, Forward's output was cut
-into 17-row blocks and the forward actor sat idle between calls for 11 s of a 46 s run
-(benchmarks/RESULTS.md; block_growth 4 removed the gaps). The price is read blocks of up to
-block_growth x block_rows rows, so coarser parallel work; the default stays 1.
+times a growth factor picked per job. One setting holds for every stage, and rows grow on the
+way (embeddings are many times the size of their text): sized for the input alone, Forward's
+output was cut into small blocks and the forward actor sat idle between calls (measured, see
+benchmarks/RESULTS.md). The price of a growth factor is read blocks of up to that many times
+block_rows rows, so it is picked only for tasks whose results outgrow their inputs.
 Ray's default packed a 10k-row text dataset into one block, which then ran as one task and
 wrote one file at the very end, leaving nothing for a resume (measured; ARCHITECTURE.md).
 A `repartition(target_num_rows_per_block=...)` would do the same job, but it runs as an extra
@@ -65,10 +69,9 @@ CHECKPOINT_DIR = "_checkpoint"
 # The fingerprint of the job writing the output, from the start of its first run until
 # _SUCCESS (which repeats it) is written. A leading "_": dataset readers skip it.
 JOB_FILE = "_taskray_job.json"
-LOCAL_MIN_CPUS = 4
 # Raylet settings for a Ray that taskray starts itself (cluster.yaml sets the same as RAY_<name>
 # environment variables). Ray kills a worker process idle for 1 s once there are more workers
-# than CPUs. Read and write tasks ask for io_cpus (a fraction), so more of them run than there
+# than CPUs. Read and write tasks ask for a fraction of a CPU (pipelines/hardware.py), so more of them run than there
 # are CPUs: each finished task's worker was killed, and the next task started a new process
 # that imported ray.data and pyarrow again (~2.5 s of CPU). classify-images, 3,000 images on
 # 2 CPUs: 107 -> 85 s of CPU, 56 -> 43 s wall (benchmarks/RESULTS.md). Idle workers now live 60 s.
@@ -105,75 +108,127 @@ class ErrorBudgetError(JobFailedError):
     """More than `max_failed_fraction` of a task's rows failed; no _SUCCESS."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Stage:
-    """One Ray Data operator of the graph: what build_dataset runs and describe_plan prints."""
+    """One `map_batches` stage of the graph, as Ray's ray.data.llm stages are: the UDF class,
+    its constructor kwargs and the `map_batches` kwargs. build_dataset applies the stages in
+    order and describe_plan prints the same objects, so the two cannot differ."""
 
     name: str
-    kind: str  # "read" | "map_batches" | "write"
-    args: dict[str, Any]
+    fn: type
+    fn_constructor_kwargs: dict[str, Any]
+    map_batches_kwargs: dict[str, Any]
+
+    def apply(self, ds):
+        return ds.map_batches(self.fn, fn_constructor_kwargs=self.fn_constructor_kwargs, **self.map_batches_kwargs)
+
+    def describe(self) -> str:
+        kwargs = dict(self.map_batches_kwargs)
+        pool = kwargs.pop("compute")
+        kwargs.pop("batch_format", None)
+        shown = {"actors": f"{pool.min_size}:{pool.max_size}", **kwargs}
+        if pool.max_concurrent_calls_per_actor:
+            shown["concurrent_calls"] = pool.max_concurrent_calls_per_actor
+        ctor = {k: v for k, v in self.fn_constructor_kwargs.items() if k in ("torch_threads", "forward_calls", "preprocess")}
+        args = ", ".join(f"{k}={v}" for k, v in {**shown, **ctor}.items())
+        return f"map_batches {self.name}  {self.fn.__name__}: {args}"
 
 
-def plan_stages(spec: JobSpec, cluster_cpus: float | None = None) -> list[Stage]:
-    """The graph as data. build_dataset and describe_plan both use it, so they cannot differ."""
-    pre_cpus = max(t.preprocess_cpus for t in spec.tasks)
-    if spec.preprocess_actors is not None:
-        pre_pool = spec.preprocess_actors
-    else:
-        hi = max(1, int((cluster_cpus or 1) // pre_cpus)) if cluster_cpus else None
-        pre_pool = (1, hi)
-    stages = [
-        Stage(
-            "read",
-            "read",
-            {"input": spec.input, "format": spec.input_format, "limit": spec.limit, "rows_per_block": spec.block_rows, "num_cpus": spec.io_cpus},
-        ),
-    ]
-    if spec.preprocess == "actors":
+def job_sizing(spec: JobSpec, hardware=None):
+    """The hardware picks for `spec` (pipelines/hardware.py): on the running Ray's nodes, else
+    (nothing started, e.g. --dry-run) on this machine."""
+    import ray
+
+    from pipelines.hardware import cluster_hardware, local_hardware, pick_sizing
+
+    if hardware is None:
+        hardware = cluster_hardware() if ray.is_initialized() else local_hardware()
+    return pick_sizing(spec, hardware)
+
+
+def plan_stages(spec: JobSpec, sizing, *, keep=None, drop=(), stats=None, prefix_columns=False) -> list[Stage]:
+    """The graph between the read and the write: the Preprocess pool (when `sizing` says so)
+    and one Forward stage per task.
+
+    `keep`: the input columns Preprocess passes on (None: all); `drop`: the input columns the
+    last forward that preprocesses inline drops. `prefix_columns`: name results
+    `<name>.<column>` even for one task (pipelines/label.py, whose calls chain on one dataset).
+    """
+    from ray.data import ActorPoolStrategy
+
+    from operators import get_operator
+    from pipelines.stages import Forward, Preprocess
+
+    stages = []
+    inline = sizing.preprocess == "inline"
+    if not inline:
+        lo, hi = sizing.preprocess_actors
         stages.append(
             Stage(
                 "Preprocess",
-                "map_batches",
-                {"tasks": [t.column_prefix for t in spec.tasks], "num_cpus": pre_cpus, "actors": pre_pool, "batch_size": spec.block_rows},
+                Preprocess,
+                {"tasks": spec.tasks, "keep": keep},
+                {
+                    "batch_format": "pyarrow",
+                    "batch_size": sizing.block_rows,
+                    "num_cpus": sizing.preprocess_cpus,
+                    "compute": ActorPoolStrategy(min_size=lo, max_size=hi),
+                },
             )
         )
-    for t in spec.tasks:
-        args: dict[str, Any] = {
-            "task": t.task,
-            "model": t.model,
-            "actors": t.actors,
-            "num_gpus": t.num_gpus,
-            "num_cpus": t.forward_cpus,
-            "batch_size": t.resolved_batch_size,
-            "torch_threads": t.resolved_torch_threads,
-            "concurrent_calls": t.forward_calls,
+    for i, t in enumerate(spec.tasks):
+        picked = sizing.tasks[t.column_prefix]
+        outputs = {
+            c: f"{t.column_prefix}.{c}" if prefix_columns else spec.output_column(t, c)
+            for c in (*get_operator(t.task).output_columns, "error")
         }
-        if spec.preprocess == "inline":
-            from pipelines.stages import inline_calls
-
-            args["preprocess"] = "inline"
-            args["concurrent_calls"] = inline_calls(t)
+        ctor: dict[str, Any] = {
+            "task": t,
+            "output_names": outputs,
+            "torch_threads": picked.torch_threads,
+            "forward_calls": picked.forward_calls,
+            "preprocess": inline,
+            # The last task drops the inputs the job does not keep; earlier ones pass them on.
+            "drop": list(drop) if inline and i == len(spec.tasks) - 1 else [],
+            "keep": list(keep or []) if inline and i == len(spec.tasks) - 1 else [],
+            "stats": stats,
+        }
+        pool: dict[str, Any] = {"min_size": picked.actors[0], "max_size": picked.actors[1]}
+        if picked.concurrent_calls > 1:
+            pool.update(max_concurrent_calls_per_actor=picked.concurrent_calls, enable_true_multi_threading=True)
+        kwargs: dict[str, Any] = {
+            "batch_format": "pyarrow",
+            "batch_size": picked.batch_size,
+            "num_cpus": picked.num_cpus,
+            "compute": ActorPoolStrategy(**pool),
+        }
+        if picked.num_gpus:
+            kwargs["num_gpus"] = picked.num_gpus
         if t.forward_resources:
-            args["resources"] = dict(t.forward_resources)
-        stages.append(Stage(f"Forward[{t.column_prefix}]", "map_batches", args))
-    stages.append(
-        Stage(
-            "write",
-            "write",
-            {"output": spec.output, "format": "parquet", "min_rows_per_file": spec.block_rows, "num_cpus": spec.io_cpus, "checkpoint": f"{spec.output.rstrip('/')}/{CHECKPOINT_DIR}"},
-        )
-    )
+            kwargs["resources"] = dict(t.forward_resources)
+        stages.append(Stage(f"Forward[{t.column_prefix}]", Forward, ctor, kwargs))
     return stages
 
 
-def describe_plan(spec: JobSpec) -> str:
-    """The resolved spec and the Ray Data graph, for `taskray run --dry-run`. Starts nothing."""
+def describe_plan(spec: JobSpec, hardware=None) -> str:
+    """The resolved spec, the hardware picks and why, and the Ray Data graph, for
+    `taskray run --dry-run`. Starts nothing."""
     import yaml
 
-    lines = ["# resolved job spec", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).rstrip(), "", "# Ray Data plan"]
-    for i, stage in enumerate(plan_stages(spec)):
-        args = ", ".join(f"{k}={_fmt(v)}" for k, v in stage.args.items())
-        lines.append(f"{i}. {stage.kind:<11} {stage.name}  {args}")
+    sizing = job_sizing(spec, hardware)
+    lines = ["# resolved job spec", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).rstrip()]
+    lines += ["", "# picked for the hardware", *sizing.lines(), "", "# Ray Data plan"]
+    lines.append(
+        f"0. read        input={spec.input}, format={spec.input_format}, limit={spec.limit}, "
+        f"rows_per_block={sizing.block_rows}, num_cpus={sizing.io_cpus}"
+    )
+    stages = plan_stages(spec, sizing)
+    for i, stage in enumerate(stages, 1):
+        lines.append(f"{i}. {stage.describe()}")
+    lines.append(
+        f"{len(stages) + 1}. write       output={spec.output}, format=parquet, min_rows_per_file={sizing.block_rows}, "
+        f"num_cpus={sizing.io_cpus}, checkpoint={spec.output.rstrip('/')}/{CHECKPOINT_DIR}"
+    )
     columns = ["<id>", *spec.keep_columns]
     from operators import get_operator
 
@@ -184,82 +239,20 @@ def describe_plan(spec: JobSpec) -> str:
     return "\n".join(lines)
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, tuple) and len(value) == 2:
-        return f"{value[0]}:{'<cluster CPUs>' if value[1] is None else value[1]}"
-    return str(value)
-
-
-def build_dataset(spec: JobSpec, *, stats=None, source=None):
+def build_dataset(spec: JobSpec, *, sizing, stats=None, source=None):
     """The lazy Ray Dataset of the job, up to (not including) the write.
 
     Checks the input before anything runs: a missing column raises SpecError here.
     Needs an initialized Ray (the datasource puts its file list in the object store).
     """
-    import ray
-
     from pipelines.sources import plan_source, read_dataset
 
     source = source or plan_source(spec)
-    stages = plan_stages(spec, ray.cluster_resources().get("CPU"))
     keep = list(dict.fromkeys([source.id_column, *spec.keep_columns]))
-    ds = read_dataset(source, spec.block_rows, num_cpus=spec.io_cpus)
-    ds = append_task_stages(ds, spec, stages, keep=keep, drop=[c for c in source.columns if c not in keep], stats=stats)
+    ds = read_dataset(source, sizing.block_rows, num_cpus=sizing.io_cpus)
+    for stage in plan_stages(spec, sizing, keep=keep, drop=[c for c in source.columns if c not in keep], stats=stats):
+        ds = stage.apply(ds)
     return ds, source
-
-
-def append_task_stages(ds, spec: JobSpec, stages: list[Stage], *, keep, drop, stats=None, prefix_columns=False):
-    """`ds` with the Preprocess and Forward stages of `stages` (plan_stages(spec)) appended.
-
-    `keep`: the input columns Preprocess passes on (None: all); `drop`: the input columns the
-    last inline forward drops. `prefix_columns`: name results `<name>.<column>` even for one
-    task (pipelines/label.py, whose calls chain on one dataset).
-    """
-    from ray.data import ActorPoolStrategy
-
-    from pipelines.stages import Forward, InlineForward, Preprocess
-
-    if spec.preprocess == "actors":
-        pre = next(s for s in stages if s.name == "Preprocess").args
-        ds = ds.map_batches(
-            Preprocess,
-            fn_constructor_kwargs={"tasks": spec.tasks, "keep": keep},
-            batch_format="pyarrow",
-            batch_size=pre["batch_size"],
-            num_cpus=pre["num_cpus"],
-            compute=ActorPoolStrategy(min_size=pre["actors"][0], max_size=pre["actors"][1]),
-        )
-    from operators import get_operator
-
-    forward_stages = [s for s in stages if s.name.startswith("Forward[")]
-    for i, (t, stage) in enumerate(zip(spec.tasks, forward_stages)):
-        a = stage.args
-        outputs = {
-            c: f"{t.column_prefix}.{c}" if prefix_columns else spec.output_column(t, c)
-            for c in (*get_operator(t.task).output_columns, "error")
-        }
-        remote_args: dict[str, Any] = {"num_cpus": a["num_cpus"]}
-        if a["num_gpus"]:
-            remote_args["num_gpus"] = a["num_gpus"]
-        if a.get("resources"):
-            remote_args["resources"] = a["resources"]
-        udf, kwargs = Forward, {"task": t, "output_names": outputs, "num_threads": a["torch_threads"], "stats": stats}
-        pool: dict[str, Any] = {"min_size": a["actors"][0], "max_size": a["actors"][1]}
-        if a.get("preprocess") == "inline":
-            # The last task drops the inputs the job does not keep; earlier ones pass them on.
-            last = i == len(spec.tasks) - 1
-            udf, kwargs["drop"] = InlineForward, list(drop) if last else []
-        if a["concurrent_calls"] > 1:
-            pool.update(max_concurrent_calls_per_actor=a["concurrent_calls"], enable_true_multi_threading=True)
-        ds = ds.map_batches(
-            udf,
-            fn_constructor_kwargs=kwargs,
-            batch_format="pyarrow",
-            batch_size=a["batch_size"],
-            compute=ActorPoolStrategy(**pool),
-            **remote_args,
-        )
-    return ds
 
 
 def run_job(spec: JobSpec) -> JobSummary:
@@ -269,6 +262,7 @@ def run_job(spec: JobSpec) -> JobSummary:
     resume/overwrite) before any work, and JobFailedError when the run does not finish.
     Uses the running Ray when `ray.is_initialized()`, else starts one (RAY_ADDRESS / spec).
     """
+    from pipelines import error_budget
     from pipelines.error_budget import ErrorBudget
     from pipelines.fingerprint import job_fingerprint
     from pipelines.preflight import check_input, check_operators, check_output, check_resources
@@ -292,7 +286,9 @@ def run_job(spec: JobSpec) -> JobSummary:
     # Nothing is deleted (--overwrite) until every check that can fail has passed.
     check_output(out)
     _ensure_ray(spec)
-    check_resources(spec)
+    sizing = job_sizing(spec)
+    logger.info("sizing: %s", "; ".join(sizing.lines()))
+    check_resources(spec, sizing)
     if spec.mode == "overwrite":
         delete_dir_contents(out)
     _write_job_file(out, spec, fingerprint())
@@ -304,7 +300,7 @@ def run_job(spec: JobSpec) -> JobSummary:
 
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    budget = ErrorBudget(spec.max_failed_fraction, spec.error_budget_min_rows)
+    budget = ErrorBudget(spec.max_failed_fraction, error_budget.MIN_ROWS)
     # Pinned to the driver's node: a stats actor on a worker that is lost mid-job would take
     # every forward call down with it (seen in the node-loss test).
     stats = ray.remote(num_cpus=0)(JobStats).options(
@@ -312,7 +308,7 @@ def run_job(spec: JobSpec) -> JobSummary:
     ).remote(budget)
     try:
         with job_data_context(
-            block_bytes=int(source.block_bytes(spec.block_rows) * spec.block_growth),
+            block_bytes=int(source.block_bytes(sizing.block_rows) * sizing.block_growth),
             checkpoint=CheckpointConfig(
                 id_column=source.id_column,
                 checkpoint_path=_uri(out, posixpath.join(out.path, CHECKPOINT_DIR)),
@@ -320,13 +316,13 @@ def run_job(spec: JobSpec) -> JobSummary:
                 delete_checkpoint_on_success=False,
             ),
         ):
-            ds, _ = build_dataset(spec, stats=stats, source=source)
+            ds, _ = build_dataset(spec, sizing=sizing, stats=stats, source=source)
             try:
                 ds.write_parquet(
                     out.path,
                     filesystem=out.filesystem,
-                    min_rows_per_file=spec.block_rows,
-                    ray_remote_args={"num_cpus": spec.io_cpus},
+                    min_rows_per_file=sizing.block_rows,
+                    ray_remote_args={"num_cpus": sizing.io_cpus},
                     **PARQUET_WRITE_OPTIONS,
                 )
             except Exception as e:  # any execution failure: the job did not finish
@@ -346,7 +342,7 @@ def job_data_context(*, block_bytes: int, checkpoint=None):
     """Ray Data's current DataContext set up for one job, and restored afterwards.
 
     Enter it before the dataset is built: a Dataset copies the context when it is created.
-    `block_bytes` is the block byte target (block_rows input rows times block_growth);
+    `block_bytes` is the block byte target (block_rows input rows times the picked growth);
     `checkpoint` a `ray.data.checkpoint.CheckpointConfig`, or None for no checkpointing.
     """
     from ray.data import DataContext
@@ -441,12 +437,9 @@ def _ensure_ray(spec: JobSpec) -> None:
     address = spec.ray_address or os.environ.get("RAY_ADDRESS") or "local"
     kwargs: dict[str, Any] = {}
     if address == "local":
-        # A local Ray gets at least LOCAL_MIN_CPUS logical CPUs. They are scheduling tokens,
-        # not cores: the actor pools hold theirs for the whole run, and with only 2 a
-        # preprocess actor plus a forward actor (1 CPU each) left none for read and write
-        # tasks, and resume's CheckpointFilter actor takes one more. Torch threads are set
-        # per forward actor, so this does not oversubscribe the cores with compute.
-        kwargs["num_cpus"] = max(os.cpu_count() or 1, LOCAL_MIN_CPUS)
+        # Ray's own count of logical CPUs (the machine's cores): pipelines/hardware.py sizes
+        # the actors' reservations to leave room for the read and write tasks and resume's
+        # filter, and sets torch threads from the same count.
         kwargs["_system_config"] = LOCAL_RAY_SYSTEM_CONFIG
     ray.init(
         address=address,
@@ -465,6 +458,7 @@ def _finalize(
     _SUCCESS and drop the checkpoint.
     `history` and `rows_processed` (default: from `snapshot`): see pipelines/retry.py.
     `fingerprint`: see write_success."""
+    from pipelines import error_budget
     from pipelines.error_budget import ErrorBudget
 
     import pyarrow.compute as pc
@@ -486,7 +480,7 @@ def _finalize(
     tasks: dict[str, TaskCounts] = {}
     all_kinds: dict[str, int] = {}
     failed_mask = None
-    budget = ErrorBudget(spec.max_failed_fraction, spec.error_budget_min_rows)
+    budget = ErrorBudget(spec.max_failed_fraction, error_budget.MIN_ROWS)
     verdicts = []
     for t in spec.tasks:
         counts = TaskCounts(task=t.task, model=t.model, nodes=snapshot["nodes"].get(t.column_prefix, {}))

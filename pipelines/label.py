@@ -9,11 +9,11 @@
     ds.write_parquet("s3://bucket/labels/")                   # one read, both tasks: Ray Data is lazy
 
 The stages are those of `taskray run`, built by the same code (pipelines/job.py
-`plan_stages` + `append_task_stages`): a Preprocess CPU actor pool (or, with
-`preprocess="inline"`, decoding inside the forward actors), then the task's Forward actor pool
-(`actors`, `num_gpus`, `batch_size`, ...), with the same defaults. Every argument is a TaskSpec
-field (pipelines/spec.py) or one of the JobSpec fields that shape these stages, validated by
-the same pydantic models, so a bad value raises the same SpecError `taskray run` exits 2 with.
+`plan_stages`) and sized for the running Ray's hardware the same way (pipelines/hardware.py):
+on CPU-only clusters the task decodes inside its forward actors, on GPU clusters a Preprocess
+CPU actor pool feeds them. Every argument is a TaskSpec field (pipelines/spec.py) or the
+JobSpec's `block_rows`, validated by the same pydantic models, so a bad value raises the same
+SpecError `taskray run` exits 2 with.
 
 Columns: every input column passes through unchanged, and the task adds its result columns
 named `<name>.<column>` plus `<name>.error`, where `name` defaults to the task id
@@ -42,9 +42,7 @@ def label(
     model: str,
     *,
     name: str | None = None,
-    preprocess: str = "actors",
-    preprocess_actors: Any = None,
-    block_rows: int = 256,
+    block_rows: int | None = None,
     check: bool = True,
     **task_fields: Any,
 ):
@@ -53,10 +51,8 @@ def label(
     `task`, `model`, `name` and `task_fields` are TaskSpec fields: `options` (operator options
     such as `top_k`), `columns` (input role -> column, e.g. `{"text": "review"}`), `actors`
     (forward pool `(min, max)` or `"1:4"`), `num_gpus`, `batch_size`, `device`, `dtype`,
-    `revision`, `trust_remote_code`, `forward_cpus`, `torch_threads`, `forward_calls`,
-    `preprocess_cpus`, `forward_resources`. `preprocess` ("actors" | "inline"),
-    `preprocess_actors` (default 1:<cluster CPUs>) and `block_rows` (rows per Preprocess
-    call) are the JobSpec fields of the same names.
+    `revision`, `trust_remote_code`, `forward_resources`. `block_rows` (rows per Preprocess
+    call on GPU clusters) is the JobSpec field. The rest is picked from the hardware.
 
     `check`: first load the task's processor and config here (never the weights) and check
     its options against the model, as `taskray run`'s preflight does, so a bad setting fails
@@ -70,19 +66,19 @@ def label(
     import ray.data
     from pydantic import ValidationError
 
-    from pipelines.job import append_task_stages, plan_stages
-    from pipelines.spec import JobSpec, SpecError, TaskSpec, _first_error
+    from pipelines.job import job_sizing, plan_stages
+    from pipelines.spec import REMOVED_FIELDS, JobSpec, SpecError, TaskSpec, _first_error, removed_field_message
 
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds must be a ray.data.Dataset, got {type(ds).__name__}")
+    for field in sorted(REMOVED_FIELDS & set(task_fields)):
+        raise SpecError(removed_field_message(field))
     try:
         task_spec = TaskSpec(task=task, model=model, name=name, **task_fields)
         spec = JobSpec(
             input=[_IN_PIPELINE],
             output=_IN_PIPELINE,
             tasks=[task_spec],
-            preprocess=preprocess,
-            preprocess_actors=preprocess_actors,
             block_rows=block_rows,
         )
     except ValidationError as e:
@@ -92,8 +88,9 @@ def label(
 
         check_operators(spec)
     _check_schema(ds, task_spec)
-    cluster_cpus = ray.cluster_resources().get("CPU") if ray.is_initialized() else None
-    return append_task_stages(ds, spec, plan_stages(spec, cluster_cpus), keep=None, drop=[], prefix_columns=True)
+    for stage in plan_stages(spec, job_sizing(spec), keep=None, drop=[], prefix_columns=True):
+        ds = stage.apply(ds)
+    return ds
 
 
 def result_columns(task: str, name: str | None = None) -> list[str]:

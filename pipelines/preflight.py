@@ -5,7 +5,7 @@ than after its actors start, or after every row has failed.
     source = check_input(spec)       # the input is readable; mapped columns exist with usable types
     check_operators(spec)            # each task's processor and config load; its options fit the model
     check_output(out)                # a probe object is written to the output and deleted
-    check_resources(spec)            # (Ray up) every actor fits some node, now or once the autoscaler adds one
+    check_resources(spec, sizing)    # (Ray up) every actor fits some node, now or once the autoscaler adds one
 
 Messages never carry credentials: storage errors are passed through `redact`, and storage
 options are never formatted.
@@ -127,23 +127,24 @@ def check_output(out: "Location") -> None:
         raise SpecError(f"output: cannot write to {out.uri}: {one_line(e)}") from None
 
 
-def check_resources(spec: "JobSpec") -> None:
-    """Every actor the job asks for fits on some node: a node alive now, or a node type of the
-    autoscaler's cluster config (Ray's GCS holds it on autoscaling clusters). And the pools'
-    minimum sizes fit the cluster's capacity together. Needs an initialized Ray."""
+def check_resources(spec: "JobSpec", sizing) -> None:
+    """Every actor the job asks for (`sizing`: pipelines/hardware.py's picks with the job's own
+    settings) fits on some node: a node alive now, or a node type of the autoscaler's cluster
+    config (Ray's GCS holds it on autoscaling clusters). And the pools' minimum sizes fit the
+    cluster's capacity together. Needs an initialized Ray."""
     import ray
 
-    from pipelines.job import plan_stages
+    from pipelines.hardware import autoscaler_limits
 
     shapes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    node_types, most = _autoscaler_limits()
+    node_types, most = autoscaler_limits()
     shapes += node_types
     capacity = {k: max(v, most.get(k, 0)) for k, v in ray.cluster_resources().items()}
     for k, v in most.items():
         capacity.setdefault(k, v)
     where_scaled = " or autoscaler node type" if node_types else ""
     needed: dict[str, float] = {}
-    for name, fields, bundle, min_actors in _actor_requests(spec, plan_stages(spec, capacity.get("CPU"))):
+    for name, fields, bundle, min_actors in _actor_requests(spec, sizing):
         if not any(all(shape.get(k, 0) >= v for k, v in bundle.items()) for shape in shapes):
             key = next(k for k, v in bundle.items() if not any(shape.get(k, 0) >= v for shape in shapes))
             best = max((shape.get(key, 0) for shape in shapes), default=0)
@@ -162,37 +163,18 @@ def check_resources(spec: "JobSpec") -> None:
         )
 
 
-def _actor_requests(spec: "JobSpec", stages) -> list[tuple[str, dict[str, str], dict[str, float], int]]:
-    """(actor name, field of each resource, resource bundle, min pool size) per actor pool."""
+def _actor_requests(spec: "JobSpec", sizing) -> list[tuple[str, dict[str, str], dict[str, float], int]]:
+    """(actor name, field of each resource, resource bundle, min pool size) per actor pool.
+    A picked CPU reservation names `actors` (the pool size the user can lower), not a field."""
     out = []
-    for stage in stages:
-        a = stage.args
-        if stage.name == "Preprocess":
-            out.append(("Preprocess", {"*": "preprocess_cpus"}, {"CPU": a["num_cpus"]}, a["actors"][0]))
-        elif stage.name.startswith("Forward["):
-            prefix = stage.name[len("Forward["):-1]
-            bundle = {"CPU": a["num_cpus"], **({"GPU": a["num_gpus"]} if a["num_gpus"] else {}), **a.get("resources", {})}
-            fields = {"CPU": f"tasks[{prefix}].forward_cpus", "GPU": f"tasks[{prefix}].num_gpus", "*": f"tasks[{prefix}].forward_resources"}
-            out.append((stage.name, fields, bundle, a["actors"][0]))
-        elif stage.kind in ("read", "write"):
-            out.append((f"{stage.name} task", {"*": "io_cpus"}, {"CPU": a["num_cpus"]}, 0))
+    if sizing.preprocess == "pool":
+        out.append(("Preprocess", {"*": "actors"}, {"CPU": sizing.preprocess_cpus}, sizing.preprocess_actors[0]))
+    for t in spec.tasks:
+        picked, prefix = sizing.tasks[t.column_prefix], t.column_prefix
+        bundle = {"CPU": picked.num_cpus, **({"GPU": picked.num_gpus} if picked.num_gpus else {}), **t.forward_resources}
+        fields = {"CPU": f"tasks[{prefix}].actors", "GPU": f"tasks[{prefix}].num_gpus", "*": f"tasks[{prefix}].forward_resources"}
+        out.append((f"Forward[{prefix}]", fields, bundle, picked.actors[0]))
     return out
-
-
-def _autoscaler_limits() -> tuple[list[dict[str, float]], dict[str, float]]:
-    """The autoscaler's node types that can be started, and the most of each resource it may
-    reach; empty on a cluster without an autoscaler (a plain local Ray)."""
-    try:
-        from ray._private.state import state
-
-        config = state.get_cluster_config()
-        most = state.get_max_resources_from_cluster_config() or {}
-    except Exception:  # a private API: when it is absent or fails, judge by the live nodes alone
-        return [], {}
-    if config is None:
-        return [], {}
-    types = [dict(g.resources) for g in config.node_group_configs if g.resources and g.max_count != 0]
-    return types, {k: float(v) for k, v in most.items()}
 
 
 def _fmt(bundle: dict[str, float]) -> str:

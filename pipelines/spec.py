@@ -9,11 +9,14 @@ a SpecError whose message names the field, so the CLI can exit 2 with it.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+# A job file or flag that still sets a field taskray now picks from the hardware fails, naming
+# it, rather than being silently ignored.
+from pipelines.hardware import REMOVED_FIELDS, REMOVED_JOB_FIELDS, REMOVED_TASK_FIELDS
 
 INPUT_FORMATS = ("auto", "parquet", "images", "audio", "jsonl", "csv", "webdataset")
 MODES = ("error-if-exists", "resume", "overwrite", "retry-failed")
@@ -45,6 +48,30 @@ class SpecError(ValueError):
     """A bad job spec. The message names the offending field."""
 
 
+def removed_field_message(name: str) -> str:
+    return (
+        f"{name}: no longer a setting; taskray picks it per node from the hardware "
+        "(see `taskray run --dry-run` for what it picked and why)"
+    )
+
+
+def _refuse_removed_fields(data: Any, removed: frozenset[str]) -> Any:
+    if isinstance(data, dict):
+        for name in sorted(removed & set(data)):
+            raise ValueError(removed_field_message(name))
+    return data
+
+
+def without_removed_fields(spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec dict as earlier versions recorded it (in _SUCCESS), minus the removed fields."""
+    out = {k: v for k, v in spec.items() if k not in REMOVED_JOB_FIELDS}
+    if isinstance(out.get("tasks"), list):
+        out["tasks"] = [
+            {k: v for k, v in t.items() if k not in REMOVED_TASK_FIELDS} if isinstance(t, dict) else t for t in out["tasks"]
+        ]
+    return out
+
+
 class StorageOptions(BaseModel):
     """How to reach s3:// URIs. Unset values come from the standard AWS environment."""
 
@@ -59,7 +86,9 @@ class StorageOptions(BaseModel):
 
 
 class TaskSpec(BaseModel):
-    """One task of a job: which operator and model, and how its stages are sized on Ray."""
+    """One task of a job: which operator and model, its inputs and options. How its stages are
+    sized on Ray is picked from the hardware (pipelines/hardware.py); `batch_size`, `num_gpus`,
+    `actors` and `forward_resources` override or pin those picks."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -85,28 +114,19 @@ class TaskSpec(BaseModel):
         None,
         ge=1,
         description="Rows per forward call of an actor. The operator sorts them by length and cuts micro-batches, "
-        "so more rows pad less. Default: the operator's rows_per_call (256 for text, 64 for images and audio).",
+        "so more rows pad less. Default: the operator's rows_per_call.",
     )
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per forward actor; fractional values share a GPU.")
-    actors: tuple[int, int] = Field(
-        (1, 1), description="Forward actor pool size MIN:MAX (Ray Data ActorPoolStrategy min_size, max_size)."
-    )
-    forward_cpus: float = Field(1.0, gt=0, description="CPUs each forward actor reserves from Ray.")
-    torch_threads: int | None = Field(
+    num_gpus: float | None = Field(
         None,
-        ge=1,
-        description="torch intra-op threads per forward actor. Default: forward_cpus rounded up, so an actor "
-        "reserving 1.5 CPUs computes on 2 cores and leaves the 0.5 to read, write and tokenize tasks that mostly wait.",
+        ge=0,
+        description="GPUs per forward actor; fractional values share a GPU. Default: picked for the cluster "
+        "(one GPU per actor, shared by the tasks of a multi-task job; none on a CPU-only cluster).",
     )
-    forward_calls: int = Field(
-        1,
-        ge=1,
-        description="Forward calls one actor runs at once, each in its own thread on torch_threads threads. On CPU, "
-        "2 calls of 1 thread use 2 cores with one process's start-up and one copy of the weights, like two 1-thread "
-        "actors; small models compute more per core on one thread (tiny Wav2Vec2: 1.4x). A call running alone "
-        "takes the threads of the others. Text tasks tokenize one call at a time.",
+    actors: tuple[int, int] | None = Field(
+        None,
+        description="Forward actor pool size MIN:MAX (Ray Data ActorPoolStrategy min_size, max_size). "
+        "Default: picked for the cluster (1:<GPUs>, or 1:<nodes> on CPU-only nodes).",
     )
-    preprocess_cpus: float = Field(1.0, gt=0, description="CPUs per preprocessing actor (decode + processor, never weights).")
     forward_resources: dict[str, float] = Field(
         default_factory=dict,
         description="Custom Ray resources each forward actor requests, e.g. {taskray_gpu_node: 0.01} to pin actors to GPU nodes.",
@@ -118,10 +138,6 @@ class TaskSpec(BaseModel):
 
         return self.batch_size or get_operator(self.task).rows_per_call
 
-    @property
-    def resolved_torch_threads(self) -> int:
-        return self.torch_threads or max(1, math.ceil(self.forward_cpus))
-
     @field_validator("actors", mode="before")
     @classmethod
     def _parse_actors(cls, value: Any) -> Any:
@@ -129,8 +145,13 @@ class TaskSpec(BaseModel):
 
     @field_validator("actors")
     @classmethod
-    def _check_actors(cls, value: tuple[int, int]) -> tuple[int, int]:
-        return _check_pool(value)
+    def _check_actors(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        return None if value is None else _check_pool(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_removed(cls, data: Any) -> Any:
+        return _refuse_removed_fields(data, REMOVED_TASK_FIELDS)
 
     @field_validator("task")
     @classmethod
@@ -214,32 +235,11 @@ class JobSpec(BaseModel):
         "(retry-failed) run the rows of a finished output whose error is set again and replace them in place.",
     )
     storage: StorageOptions = Field(default_factory=StorageOptions, description="S3 endpoint, region, profile, anonymous access.")
-    block_rows: int = Field(
-        256, ge=1, description="Rows per Ray Data block: the unit of parallel work, of output files and of resume."
-    )
-    block_growth: float = Field(
-        1.0,
-        ge=1.0,
-        le=64.0,
-        description="Ray Data block byte target as a multiple of block_rows input rows. Raise it (e.g. 4) when "
-        "the results are much larger than the inputs (embeddings), so that Forward's output is not cut into "
-        "small blocks; read blocks then hold up to this many times block_rows rows.",
-    )
-    io_cpus: float = Field(
-        0.25,
-        gt=0,
-        description="CPUs per read and per write task. They wait on storage more than they compute; "
-        "a full CPU each could starve the actor pools on a small machine.",
-    )
-    preprocess_actors: tuple[int, int] | None = Field(
-        None, description="Preprocessing actor pool MIN:MAX; default 1:<CPUs in the cluster>."
-    )
-    preprocess: Literal["actors", "inline"] = Field(
-        "actors",
-        description="Where decoding and tokenizing run. 'actors': a CPU actor pool of their own that feeds the "
-        "forward actors (GPU nodes: the accelerator never waits on decode). 'inline': inside each forward actor, "
-        "images and audio decoded in threads while the previous block runs forward (CPU-only nodes: no extra "
-        "process to start, no pass through the object store, no second pool competing for the same cores).",
+    block_rows: int | None = Field(
+        None,
+        ge=1,
+        description="Rows per Ray Data block: the unit of parallel work, of output files and of resume. "
+        "Default: picked per job (fewer rows for audio, whose first block must decode before the first forward).",
     )
     ray_address: str | None = Field(
         None, description="Ray cluster address for ray.init (default: RAY_ADDRESS, else a local Ray)."
@@ -249,17 +249,11 @@ class JobSpec(BaseModel):
         ge=0.0,
         le=1.0,
         description="Error budget: when more than this share of a task's rows fail, the job stops with exit 1 and "
-        "no _SUCCESS, printing the error kinds seen. Checked while the job runs (once error_budget_min_rows rows "
-        "were seen) and over the whole output at the end. 0.5 because real-world media has some corrupt or "
-        "unreadable files (a few percent is common, and they come back as per-row errors), while a broken setting "
-        "fails nearly every row: more than half failing is never a healthy labelling job. 1.0 turns it off; 0 "
-        "tolerates no failed row.",
-    )
-    error_budget_min_rows: int = Field(
-        1000,
-        ge=1,
-        description="Rows of a task seen before the running error-budget check judges it, so that a few bad first "
-        "rows (a sorted directory of broken files) do not stop a job. The final check judges every row.",
+        "no _SUCCESS, printing the error kinds seen. Checked while the job runs (once a task has seen enough "
+        "rows that a few bad first files do not decide it) and over the whole output at the end. 0.5 because "
+        "real-world media has some corrupt or unreadable files (they come back as per-row errors), while a "
+        "broken setting fails nearly every row: more than half failing is never a healthy labelling job. 1.0 "
+        "turns it off; 0 tolerates no failed row.",
     )
 
     @field_validator("input", mode="before")
@@ -274,15 +268,10 @@ class JobSpec(BaseModel):
             return [c.strip() for c in value.split(",") if c.strip()]
         return value
 
-    @field_validator("preprocess_actors", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _parse_preprocess_actors(cls, value: Any) -> Any:
-        return _parse_pool(value)
-
-    @field_validator("preprocess_actors")
-    @classmethod
-    def _check_preprocess_actors(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
-        return None if value is None else _check_pool(value)
+    def _refuse_removed(cls, data: Any) -> Any:
+        return _refuse_removed_fields(data, REMOVED_JOB_FIELDS)
 
     @model_validator(mode="after")
     def _check_names(self) -> "JobSpec":
@@ -316,6 +305,8 @@ def load_job_spec(path: str | None, overrides: dict[str, Any] | None = None) -> 
 def build_job_spec(data: dict[str, Any], overrides: dict[str, Any]) -> JobSpec:
     data = dict(data)
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    for name in sorted(REMOVED_FIELDS & set(overrides)):
+        raise SpecError(removed_field_message(name))
     unknown = sorted(set(overrides) - TASK_FIELDS - JOB_FIELDS)
     if unknown:
         raise SpecError(f"unknown override field(s) {unknown}")
@@ -353,11 +344,15 @@ def _first_error(e: ValidationError) -> str:
     """'<field.path>: <message>' for each error, the field first so the user sees it."""
     parts = []
     for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "spec"
+        loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         got = err.get("input")
-        if err["type"] in ("missing",):
+        if "no longer a setting" in msg:  # names the field itself
+            parts.append(f"{loc}.{msg}" if loc else msg)
+        elif err["type"] in ("missing",):
             parts.append(f"{loc}: field required")
+        elif not loc:
+            parts.append(f"spec: {msg}")
         elif err["type"] == "extra_forbidden":
             parts.append(f"{loc}: unknown field")
         else:

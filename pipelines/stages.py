@@ -1,6 +1,6 @@
 """Ray Data UDFs that adapt task operators to `map_batches` (batch_format="pyarrow").
 
-    read -> Preprocess (CPU actor pool; processors only, never weights)
+    read -> Preprocess (CPU actor pool; processors only, never weights; GPU clusters)
          -> Forward[task 1] -> Forward[task 2] ... (actor pools; weights loaded once per actor)
          -> write_parquet
 
@@ -10,14 +10,12 @@ with pickle protocol 5 (our own data between our own stages; numpy buffers go ou
 cheaply), and `__error__<name>` the row's preprocessing error. Forward drops both and adds
 the task's result columns.
 
-With `preprocess: inline` (JobSpec) there is no Preprocess pool: InlineForward runs the
-operator's preprocess inside the forward actor and hands the features to forward as they are,
-with no internal columns. A separate pool costs a process start-up of its own
-(ray.data, transformers, torch: ~8 s of CPU, against 0.5 s of tokenizing in a 2,000-row
-job) on the cores the forward actor needs. Measured on 2 CPU cores (benchmarks/RESULTS.md):
-3,000 images ran in 36 s inline against 40-45 s with the pool; 2,000 text rows 2-5% faster
-(the first forward 0.5 s sooner); audio the same. The pool stays the default because on a GPU
-node decoding in the forward actor would leave the GPU waiting on it.
+On CPU-only nodes (pipelines/hardware.py picks it) there is no Preprocess pool: Forward runs
+the operator's preprocess inside the forward actor (`preprocess=True`) and hands the features
+to forward as they are, with no internal columns. A separate pool costs a process start-up of
+its own (ray.data, transformers, torch) on the cores the forward actor needs, and measured
+slower on a 2-core node (benchmarks/RESULTS.md). On GPU nodes the pool stays: decoding in the
+forward actor would leave the device waiting on it.
 
 Postprocess is fused into Forward: every operator's postprocess needs the loaded model's
 config (id2label, generation settings) and the raw outputs, which are often larger than the
@@ -112,37 +110,92 @@ class Preprocess:
 
 
 class Forward:
-    """Device stage of one task, run in an actor pool. Loads the weights once per actor,
-    runs forward + postprocess, and reports rows per node to the job's stats actor."""
+    """Device stage of one task, run in an actor pool: the task's forward and postprocess, and
+    with `preprocess=True` its preprocess first, in the same actor (CPU-only nodes: no
+    Preprocess pool; see the module docstring). Reports rows per node to the job's stats actor.
 
-    def __init__(self, task: "TaskSpec", output_names: dict[str, str], num_threads: int, stats=None):
+    The weights load in a background thread started by the constructor, so the first blocks
+    decode and tokenize while the model loads; forward waits for it. The processor and the
+    configuration checks load before the constructor returns, so a bad setting fails the
+    actor at once, and a weights load that fails fails the first block, naming the model.
+
+    Ray Data may run several calls at once on this actor (`forward_calls` in the model, plus
+    the calls decoding images or audio); at most `forward_calls` are in the model at a time,
+    each on `torch_threads` threads, a call running alone taking the idle ones.
+    `drop`: the input columns to drop once decoded, and `keep` the input columns to put first,
+    in that order, as Preprocess does (the last task drops the inputs the job does not keep;
+    earlier ones pass them on, since a later task needs its own inputs and the earlier tasks'
+    results must stay).
+    """
+
+    def __init__(
+        self,
+        task: "TaskSpec",
+        output_names: dict[str, str],
+        *,
+        torch_threads: int = 1,
+        forward_calls: int = 1,
+        preprocess: bool = False,
+        drop: list[str] = (),
+        keep: list[str] = (),
+        stats=None,
+    ):
         import torch
 
-        # Ray sets OMP_NUM_THREADS=num_cpus for actors, but torch may already have picked
-        # its thread count at import; make it explicit so N actors never oversubscribe.
-        torch.set_num_threads(max(1, num_threads))
+        # Ray sets OMP_NUM_THREADS from num_cpus for actors (1 below one CPU), and torch may
+        # already have picked its thread count at import: make it explicit.
+        torch.set_num_threads(max(1, torch_threads))
         self._name = task.column_prefix
         self._task = task.task
-        self._op = build_operator(task).load()
+        self._op = build_operator(task)
+        self._op._check_config_once()
+        _ = self._op.processor  # preprocess needs it now; a bad processor fails the actor here
+        self._model_loaded = threading.Event()
+        self._load_error: BaseException | None = None
+        threading.Thread(target=self._load_model, name=f"load-{self._name}", daemon=True).start()
         self._output_names = output_names  # result column (and "error") -> output column
         self._stats = stats
         self._node = _node_id()
-        # Ray Data may run several calls at once on this actor (forward_calls, and decoding
-        # in InlineForward); at most forward_calls of them are in the model at a time.
-        self._forward_slots = threading.Semaphore(task.forward_calls)
+        self._preprocess = preprocess
+        self._roles = task.role_columns()
+        self._drop = list(drop)
+        self._keep = list(keep)
+        self._forward_slots = threading.Semaphore(forward_calls)
         # With several calls, the threads of the calls not running go to those that are,
         # re-split before each micro-batch (pipelines/torch_threads.py); one call keeps its own.
-        self._threads = ThreadShare(max(1, num_threads), task.forward_calls)
+        self._threads = ThreadShare(max(1, torch_threads), forward_calls)
         self._op.forward_batch = self._threads.around(self._op.forward_batch)
         # A fast tokenizer cannot be shared freely by threads: one that sets its truncation
         # while another encodes or decodes with the GIL released fails ("Already borrowed").
-        # Text tasks tokenize and postprocess (decode) one call at a time (~1% of a call);
-        # forward only reads token ids, which holds the GIL. Image and audio decoding shares
-        # nothing and releases the GIL, so it runs unlocked.
+        # Text tasks tokenize and postprocess (decode) one call at a time (a small share of a
+        # call); forward only reads token ids, which holds the GIL. Image and audio decoding
+        # shares nothing and releases the GIL, so it runs unlocked.
         self._tokenizer_lock = contextlib.nullcontext() if media_only(task) else threading.Lock()
         logger.info("forward actor for %s on node %s, device %s", self._name, self._node, self._op.device)
 
+    def _load_model(self) -> None:
+        try:
+            self._op.load()  # the checks and the processor are done: this loads the weights
+        except BaseException as e:  # kept for the forward calls to raise: this thread has no caller
+            self._load_error = e
+        finally:
+            self._model_loaded.set()
+
+    def _wait_for_model(self) -> None:
+        self._model_loaded.wait()
+        if self._load_error is not None:
+            e = self._load_error
+            raise RuntimeError(f"task {self._name!r}: failed to load model {self._op.model_id}: {type(e).__name__}: {e}") from e
+
     def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
+        if self._preprocess:
+            # The features go straight from preprocess to forward, with no pickled internal
+            # column (for audio that column meant four copies of each clip's waveform).
+            with self._tokenizer_lock:
+                prepared = preprocess_block(self._op, table, self._roles)
+            out = table.drop_columns([c for c in self._drop if c in table.column_names])
+            first = [c for c in self._keep if c in out.column_names]
+            return self.label(out.select([*first, *(c for c in out.column_names if c not in first)]), prepared)
         feats_col, err_col = features_column(self._name), error_column(self._name)
         blobs = table.column(feats_col).to_pylist()
         prepared = {
@@ -159,6 +212,7 @@ class Forward:
         clash = [name for name in self._output_names.values() if name in out.column_names]
         if clash:  # Arrow would append a second column of the same name
             raise ValueError(f"task {self._name!r}: the input already has its result columns {clash}; give the task another name")
+        self._wait_for_model()
         with self._forward_slots, self._threads.running():
             raw = self._op.forward(prepared)
         with self._tokenizer_lock:
@@ -192,38 +246,6 @@ class Forward:
 def media_only(task: "TaskSpec") -> bool:
     """Whether every input of the task is an image or audio (decoded by PIL or soundfile)."""
     return set(task.role_columns()) <= MEDIA_ROLES
-
-
-def inline_calls(task: "TaskSpec") -> int:
-    """Concurrent calls per InlineForward actor: its `forward_calls`, plus 2 for image and
-    audio tasks so that two blocks decode in threads while the others run forward. Text
-    tokenizes under a lock, so extra calls would only wait."""
-    return task.forward_calls + 2 if media_only(task) else task.forward_calls
-
-
-class InlineForward(Forward):
-    """Forward that first runs its task's preprocess in the same actor (`preprocess: inline`).
-
-    The features go straight from preprocess to forward, with no pickled internal column:
-    for audio that column meant four copies of each clip's float32 waveform (~1 MB).
-
-    Ray Data may run `inline_calls(task)` calls at once on this actor (true multi-threading);
-    decoding runs outside the forward slots, so forwards overlap the next blocks' decoding
-    and at most `forward_calls` forwards share the torch threads.
-    `drop`: the input columns to drop once decoded (the last task drops the inputs the job
-    does not keep; earlier ones pass them on, since a later task needs its own inputs and the
-    earlier tasks' results must stay).
-    """
-
-    def __init__(self, task: "TaskSpec", output_names: dict[str, str], num_threads: int, stats=None, drop: list[str] = ()):
-        super().__init__(task, output_names, num_threads, stats)
-        self._roles = task.role_columns()
-        self._drop = list(drop)
-
-    def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
-        with self._tokenizer_lock:
-            prepared = preprocess_block(self._op, table, self._roles)
-        return self.label(table.drop_columns([c for c in self._drop if c in table.column_names]), prepared)
 
 
 def _to_arrow(values: list, name: str, arrow_type: "pyarrow.DataType | None" = None) -> "pyarrow.Array":

@@ -31,14 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="N", help="rows per forward call")
     parser.add_argument("--num-gpus", type=float, metavar="F", help="GPUs per forward actor (fractional ok)")
     parser.add_argument("--actors", metavar="MIN:MAX", help="forward actor pool size")
-    parser.add_argument("--forward-cpus", type=float, metavar="F", help="CPUs each forward actor reserves")
-    parser.add_argument("--torch-threads", type=int, metavar="N", help="torch threads per forward actor (default: forward CPUs rounded up)")
-    parser.add_argument("--forward-calls", type=int, metavar="N", help="forward calls one actor runs at once, each in its own thread on --torch-threads threads (default 1)")
-    parser.add_argument("--preprocess-cpus", type=float, metavar="F", help="CPUs per preprocessing actor")
-    parser.add_argument(
-        "--preprocess", choices=("actors", "inline"),
-        help="decode/tokenize in a CPU actor pool of their own (default) or inside the forward actors (CPU-only nodes)",
-    )
+    from pipelines.hardware import REMOVED_FIELDS
+
+    for name in sorted(REMOVED_FIELDS):  # accepted only to be refused by name, saying taskray picks it
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=f"removed_{name}", nargs="?", const="", help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N rows")
     parser.add_argument(
         "--max-failed-fraction", type=float, metavar="F",
@@ -51,7 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--retry-failed", action="store_true",
         help="run again only the rows of a finished output whose error is set, and replace them in place",
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved spec and the Ray Data plan, run nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="print the resolved spec, what taskray picked for the hardware and why, and the Ray Data plan; run nothing",
+    )
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
@@ -67,16 +66,16 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "num_gpus": args.num_gpus,
         "actors": args.actors,
-        "forward_cpus": args.forward_cpus,
-        "torch_threads": args.torch_threads,
-        "forward_calls": args.forward_calls,
-        "preprocess_cpus": args.preprocess_cpus,
-        "preprocess": args.preprocess,
         "limit": args.limit,
         "max_failed_fraction": args.max_failed_fraction,
         "columns": _pairs(args.column, "--column", parse_values=False),
         "options": _pairs(args.option, "--option", parse_values=True),
     }
+    from pipelines.hardware import REMOVED_FIELDS
+
+    for name in sorted(REMOVED_FIELDS):
+        if getattr(args, f"removed_{name}", None) is not None:
+            out[name] = getattr(args, f"removed_{name}")
     if args.resume:
         out["mode"] = "resume"
     elif args.overwrite:

@@ -1,7 +1,7 @@
 """Fixtures for the offline (Ray Data) tests: one local Ray for the session, sized for 2 cores.
 
-Ray's logical CPUs are not cores: the jobs in these tests ask for fractions (0.05-0.25 CPU per
-actor) so that a multi-task job's actor pools fit into `num_cpus=2` together.
+The jobs run with the sizing users get (pipelines/hardware.py), which fits a multi-task job's
+actor pools into this `num_cpus=2` Ray together.
 """
 
 from __future__ import annotations
@@ -9,9 +9,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
-SMALL = {"preprocess_cpus": 0.25, "forward_cpus": 0.05}
-
 
 @pytest.fixture(scope="session")
 def ray_session():

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from pipelines.cli import main as taskray
-from tests.offline.conftest import SMALL, write_parquet
+from tests.offline.conftest import write_parquet
 
 pytestmark = pytest.mark.ray
 
@@ -24,7 +24,10 @@ def written_rows(out: str) -> int:
     return sum(pq.read_metadata(f).num_rows for f in files)
 
 
-def test_a_broken_setting_stops_the_job_after_its_first_blocks(ray_session, tiny_model, tmp_path, capsys):
+def test_a_broken_setting_stops_the_job_after_its_first_blocks(ray_session, tiny_model, tmp_path, capsys, monkeypatch):
+    from pipelines import error_budget
+
+    monkeypatch.setattr(error_budget, "MIN_ROWS", MIN_ROWS)  # a constant; this job is smaller than its default
     src, out = str(tmp_path / "in"), str(tmp_path / "out")
     write_parquet(src, {"text": [f"row number {i} of the job" for i in range(ROWS)]}, rows_per_file=ROWS_PER_FILE)
     job = tmp_path / "job.yaml"
@@ -32,11 +35,9 @@ def test_a_broken_setting_stops_the_job_after_its_first_blocks(ray_session, tiny
         "input": [src],
         "output": out,
         "block_rows": BLOCK_ROWS,
-        "error_budget_min_rows": MIN_ROWS,
-        "preprocess": "inline",
         # A limit no text meets: every row fails in preprocess, which no preflight can know.
         "tasks": [{"task": "text-classification", "model": tiny_model("text-classification"),
-                   "options": {"max_text_chars": 3}, "batch_size": BLOCK_ROWS, **SMALL}],
+                   "options": {"max_text_chars": 3}, "batch_size": BLOCK_ROWS}],
     }))
     assert taskray(["run", str(job)]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]  # Ray Data logs its execution above
@@ -53,7 +54,7 @@ def test_every_row_failed_is_caught_at_the_end(ray_session, tiny_model, tmp_path
     src, out = str(tmp_path / "in"), str(tmp_path / "out")
     write_parquet(src, {"text": ["", " ", "", "\n", ""]})  # fewer rows than the running check waits for
     args = ["run", "--task", "text-classification", "--model", tiny_model("text-classification"), "--input", src,
-            "--output", out, "--preprocess-cpus", str(SMALL["preprocess_cpus"])]
+            "--output", out]
     assert taskray(args) == 1
     err = capsys.readouterr().err
     assert "job failed: text-classification: 5 of 5 rows failed in the output (100%)" in err

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from pipelines.cli import main as taskray
-from tests.offline.conftest import SMALL, write_parquet
+from tests.offline.conftest import write_parquet
 from tests.operators.texts import VARIED_TEXTS
 
 
@@ -33,7 +33,7 @@ def text_input(tmp_path_factory) -> str:
 def args_for(model: str, src: str, out: str, *extra: str) -> list[str]:
     return [
         "run", "--task", "text-classification", "--model", model, "--input", src, "--output", out,
-        "--column", "text=body", "--option", "top_k=2", "--preprocess-cpus", str(SMALL["preprocess_cpus"]), *extra,
+        "--column", "text=body", "--option", "top_k=2", *extra,
     ]
 
 

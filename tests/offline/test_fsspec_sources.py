@@ -19,7 +19,7 @@ import pytest
 from pipelines.cli import main as taskray
 from pipelines.storage import list_files, read_text, resolve, uri_of, write_text
 from tests.offline import sandbox_filesystem
-from tests.offline.conftest import SMALL, write_parquet
+from tests.offline.conftest import write_parquet
 from tests.operators.texts import VARIED_TEXTS
 
 SECRET = "sandbox-secret-0f9c2e7d1b"
@@ -70,7 +70,7 @@ def test_run_reads_and_writes_an_fsspec_url(ray_session, sandbox, tiny_model, ca
     args = [
         "run", "--task", "text-classification", "--model", model, "--input", "sandbox://bucket/in",
         "--output", "sandbox://bucket/out", "--id-column", "uid", "--option", "max_batch_rows=1",
-        "--preprocess", "inline", "--batch-size", "4", "--actors", "1:1", "--forward-cpus", str(SMALL["forward_cpus"]),
+        "--batch-size", "4", "--actors", "1:1",
     ]
     assert taskray(args) == 0
     printed = capsys.readouterr()

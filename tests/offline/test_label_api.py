@@ -13,13 +13,13 @@ import pytest
 
 from pipelines import label
 from pipelines.spec import SpecError, build_job_spec
-from tests.offline.conftest import SMALL, write_parquet
+from tests.offline.conftest import write_parquet
 from tests.offline.test_tasks_end_to_end import SAME_BATCHING, assert_close
 from tests.operators import images
 from tests.operators.texts import VARIED_TEXTS
 
 TASKS = ("text-classification", "image-classification")
-STAGE_SIZES = {"batch_size": 4, "actors": (1, 1), "options": SAME_BATCHING, **SMALL}
+STAGE_SIZES = {"batch_size": 4, "actors": (1, 1), "options": SAME_BATCHING}
 
 
 def input_columns() -> dict[str, list]:
@@ -42,17 +42,19 @@ def input_dir(tmp_path_factory) -> str:
 
 @pytest.mark.ray
 def test_chained_label_calls_equal_a_taskray_run_job(ray_session, models, input_dir, tmp_path):
+    from pipelines.hardware import preprocess_pool_on_cpu
     from pipelines.job import run_job
 
     output = str(tmp_path / "out")
     tasks = [{"task": t, "model": models[t], **STAGE_SIZES} for t in TASKS]
-    run_job(build_job_spec({"input": input_dir, "output": output, "id_column": "uid", "preprocess": "inline", "tasks": tasks}, {}))
+    run_job(build_job_spec({"input": input_dir, "output": output, "id_column": "uid", "tasks": tasks}, {}))
     job_table = pq.read_table(output)
     job = {r["uid"]: r for r in job_table.to_pylist()}
 
     ds = ray_session.data.read_parquet(input_dir)
-    ds = label(ds, "text-classification", models["text-classification"], preprocess_actors="1:1", **STAGE_SIZES)
-    ds = label(ds, "image-classification", models["image-classification"], preprocess="inline", **STAGE_SIZES)
+    with preprocess_pool_on_cpu():  # the GPU layout: a Preprocess pool feeds the forward actors
+        ds = label(ds, "text-classification", models["text-classification"], **STAGE_SIZES)
+    ds = label(ds, "image-classification", models["image-classification"], **STAGE_SIZES)  # decodes inline
     rows = {r["uid"]: r for r in ds.take_all()}
 
     columns = input_columns()
@@ -74,14 +76,14 @@ def test_chained_label_calls_equal_a_taskray_run_job(ray_session, models, input_
 def test_bad_settings_raise_the_errors_of_taskray_run(ray_session, models):
     model = models["text-classification"]
     ds = ray_session.data.from_items([{"text": "a"}])
-    for bad in ({"actors": "0:1"}, {"num_gpus": -1}, {"options": {"top_k": 0}}, {"bogus": 1}):
+    for bad in ({"actors": "0:1"}, {"num_gpus": -1}, {"options": {"top_k": 0}}, {"bogus": 1}, {"forward_cpus": 1}):
         with pytest.raises(SpecError) as job_error:
             build_job_spec({"input": "x", "output": "y", "tasks": [{"task": "text-classification", "model": model, **bad}]}, {})
         with pytest.raises(SpecError) as label_error:
             label(ds, "text-classification", model, **bad)
         assert str(label_error.value) == str(job_error.value).removeprefix("tasks.0."), bad
-    with pytest.raises(SpecError, match=r"^preprocess: "):
-        label(ds, "text-classification", model, preprocess="gpu")
+    with pytest.raises(SpecError, match=r"^preprocess: no longer a setting; taskray picks it per node"):
+        label(ds, "text-classification", model, preprocess="inline")
     with pytest.raises(ValueError, match=r"^task: .*text-classification"):
         label(ds, "no-such-task", model)
     with pytest.raises(SpecError, match=r"^columns\.text: column 'review' not found in the dataset; columns are \['text'\]"):

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from pipelines.cli import main as taskray
-from tests.offline.conftest import SMALL, write_parquet
+from tests.offline.conftest import write_parquet
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,7 @@ def test_unwritable_output_exits_2(tiny_model, text_input, tmp_path, capsys):
 def test_gpu_request_no_node_has_exits_2(ray_session, tiny_model, text_input, tmp_path, capsys):
     assert "GPU" not in ray_session.cluster_resources()  # the session's Ray is CPU-only
     out = tmp_path / "out"
-    args = run_args(tiny_model("text-classification"), text_input, str(out), "--num-gpus", "1",
-                    "--preprocess-cpus", str(SMALL["preprocess_cpus"]))
+    args = run_args(tiny_model("text-classification"), text_input, str(out), "--num-gpus", "1")
     assert taskray(args) == 2
     err = error_line(capsys)
     assert "tasks[text-classification].num_gpus: each Forward[text-classification] actor asks for" in err
@@ -108,9 +107,11 @@ def test_gpu_request_no_node_has_exits_2(ray_session, tiny_model, text_input, tm
 
 @pytest.mark.ray
 def test_actor_pools_larger_than_the_cluster_exit_2(ray_session, tiny_model, text_input, tmp_path, capsys):
-    cpus = ray_session.cluster_resources()["CPU"]
-    args = run_args(tiny_model("text-classification"), text_input, str(tmp_path / "out"),
-                    "--forward-cpus", "1", "--actors", f"{int(cpus) + 1}:{int(cpus) + 1}")
+    from pipelines.hardware import MIN_ACTOR_CPUS
+
+    # the picks shrink each actor's CPUs to fit, down to a floor: this many never fit
+    too_many = int(ray_session.cluster_resources()["CPU"] / MIN_ACTOR_CPUS) + 1
+    args = run_args(tiny_model("text-classification"), text_input, str(tmp_path / "out"), "--actors", f"{too_many}:{too_many}")
     assert taskray(args) == 2
     assert "minimum sizes need" in error_line(capsys)
 

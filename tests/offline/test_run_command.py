@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.cli import main as taskray
-from tests.offline.conftest import SMALL, write_parquet
+from tests.offline.conftest import write_parquet
 from tests.operators.texts import VARIED_TEXTS
 
 TEXTS = [*VARIED_TEXTS, None, ""]  # the last two are bad rows
@@ -27,7 +27,6 @@ def job(tmp_path_factory, tiny_model):
         "run", "--task", "text-classification", "--model", tiny_model("text-classification"),
         "--input", src, "--output", str(root / "out"), "--column", "text=body", "--keep-columns", "n",
         "--option", "top_k=2", "--batch-size", "4", "--actors", "1:1",
-        "--preprocess-cpus", str(SMALL["preprocess_cpus"]),
     ]
     return args, str(root / "out")
 

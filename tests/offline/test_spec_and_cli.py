@@ -7,6 +7,7 @@ import os
 import textwrap
 
 import pytest
+import yaml
 
 from pipelines.cli import main as taskray
 from pipelines.spec import SpecError, load_job_spec
@@ -163,47 +164,36 @@ def test_cli_dry_run_prints_spec_and_plan(capsys, text_input, tmp_path):
     assert not os.path.exists(tmp_path / "o")
 
 
-def test_forward_sizing_defaults_and_overrides():
-    from pipelines.job import plan_stages
-    from pipelines.spec import build_job_spec
-
-    def forward_args(**fields):
-        spec = build_job_spec({}, {"input": "in/", "output": "out/", "task": fields.pop("task"), "model": "m", **fields})
-        return plan_stages(spec, cluster_cpus=2)[2].args
-
-    text = forward_args(task="feature-extraction")
-    # torch threads follow the CPU reservation rounded up, so 1.5 CPUs compute on 2 cores
-    assert (text["batch_size"], text["torch_threads"]) == (256, 1)
-    assert forward_args(task="feature-extraction", forward_cpus=1.5)["torch_threads"] == 2
-    assert forward_args(task="feature-extraction", forward_cpus=0.25)["torch_threads"] == 1
-    assert forward_args(task="image-classification")["batch_size"] == 64  # media rows stay smaller
-    explicit = forward_args(task="image-classification", batch_size=8, torch_threads=3, forward_cpus=0.5)
-    assert (explicit["batch_size"], explicit["torch_threads"], explicit["num_cpus"]) == (8, 3, 0.5)
+def test_cli_dry_run_prints_each_pick_and_why(capsys, text_input, tmp_path):
+    text = dry_run(capsys, text_input, str(tmp_path / "o"), task="feature-extraction")
+    picks = text.split("# picked for the hardware\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert picks[0].startswith("sized for this machine (--dry-run starts no Ray")
+    for what in ("preprocess:", "block_rows:", "block bytes:", "read and write tasks:",
+                 "feature-extraction: forward actors:", "feature-extraction: forward:"):
+        assert sum(line.startswith(what) for line in picks) == 1, (what, picks)
+    assert "block_rows: null" in text  # the resolved spec keeps what the user set: nothing
+    assert "map_batches Forward[feature-extraction]  Forward:" in text and "torch_threads=" in text
 
 
-def test_cli_flags_set_forward_cpus_and_threads(capsys, text_input, tmp_path):
-    text = dry_run(capsys, text_input, str(tmp_path / "o"), "--forward-cpus", "1.5", "--torch-threads", "2")
-    assert "forward_cpus: 1.5" in text and "torch_threads: 2" in text
+@pytest.mark.parametrize(
+    "place, field",
+    [("task", "forward_cpus"), ("task", "torch_threads"), ("task", "forward_calls"), ("task", "preprocess_cpus"),
+     ("job", "block_growth"), ("job", "io_cpus"), ("job", "preprocess_actors"), ("job", "preprocess"),
+     ("job", "error_budget_min_rows")],
+)
+def test_removed_sizing_fields_fail_naming_the_field(tmp_path, place, field):
+    task = {"task": "text-classification", "model": "m", **({field: 1} if place == "task" else {})}
+    job = {"input": "i", "output": "o", "tasks": [task], **({field: 1} if place == "job" else {})}
+    path = write_job(tmp_path, yaml.safe_dump(job))
+    with pytest.raises(SpecError, match=f"{field}: no longer a setting; taskray picks it per node") as e:
+        load_job_spec(path, {})
+    assert "--dry-run" in str(e.value)
 
 
-def test_inline_preprocess_plan_and_flag(capsys, text_input, tmp_path):
-    from pipelines.job import plan_stages
-    from pipelines.spec import build_job_spec
-
-    spec = build_job_spec({}, {"input": "in/", "output": "out/", "task": "image-classification", "model": "m", "preprocess": "inline"})
-    stages = plan_stages(spec, cluster_cpus=2)
-    assert [s.name for s in stages] == ["read", "Forward[image-classification]", "write"]
-    assert (stages[1].args["preprocess"], stages[1].args["concurrent_calls"]) == ("inline", 3)
-    # forward_calls without inline preprocessing: the Forward pool runs that many calls at once
-    two = build_job_spec({}, {"input": "in/", "output": "out/", "task": "image-classification", "model": "m", "forward_calls": 2})
-    assert plan_stages(two, cluster_cpus=2)[2].args["concurrent_calls"] == 2
-    assert [s.name for s in plan_stages(build_job_spec({}, {"input": "in/", "output": "out/", "task": "image-classification", "model": "m"}))][1] == "Preprocess"
-    with pytest.raises(SpecError, match="preprocess"):
-        build_job_spec({}, {"input": "in/", "output": "out/", "task": "image-classification", "model": "m", "preprocess": "gpu"})
-    text = dry_run(capsys, text_input, str(tmp_path / "o"), "--preprocess", "inline")
-    assert "preprocess: inline" in text and "map_batches Preprocess" not in text
-    assert "concurrent_calls=1" in text
-    text = dry_run(capsys, text_input, str(tmp_path / "o"), "--preprocess", "inline", "--forward-calls", "2", task="image-classification")
-    assert "forward_calls: 2" in text and "concurrent_calls=4" in text
-    with pytest.raises(SpecError, match="forward_calls"):
-        build_job_spec({}, {"input": "in/", "output": "out/", "task": "text-classification", "model": "m", "forward_calls": 0})
+def test_removed_sizing_flags_exit_2_naming_the_field(capsys, text_input, tmp_path):
+    base = ["run", "--task", "text-classification", "--model", "m", "--input", text_input, "--output", str(tmp_path / "o")]
+    for flags, field in ((["--forward-cpus", "1.5"], "forward_cpus"), (["--preprocess", "inline"], "preprocess"),
+                         (["--torch-threads", "2"], "torch_threads"), (["--block-growth"], "block_growth")):
+        assert taskray([*base, *flags]) == 2
+        assert f"bad job spec: {field}: no longer a setting; taskray picks it per node" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "o")

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from pipelines.spec import TaskSpec
-from pipelines.stages import Forward, InlineForward, Preprocess, error_column, features_column
+from pipelines.stages import Forward, Preprocess, error_column, features_column
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_preprocess_is_compact_and_loads_no_weights(task):
 
 def test_forward_adds_results_and_drops_internal_columns(task):
     pre = Preprocess([task], keep=["id"])
-    fwd = Forward(task, {"label": "label", "score": "score", "scores": "scores", "error": "error"}, num_threads=1)
+    fwd = Forward(task, {"label": "label", "score": "score", "scores": "scores", "error": "error"})
     out = fwd(pre(pa.table({"id": ["a", "b"], "body": ["one text", ""]})))
     assert out.column_names == ["id", "label", "score", "scores", "error"]
     assert out.column("error").to_pylist() == [None, "input: empty text"]
@@ -66,31 +66,53 @@ def test_wrong_column_type_becomes_row_errors(task):
 
 
 def test_inline_forward_equals_preprocess_then_forward(task, monkeypatch):
-    """InlineForward is Preprocess + Forward in one actor: same columns, same results; it
-    drops only the input columns it is told to (a later task may need the rest), and hands
-    the features over without pickling them."""
+    """Forward with preprocess=True is Preprocess + Forward in one actor: same columns, same
+    results; it drops only the input columns it is told to (a later task may need the rest),
+    and hands the features over without pickling them."""
     from types import SimpleNamespace
 
     import pipelines.stages as stages
-    from pipelines.stages import inline_calls
 
     names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
     table = pa.table({"id": ["a", "b", "c"], "body": ["one text", "", "another text"], "other": [1, 2, 3]})
-    two_stage = Forward(task, names, num_threads=1)(Preprocess([task], keep=["id"])(table))
-    inline = InlineForward(task, names, num_threads=1, drop=["body", "other"])
+    two_stage = Forward(task, names)(Preprocess([task], keep=["id"])(table))
+    inline = Forward(task, names, preprocess=True, drop=["body", "other"])
     monkeypatch.setattr(stages, "pickle", SimpleNamespace())  # no dumps or loads to call
     assert inline(table).to_pylist() == two_stage.to_pylist()
-    passed_on = InlineForward(task, names, num_threads=1)(table)
+    passed_on = Forward(task, names, preprocess=True)(table)
     assert passed_on.column_names == ["id", "body", "other", "label", "score", "scores", "error"]
-    assert inline_calls(task) == 1  # text: one call at a time (shared fast tokenizer)
-    assert inline_calls(TaskSpec(task="image-classification", model="m")) == 3
-    assert inline_calls(TaskSpec(task="automatic-speech-recognition", model="m", forward_calls=2)) == 4
-    assert inline_calls(TaskSpec(task="feature-extraction", model="m", forward_calls=2)) == 2
+
+
+def test_weights_load_while_the_first_block_decodes_and_a_failed_load_fails_the_block(task, tmp_path, monkeypatch):
+    """The constructor returns before the weights are in (the first block tokenizes
+    meanwhile) but after the processor and config checks; a weights file that does not load
+    fails the first call, naming the model, instead of every row."""
+    import shutil
+    import threading
+
+    names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
+    table = pa.table({"id": ["a"], "body": ["one text"]})
+    gate = threading.Event()
+    original = Forward._load_model
+    monkeypatch.setattr(Forward, "_load_model", lambda self: (gate.wait(30), original(self)))
+    stage = Forward(task, names, preprocess=True)  # returns with the weights still held back
+    monkeypatch.undo()
+    assert stage._op._processor is not None and not stage._model_loaded.is_set()
+    gate.set()
+    assert stage(table).column("label").to_pylist()[0] in ("negative", "neutral", "positive")
+
+    broken = tmp_path / "broken"
+    shutil.copytree(task.model, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    bad = Forward(task.model_copy(update={"model": str(broken)}), names, preprocess=True)
+    with pytest.raises(RuntimeError, match=f"failed to load model {broken}"):
+        bad(table)
 
 
 def test_forward_calls_run_forwards_at_once_and_match_one_at_a_time(tiny_model):
-    """forward_calls=2: two calls on one InlineForward are inside the operator's forward at
-    the same time, with the results of running them one at a time."""
+    """forward_calls=2: two calls on one Forward that decodes inline are inside the operator's
+    forward at the same time, with the results of running them one at a time."""
     import io
 
     import numpy as np
@@ -102,13 +124,13 @@ def test_forward_calls_run_forwards_at_once_and_match_one_at_a_time(tiny_model):
         sf.write(buffer, wave, 16_000, format="WAV", subtype="PCM_16")
         return buffer.getvalue()
 
-    spec = TaskSpec(task="automatic-speech-recognition", model=tiny_model("automatic-speech-recognition"), forward_calls=2)
+    spec = TaskSpec(task="automatic-speech-recognition", model=tiny_model("automatic-speech-recognition"))
     names = {"text": "text", "error": "error"}
     tables = [pa.table({"id": [f"{i}a", f"{i}b"], "audio": [clip(0.5 + i, i), b"not audio"]}) for i in range(2)]
-    alone = InlineForward(spec, names, num_threads=1)
+    alone = Forward(spec, names, forward_calls=2, preprocess=True)
     want = [alone(t).to_pylist() for t in tables]
 
-    assert call_at_once(InlineForward(spec, names, num_threads=1, drop=[]), tables) == want
+    assert call_at_once(Forward(spec, names, forward_calls=2, preprocess=True), tables) == want
     assert want[0][1]["error"] and want[0][0]["error"] is None
 
 
@@ -118,11 +140,10 @@ def test_text_forward_calls_share_the_tokenizer_one_call_at_a_time(task):
     and the results are those of one call at a time."""
     import time
 
-    spec = task.model_copy(update={"forward_calls": 2})
     names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
     tables = [pa.table({"id": [f"{i}a", f"{i}b"], "body": [f"text number {i} " * (i + 1), ""]}) for i in range(2)]
-    want = [InlineForward(spec, names, num_threads=1)(t).to_pylist() for t in tables]
-    stage = InlineForward(spec, names, num_threads=1)
+    want = [Forward(task, names, forward_calls=2, preprocess=True)(t).to_pylist() for t in tables]
+    stage = Forward(task, names, forward_calls=2, preprocess=True)
     inside_tokenizer, preprocess = [], stage._op.preprocess
 
     def preprocess_alone(batch):
@@ -161,10 +182,9 @@ def test_forward_calls_give_a_lone_call_the_idle_threads(task, monkeypatch):
         return forward_batch(self, features)
 
     monkeypatch.setattr(cls, "forward_batch", recording)
-    spec = task.model_copy(update={"forward_calls": 2, "torch_threads": 1})
     names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
     tables = [pa.table({"id": [f"{i}a"], "body": [f"text number {i}"]}) for i in range(2)]
-    stage = InlineForward(spec, names, num_threads=1)
+    stage = Forward(task, names, torch_threads=1, forward_calls=2, preprocess=True)
     with ThreadPoolExecutor(1) as pool:  # its own thread: torch's count is per thread
         alone = pool.submit(stage, tables[0]).result().to_pylist()
     assert threads_seen == [2]

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from operators import get_operator, list_tasks
-from tests.offline.conftest import SMALL, write_parquet
+from tests.offline.conftest import write_parquet
 from tests.operators import images, sounds, texts
 
 # Both sides run one row per micro-batch (max_batch_rows=1): Ray cuts the rows into other
@@ -106,20 +106,22 @@ def built_models(tiny_model) -> dict[str, str | Exception]:
 
 @pytest.fixture(scope="module")
 def multi_task_run(ray_session, dataset_dir, built_models, tmp_path_factory):
+    from pipelines.hardware import preprocess_pool_on_cpu
     from pipelines.job import run_job
     from pipelines.spec import build_job_spec
 
     tasks = [
-        {"task": t, "model": m, "batch_size": 4, "options": SAME_BATCHING, **SMALL}
+        {"task": t, "model": m, "batch_size": 4, "options": SAME_BATCHING}
         for t, m in built_models.items()
         if isinstance(m, str)
     ]
     output = str(tmp_path_factory.mktemp("e2e-out") / "out")
     spec = build_job_spec(
-        {"input": dataset_dir, "output": output, "id_column": "uid", "keep_columns": ["n"], "block_rows": BLOCK_ROWS, "preprocess_actors": "1:1", "tasks": tasks},
+        {"input": dataset_dir, "output": output, "id_column": "uid", "keep_columns": ["n"], "block_rows": BLOCK_ROWS, "tasks": tasks},
         {},
     )
-    summary = run_job(spec)
+    with preprocess_pool_on_cpu():  # the GPU layout (a Preprocess pool), here on the CPU
+        summary = run_job(spec)
     return spec, summary, output
 
 
@@ -185,26 +187,22 @@ INLINE_TASKS = ("text-classification", "image-classification", "automatic-speech
 
 @pytest.mark.ray
 def test_inline_preprocess_job_equals_operator_call(ray_session, dataset_dir, built_models, tmp_path_factory):
-    """`preprocess: inline`: no Preprocess pool, each forward actor decodes its own inputs
-    (images and audio in concurrent calls). Same rows, same results, same per-row errors as
-    the operator's own call; only the kept columns and the results reach the output."""
-    from pipelines.job import plan_stages, run_job
+    """The CPU-only layout that users get: no Preprocess pool, each forward actor decodes its
+    own inputs (images and audio in concurrent calls). Same rows, same results, same per-row
+    errors as the operator's own call; only the kept columns and the results reach the output."""
+    from pipelines.job import job_sizing, plan_stages, run_job
     from pipelines.spec import build_job_spec
 
-    # speech recognition runs two forward calls at once in its one actor (forward_calls)
-    tasks = [
-        {"task": t, "model": built_models[t], "batch_size": 4, "options": SAME_BATCHING, **SMALL,
-         **({"forward_calls": 2} if t == "automatic-speech-recognition" else {})}
-        for t in INLINE_TASKS
-    ]
+    tasks = [{"task": t, "model": built_models[t], "batch_size": 4, "options": SAME_BATCHING} for t in INLINE_TASKS]
     output = str(tmp_path_factory.mktemp("e2e-inline") / "out")
     spec = build_job_spec(
-        {"input": dataset_dir, "output": output, "id_column": "uid", "keep_columns": ["n"], "block_rows": BLOCK_ROWS, "preprocess": "inline", "tasks": tasks},
+        {"input": dataset_dir, "output": output, "id_column": "uid", "keep_columns": ["n"], "block_rows": BLOCK_ROWS, "tasks": tasks},
         {},
     )
-    stages = plan_stages(spec)
-    assert [s.name for s in stages] == ["read", *(f"Forward[{t}]" for t in INLINE_TASKS), "write"]
-    assert [s.args["concurrent_calls"] for s in stages[1:-1]] == [1, 3, 4]  # media decode in threads
+    stages = plan_stages(spec, job_sizing(spec))  # sized for the session's 2-CPU Ray
+    assert [s.name for s in stages] == [f"Forward[{t}]" for t in INLINE_TASKS]
+    # three tasks share 2 cores, one each: media decode in one more call than forward
+    assert [s.map_batches_kwargs["compute"].max_concurrent_calls_per_actor or 1 for s in stages] == [1, 2, 2]
     summary = run_job(spec)
     table = pq.read_table(output).sort_by("uid")
     columns = input_columns()

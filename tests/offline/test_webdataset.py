@@ -16,7 +16,6 @@ import pytest
 
 from pipelines.sources import plan_source, read_dataset
 from pipelines.spec import SpecError, build_job_spec
-from tests.offline.conftest import SMALL
 from tests.operators import images
 
 # Parity with the operator's own call: one row per micro-batch on both sides, as in
@@ -112,7 +111,7 @@ def test_run_webdataset_labels_every_sample_and_fails_bad_members_per_row(ray_se
     args = [
         "run", "--task", "image-classification", "--model", model, "--input", shards, "--output", out,
         "--input-format", "webdataset", "--keep-columns", "caption", "--option", "max_batch_rows=1",
-        "--preprocess", "inline", "--batch-size", "4", "--actors", "1:1", "--forward-cpus", str(SMALL["forward_cpus"]),
+        "--batch-size", "4", "--actors", "1:1",
     ]
     assert taskray(args) == 0, capsys.readouterr().err
     table = pq.read_table(out).sort_by("id")
