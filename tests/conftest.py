@@ -53,7 +53,10 @@ def minilm_path() -> str:
 @pytest.fixture(scope="session")
 def legacy_pipeline():
     """run(task, model_dir, inputs, call_kwargs=None, init_kwargs=None) -> outputs of
-    transformers 4.57's pipeline (the reference for QA, summarization and translation)."""
-    from tests.legacy_pipeline import run_legacy_pipeline
+    transformers 4.57's pipeline (the reference for QA, summarization and translation), from
+    one process of the legacy venv for the whole session."""
+    from tests.legacy_pipeline import LegacyPipelines
 
-    return run_legacy_pipeline
+    pipelines = LegacyPipelines()
+    yield pipelines
+    pipelines.close()
