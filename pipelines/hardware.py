@@ -234,21 +234,33 @@ def pick_sizing(spec: "JobSpec", hw: Hardware) -> JobSizing:
     # Actors per node, per pool, so that their reservations plus the headroom fit each node.
     task_actors = [t.actors or _default_actors(gpu, hw, len(nodes)) for t in spec.tasks]
     per_node = [math.ceil(hi / len(nodes)) for _, hi in task_actors]
-    budget = max(node_cpus - HEADROOM_CPUS, node_cpus * 0.25)
     cpu_slots = (0 if gpu else sum(per_node)) + (1 if pool and not gpu else 0)
 
-    def share(slots: int) -> float:
+    def share(slots: float, cpus: float = node_cpus) -> float:
+        budget = max(cpus - HEADROOM_CPUS, cpus * 0.25)
         return max(MIN_ACTOR_CPUS, math.floor(budget / max(1, slots) * 1000) / 1000)  # down: they must fit
+
+    if gpu:
+        # Up to 1 CPU per actor for the host side of its device calls, less on small nodes:
+        # a GPU node holds an actor per GPU and task, and room for a Preprocess actor.
+        gpu_nodes = [n for n in hw.nodes if n.gpus] or list(hw.scalable_gpu_nodes) or list(nodes)
+        smallest = min(gpu_nodes, key=lambda n: n.cpus)
+        gpu_actor_cpus = min(1.0, share(max(1.0, smallest.gpus) * n_tasks + 1, smallest.cpus))
 
     tasks: dict[str, TaskSizing] = {}
     for t, actors, on_node in zip(spec.tasks, task_actors, per_node):
-        tasks[t.column_prefix] = _task_sizing(t, gpu, pool, actors, on_node, n_tasks, node_cpus, hw, share(cpu_slots))
+        cpus = gpu_actor_cpus if gpu else share(cpu_slots)
+        tasks[t.column_prefix] = _task_sizing(t, gpu, pool, actors, on_node, n_tasks, node_cpus, hw, cpus)
 
     if pool and gpu:
         forward_cpus = sum(s.num_cpus * s.actors[1] for s in tasks.values())
-        spare = hw.cpus - forward_cpus - HEADROOM_CPUS * len(nodes)
-        pre_cpus, pre_actors = 1.0, (1, max(1, int(spare)))
-        why.append(f"preprocess pool: {pre_actors[0]}:{pre_actors[1]} actors of 1 CPU (the CPUs the forward actors and headroom leave; reasoned)")
+        spare = max(0.0, hw.cpus - forward_cpus - HEADROOM_CPUS * len(nodes))
+        pre_cpus = min(1.0, share(2))
+        pre_actors = (1, max(1, int(spare / pre_cpus)))
+        why.append(
+            f"preprocess pool: {pre_actors[0]}:{pre_actors[1]} actors of {pre_cpus:g} CPU "
+            "(the CPUs the forward actors and headroom leave; reasoned)"
+        )
     elif pool:
         pre_cpus, pre_actors = share(cpu_slots), (1, 1)
         why.append(f"preprocess pool: 1:1 actor of {pre_cpus:g} CPU (a share of the node, like the forward actors)")
@@ -283,7 +295,7 @@ def _default_actors(gpu: bool, hw: Hardware, cpu_nodes: int) -> tuple[int, int]:
 
 def _task_sizing(
     t: "TaskSpec", gpu: bool, pool: bool, actors: tuple[int, int], on_node: int, n_tasks: int,
-    node_cpus: float, hw: Hardware, cpu_share: float,
+    node_cpus: float, hw: Hardware, cpus: float,
 ) -> TaskSizing:
     from operators import get_operator
 
@@ -293,27 +305,32 @@ def _task_sizing(
     if gpu:
         num_gpus = t.num_gpus if t.num_gpus is not None else round(1.0 / n_tasks, 4)
         why = (
-            f"forward actors: {actors[0]}:{actors[1]}{pool_note}, {num_gpus:g} GPU and 1 CPU each"
+            f"forward actors: {actors[0]}:{actors[1]}{pool_note}, {num_gpus:g} GPU and {cpus:g} CPU each"
             + (" (one per GPU; reasoned)" if t.actors is None else ""),
             "forward: 2 calls at once of 1 torch thread (host work overlaps the device; reasoned)",
         )
-        return TaskSizing(1.0, num_gpus, actors, 1, 2, 2, batch, why)
+        return TaskSizing(cpus, num_gpus, actors, 1, 2, 2, batch, why)
     # CPU: this task's actors on a node share its cores with the other tasks' actors.
     cores = max(1, int(node_cpus) // max(1, n_tasks * on_node))
     calls = 1 if kind == "image" or cores < 2 else 2
     threads = max(1, cores // 2) if kind == "image" else max(1, cores // calls)
     decode = 0 if pool or kind == "text" else min(MAX_DECODE_CALLS, cores)
     why = [
-        f"forward actors: {actors[0]}:{actors[1]}{pool_note}, reserving {cpu_share:g} CPU each"
+        f"forward actors: {actors[0]}:{actors[1]}{pool_note}, reserving {cpus:g} CPU each"
         + (" (one per node; reasoned)" if t.actors is None else ""),
     ]
     if kind == "image":
-        why.append(f"forward: 1 call on {threads} torch thread(s) (image forward on half the cores; measured on 2 cores)")
+        why.append(f"forward: 1 call on {_n(threads, 'torch thread')} (image forward on half the cores; measured on 2 cores)")
     else:
         why.append(
-            f"forward: {calls} call(s) at once of {threads} torch thread(s), a lone call taking all {calls * threads}"
+            f"forward: {_n(calls, 'call')} at once of {_n(threads, 'torch thread')}"
+            + (f", a lone call taking all {calls * threads}" if calls > 1 else "")
             + (" (measured on 2 cores: 2 calls of 1 thread)" if calls == 2 else "")
         )
     if decode:
-        why.append(f"decoding: {decode} more concurrent call(s) decoding {kind} in threads (one per core; measured on 2 cores)")
-    return TaskSizing(cpu_share, t.num_gpus or 0.0, actors, threads, calls, calls + decode, batch, tuple(why))
+        why.append(f"decoding: {_n(decode, 'more concurrent call')} decoding {kind} in threads (one per core; measured on 2 cores)")
+    return TaskSizing(cpus, t.num_gpus or 0.0, actors, threads, calls, calls + decode, batch, tuple(why))
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from operators import get_operator
-from tests.offline.conftest import SMALL, ray_session, write_parquet  # noqa: F401  (ray_session: a fixture)
+from tests.offline.conftest import ray_session, write_parquet  # noqa: F401  (ray_session: a fixture)
 from tests.offline.test_tasks_end_to_end import assert_close
 from tests.operators.images import encode, open_for_pipeline, pil_pipeline, pixels
 from tests.operators.test_object_detection import assert_same_objects
@@ -115,7 +115,6 @@ def test_taskray_run_matches_pipeline(ray_session, model_dir, images, reference,
     args = [
         "run", "--task", TASK, "--model", model_dir, "--input", str(tmp_path / "in"), "--output", out,
         "--keep-columns", "n", "--batch-size", "4", "--actors", "1:1",
-        "--preprocess-cpus", str(SMALL["preprocess_cpus"]),
     ]
     assert taskray(args) == 0
     rows = pq.read_table(out).sort_by("n").to_pylist()

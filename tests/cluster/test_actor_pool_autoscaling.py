@@ -90,15 +90,12 @@ def _write_job(tmp_path, model_dir: str) -> tuple[str, str]:
                 "input": str(data),
                 "output": str(out),
                 "block_rows": BLOCK_ROWS,
-                "preprocess_actors": "1:1",
                 "tasks": [
                     {
                         "task": "text-classification",
                         "model": model_dir,
                         "batch_size": FORWARD_BATCH,
                         "actors": "1:3",
-                        "preprocess_cpus": 0.5,
-                        "forward_cpus": 0.5,
                         "forward_resources": {GPU_NODE_RESOURCE: 1},
                     }
                 ],

@@ -22,8 +22,8 @@ SUBMIT_TIMEOUT_S = 240  # one tiny job on 2 shared cores; the head is already up
 
 @pytest.fixture(scope="module")
 def head():
-    # 4 logical CPUs (on 2 cores): the job holds one preprocess and one forward actor (1 CPU
-    # each) for its whole run, and its read and write tasks need CPUs beside them.
+    # 4 logical CPUs (on 2 cores); the job's actors are sized to leave room for its read and
+    # write tasks (pipelines/hardware.py).
     h = LocalRayHead(num_cpus=4)
     try:
         h.start()
@@ -45,7 +45,6 @@ def tiny_job(tmp_path, tiny_model):
                 "input": str(data),
                 "output": str(out),
                 "block_rows": 8,
-                "preprocess_actors": "1:1",
                 "tasks": [{"task": "text-classification", "model": tiny_model("text-classification"), "batch_size": 8}],
             }
         )

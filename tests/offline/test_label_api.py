@@ -102,7 +102,7 @@ def test_forward_refuses_to_append_a_column_the_input_has(models):
     from pipelines.stages import Forward
 
     task = TaskSpec(task="text-classification", model=models["text-classification"])
-    forward = Forward(task, {"label": "text-classification.label", "error": "text-classification.error"}, num_threads=1)
+    forward = Forward(task, {"label": "text-classification.label", "error": "text-classification.error"})
     table = pa.table({"text": ["a"], "text-classification.label": ["x"]})
     with pytest.raises(ValueError, match=r"already has its result columns \['text-classification.label'\]"):
         forward.label(table, {"features": [None], "error": ["input: x"]})

@@ -149,10 +149,6 @@ class Driver:
 # --- data and checks shared by the job tests ------------------------------------------------
 
 TASK = "text-classification"
-# Ray's logical CPUs, not cores: with 1 CPU per actor the preprocess and forward pools alone
-# take both CPUs of a num_cpus=2 Ray and the read tasks never get scheduled (measured: the
-# job sat at Read 0/1 for 9 minutes). Fractions let every stage of the graph fit at once.
-SMALL_ACTORS = {"preprocess_cpus": 0.25, "forward_cpus": 0.1}
 WORDS = (
     "quick brown fox jumps over the lazy dog function definition executable statement "
     "exceptions raised handler loop sequence numbers literals import module binds"
@@ -176,7 +172,7 @@ def text_shards(n_files: int, rows_per_file: int) -> list["pyarrow.Table"]:  # n
 
 
 def driver_job(tmp_path, model_dir: str, block_rows: int, out: str) -> list[str]:
-    """Write a one-task job over `tmp_path/in` (small actors, one preprocess actor) and return
+    """Write a one-task job over `tmp_path/in` (sized by taskray for the driver's Ray) and return
     the argv that runs it with `taskray run` on a fresh local Ray of the driver's own."""
     import sys
 
@@ -189,8 +185,7 @@ def driver_job(tmp_path, model_dir: str, block_rows: int, out: str) -> list[str]
                 "input": [str(tmp_path / "in")],
                 "output": out,
                 "block_rows": block_rows,
-                "preprocess_actors": "1:1",
-                "tasks": [{"task": TASK, "model": model_dir, "batch_size": block_rows, **SMALL_ACTORS}],
+                "tasks": [{"task": TASK, "model": model_dir, "batch_size": block_rows}],
             }
         )
     )

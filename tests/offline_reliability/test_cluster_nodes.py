@@ -13,7 +13,6 @@ import time
 import pytest
 
 from tests.offline_reliability.harness import (
-    SMALL_ACTORS,
     TASK,
     add_cluster_node,
     assert_output_matches,
@@ -68,9 +67,8 @@ def gpu_spec(inp: str, out: str, model_dir: str, actors: str):
     return JobSpec(
         input=[inp],
         output=out,
-        tasks=[TaskSpec(task=TASK, model=model_dir, batch_size=BLOCK_ROWS, num_gpus=1, actors=actors, **SMALL_ACTORS)],
+        tasks=[TaskSpec(task=TASK, model=model_dir, batch_size=BLOCK_ROWS, num_gpus=1, actors=actors)],
         block_rows=BLOCK_ROWS,
-        preprocess_actors=(1, 1),
     )
 
 

@@ -18,7 +18,6 @@ import os
 import pytest
 
 from tests.offline_reliability.harness import (
-    SMALL_ACTORS,
     TASK,
     assert_output_matches,
     checkpoint_state,
@@ -178,11 +177,10 @@ def test_multi_task_retry_replaces_failed_rows_in_place(tmp_path, tiny_model, mo
             input=[str(tmp_path / "in")],
             output=out,
             tasks=[
-                TaskSpec(task=TASK, model=model_dir, name="a", batch_size=block_rows, **SMALL_ACTORS),
-                TaskSpec(task=TASK, model=model_dir, name="b", columns={"text": "text_b"}, batch_size=block_rows, **SMALL_ACTORS),
+                TaskSpec(task=TASK, model=model_dir, name="a", batch_size=block_rows),
+                TaskSpec(task=TASK, model=model_dir, name="b", columns={"text": "text_b"}, batch_size=block_rows),
             ],
             block_rows=block_rows,
-            preprocess_actors=(1, 1),
             mode=mode,
         )
 

@@ -9,7 +9,6 @@ import time
 import pytest
 
 from tests.offline_reliability.harness import (
-    SMALL_ACTORS,
     TASK,
     assert_output_matches,
     expected_rows,
@@ -45,9 +44,8 @@ def job_spec(s3, model_dir: str, out: str, mode: str = "error-if-exists"):
     return JobSpec(
         input=[s3.uri("in/")],
         output=s3.uri(out),
-        tasks=[TaskSpec(task=TASK, model=model_dir, batch_size=BLOCK_ROWS, **SMALL_ACTORS)],
+        tasks=[TaskSpec(task=TASK, model=model_dir, batch_size=BLOCK_ROWS)],
         block_rows=BLOCK_ROWS,
-        preprocess_actors=(1, 1),
         mode=mode,
     )
 
