@@ -21,7 +21,7 @@ from pipelines.storage import Location, is_hidden, read_text, resolve
 if TYPE_CHECKING:
     import pyarrow
 
-    from pipelines.spec import JobSpec
+    from pipelines.spec import JobSpec, without_removed_fields
 
 # Result columns the report never shows and that would only make the row reads larger:
 # depth-estimation's float rows (its `depth` PNG is what the page draws).
@@ -71,7 +71,7 @@ def open_output(uri: str) -> JobOutput:
     import pyarrow.parquet as pq
 
     from operators import get_operator
-    from pipelines.spec import JobSpec
+    from pipelines.spec import JobSpec, without_removed_fields
 
     location = resolve(uri)
     text = read_text(location, posixpath.join(location.path, SUCCESS_FILE))
@@ -82,7 +82,8 @@ def open_output(uri: str) -> JobOutput:
         )
     try:
         manifest = json.loads(text)
-        spec = JobSpec.model_validate(manifest["spec"])
+        # Outputs of earlier versions record sizing fields that taskray now picks itself.
+        spec = JobSpec.model_validate(without_removed_fields(manifest["spec"]))
     except Exception as e:  # a manifest from another version or a damaged file: say which
         raise ReportInputError(f"{location.uri}/{SUCCESS_FILE} is not a taskray manifest this version reads: {e}") from e
 

@@ -197,3 +197,18 @@ def test_removed_sizing_flags_exit_2_naming_the_field(capsys, text_input, tmp_pa
         assert taskray([*base, *flags]) == 2
         assert f"bad job spec: {field}: no longer a setting; taskray picks it per node" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o")
+
+
+def test_a_manifest_of_an_earlier_version_still_reads():
+    """`taskray report` reads the spec recorded in _SUCCESS; earlier versions recorded the
+    sizing fields that taskray now picks itself."""
+    from pipelines.spec import JobSpec, without_removed_fields
+
+    old = {"input": ["i"], "output": "o", "block_rows": 256, "block_growth": 1.0, "io_cpus": 0.25, "preprocess": "actors",
+           "preprocess_actors": None, "error_budget_min_rows": 1000,
+           "tasks": [{"task": "text-classification", "model": "m", "actors": [1, 2], "num_gpus": 0.0, "forward_cpus": 1.0,
+                      "torch_threads": None, "forward_calls": 1, "preprocess_cpus": 1.0}]}
+    with pytest.raises(Exception, match="no longer a setting"):
+        JobSpec.model_validate(old)
+    spec = JobSpec.model_validate(without_removed_fields(old))
+    assert (spec.block_rows, spec.tasks[0].actors) == (256, (1, 2))
