@@ -37,8 +37,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from operators.batching import budget_batches
-from operators.errors import RowError, describe, row_error
-from operators.loading import LoadOptions, load_model, load_processor, resolve_device, resolve_dtype
+from operators.errors import RowError, describe, option_error, row_error
+from operators.loading import LoadOptions, check_dtype, load_model, load_processor, resolve_device, resolve_dtype
 from operators.out_of_memory import MicroBatchScale, free_device_memory, is_out_of_memory
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,11 @@ class OperatorOptions(BaseModel):
         "Each process's first calls wait while it compiles (MiniLM on 2 CPU cores: 9-14 s); on "
         "the CPU it needs a C++ compiler.",
     )
+
+
+# Options that decide how the model is built. with_options copies share the loaded model, so a
+# request cannot change them.
+MODEL_BUILD_OPTIONS = frozenset({"attn_implementation", "torch_compile"})
 
 
 # Measured with all-MiniLM-L6-v2 on 2 CPU cores (benchmarks/RESULTS.md): 16384 tokens per
@@ -164,6 +169,9 @@ class Operator:
     def model(self):
         """The weights, loaded on first use. CPU-only stages never touch this."""
         if self._model is None:
+            # Here, not in check_config(): the job driver that runs check_config() may sit on
+            # another CPU than the actors that run the model.
+            check_dtype(self.device, self.dtype, self.model_id)
             model = self.build_model()
             if self.options.torch_compile:
                 # In place (nn.Module.compile): the model keeps its class, so config,
@@ -223,6 +231,14 @@ class Operator:
         """A shallow copy with some options changed, sharing the loaded model and processor."""
         if not options:
             return self
+        for name in MODEL_BUILD_OPTIONS & options.keys():
+            if options[name] != getattr(self.options, name):
+                # The copy shares the loaded model, which these options built.
+                raise option_error(
+                    self.Options, name, options[name],
+                    f"{name} is fixed when the model loads ({getattr(self.options, name)!r} for "
+                    f"{self.model_id}); it cannot change per request",
+                )
         clone = copy.copy(self)
         clone.options = self.Options(**{**self.options.model_dump(), **options})
         if self._config_checked:

@@ -91,6 +91,33 @@ def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":  # noqa:
     return getattr(torch, dtype)
 
 
+@lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX)."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch.cpu API, hence getattr
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def check_dtype(device: "torch.device", dtype: "torch.dtype", model: str) -> None:  # noqa: F821
+    """Refuse bf16 on a CPU that would emulate it.
+
+    bf16 on the CPU is the opt-in fast path where the CPU has AVX512-BF16 or AMX: oneDNN runs
+    the matmuls there (benchmarks/precision.py measures speed and agreement). Without them torch
+    emulates bf16 through float32, several times slower than float32 itself, which is the
+    opposite of what asking for it means; so the job or the replica fails at start with this
+    error, not slowly.
+    """
+    import torch
+
+    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
+        raise ValueError(
+            f"dtype bfloat16 on the CPU for {model}: this CPU has neither AVX512-BF16 nor AMX, so torch "
+            "would emulate bf16, slower than float32; use dtype float32 (or auto)"
+        )
+
+
 def load_model(auto_class: str, options: LoadOptions, device: "torch.device", dtype: "torch.dtype", **kwargs: Any):
     """Load weights with `transformers.<auto_class>`, in eval mode on `device`."""
     import transformers
