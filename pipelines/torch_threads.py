@@ -1,15 +1,15 @@
-"""torch threads for the forward calls that one actor runs at once (TaskSpec.forward_calls).
+"""torch threads for the forward calls that one actor runs at once (picked per node by
+pipelines/hardware.py: on CPU nodes text and audio run 2 calls, each on half the cores).
 
-An actor with forward_calls=N and torch_threads=T owns N x T threads' worth of cores. While
+An actor with N forward calls of T threads owns N x T threads' worth of cores. While
 all N calls are in the model each runs on T threads; when fewer are (the job's first and last
 blocks, a gap while the next block arrives), the ones running take the idle threads.
 The split is redone before every micro-batch, so a call that started alone on 2 threads
 drops to 1 within one micro-batch (tens of ms) of a second call arriving.
 
 torch's thread count is per OS thread (OpenMP's nthreads ICV and MKL's local setting), so
-each call thread sets its own without touching the others. Measured on 2 cores, embed-text
-with 2 calls of 1 thread: the last ~6 s of a 48 s job ran one call on one thread while the
-other core idled (benchmarks/RESULTS.md).
+each call thread sets its own without touching the others. Without the share, a job's last
+call ran on one thread while the other core idled (measured, see benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
