@@ -18,8 +18,8 @@ images of one exact shape do, because padding would change the answer.
 
 from __future__ import annotations
 
-import logging
 import inspect
+import logging
 from typing import Any
 
 import numpy as np
