@@ -6,7 +6,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.offline_reliability.harness import Driver
+from tests.offline_reliability.harness import Driver, own_ray
 from tests.s3_server import S3Endpoint, s3_endpoint
 
 
@@ -26,8 +26,18 @@ def spawn_driver(tmp_path) -> Iterator[Callable[..., Driver]]:
             d.kill()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def s3() -> Iterator[S3Endpoint]:
     """moto on 127.0.0.1 behind a fault proxy, with bucket `taskray-test` and AWS_* set."""
     with s3_endpoint("taskray-test", proxied=True) as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="package")
+def job_ray(s3) -> Iterator[None]:
+    """One local Ray for the jobs these tests run in-process (test_retry_failed, test_s3_job):
+    starting one costs seconds of CPU. Workers get the S3 endpoint through runtime_env as well,
+    although taskray pickles an explicit filesystem: Ray Data's own S3 access (checkpoint
+    filter) must reach moto too. test_cluster_nodes, which runs first, owns a Cluster instead."""
+    with own_ray(num_cpus=2, runtime_env=s3.runtime_env()):
+        yield

@@ -24,7 +24,6 @@ from tests.offline_reliability.harness import (
     committed_ids,
     driver_job,
     expected_rows,
-    own_ray,
     read_manifest,
     read_output,
     text_shards,
@@ -158,7 +157,7 @@ def test_resume_then_retry_failed_after_sigkills_keep_every_id_once(tmp_path, ti
 
 
 @pytest.mark.timeout(1200)
-def test_multi_task_retry_replaces_failed_rows_in_place(tmp_path, tiny_model, monkeypatch):
+def test_multi_task_retry_replaces_failed_rows_in_place(job_ray, tmp_path, tiny_model, monkeypatch):
     import pipelines.retry
     from pipelines.job import run_job
     from pipelines.spec import JobSpec, TaskSpec
@@ -184,34 +183,33 @@ def test_multi_task_retry_replaces_failed_rows_in_place(tmp_path, tiny_model, mo
             mode=mode,
         )
 
-    with own_ray(num_cpus=2):
-        run_job(spec("error-if-exists"))
-        before = read_output(out)
-        failed_a = set(before.filter(before.column("a.error").is_valid()).column("id").to_pylist())
-        failed_b = set(before.filter(before.column("b.error").is_valid()).column("id").to_pylist())
-        ok_b_in_file_1 = {r["id"]: r for r in task_view(before, "b").to_pylist() if r["id"].startswith("doc-01-")}
-        digests = file_digests(out)
-        write_shards(good, str(tmp_path / "in"))
+    run_job(spec("error-if-exists"))
+    before = read_output(out)
+    failed_a = set(before.filter(before.column("a.error").is_valid()).column("id").to_pylist())
+    failed_b = set(before.filter(before.column("b.error").is_valid()).column("id").to_pylist())
+    ok_b_in_file_1 = {r["id"]: r for r in task_view(before, "b").to_pylist() if r["id"].startswith("doc-01-")}
+    digests = file_digests(out)
+    write_shards(good, str(tmp_path / "in"))
 
-        # A retry that dies after replacing one file (injected: the second file replacement
-        # raises), as a kill mid-merge would leave it.
-        real_replace, calls = pipelines.retry._replace_file, []
+    # A retry that dies after replacing one file (injected: the second file replacement
+    # raises), as a kill mid-merge would leave it.
+    real_replace, calls = pipelines.retry._replace_file, []
 
-        def replace_then_die(*args):
-            calls.append(args)
-            if len(calls) > 1:
-                raise OSError("injected: killed mid-merge")
-            real_replace(*args)
+    def replace_then_die(*args):
+        calls.append(args)
+        if len(calls) > 1:
+            raise OSError("injected: killed mid-merge")
+        real_replace(*args)
 
-        monkeypatch.setattr(pipelines.retry, "_replace_file", replace_then_die)
-        with pytest.raises(OSError, match="injected"):
-            pipelines.retry.retry_failed(spec("retry-failed"))
-        assert len(calls) == 2, "the merge should have replaced one file before the injected failure"
-        assert_each_id_once(read_output(out), expected)
-        assert [h["mode"] for h in read_manifest(out)["history"]] == ["run"]
-        monkeypatch.setattr(pipelines.retry, "_replace_file", real_replace)
+    monkeypatch.setattr(pipelines.retry, "_replace_file", replace_then_die)
+    with pytest.raises(OSError, match="injected"):
+        pipelines.retry.retry_failed(spec("retry-failed"))
+    assert len(calls) == 2, "the merge should have replaced one file before the injected failure"
+    assert_each_id_once(read_output(out), expected)
+    assert [h["mode"] for h in read_manifest(out)["history"]] == ["run"]
+    monkeypatch.setattr(pipelines.retry, "_replace_file", real_replace)
 
-        summary = pipelines.retry.retry_failed(spec("retry-failed"))
+    summary = pipelines.retry.retry_failed(spec("retry-failed"))
 
     after = read_output(out)
     for prefix in ("a", "b"):

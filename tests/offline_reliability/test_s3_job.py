@@ -12,7 +12,6 @@ from tests.offline_reliability.harness import (
     TASK,
     assert_output_matches,
     expected_rows,
-    own_ray,
     read_manifest,
     read_output,
     text_shards,
@@ -21,14 +20,6 @@ from tests.offline_reliability.harness import (
 )
 
 N_FILES, ROWS_PER_FILE, BLOCK_ROWS = 6, 40, 10  # 24 blocks: the fault lands mid-job
-
-
-@pytest.fixture(scope="module")
-def ray_s3(s3):
-    # Workers get the endpoint through runtime_env as well, although taskray pickles an
-    # explicit filesystem: Ray Data's own S3 access (checkpoint filter) must reach moto too.
-    with own_ray(num_cpus=2, runtime_env=s3.runtime_env()):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +41,16 @@ def job_spec(s3, model_dir: str, out: str, mode: str = "error-if-exists"):
     )
 
 
-@pytest.mark.timeout(900)
-def test_round_trip_equals_operator_call(s3, ray_s3, dataset, tiny_model):
-    from pipelines.job import run_job
-
-    summary = run_job(job_spec(s3, tiny_model(TASK), "out/"))
-
-    fs = s3.check_fs()
-    assert_output_matches(read_output(f"{s3.bucket}/out", fs), dataset)
-    manifest = read_manifest(f"{s3.bucket}/out", fs)
-    failed = sum(1 for r in dataset.values() if r["error"] is not None)
-    assert manifest["rows"] == {"total": len(dataset), "ok": len(dataset) - failed, "failed": failed}
-    assert summary.total == len(dataset) and summary.rows_processed == len(dataset)
-    assert not [k for k in s3.list_keys("out/") if "_checkpoint" in k], "checkpoint left after success"
-
-
-# Generous bounds: they only catch hangs (a loaded 2-core machine runs these jobs for minutes).
+# Generous bound: it only catches hangs (a loaded 2-core machine runs these jobs for minutes).
 @pytest.mark.timeout(1200)
-def test_endpoint_outage_mid_job_never_leaves_partial_success(s3, ray_s3, dataset, tiny_model):
+def test_round_trip_through_an_endpoint_outage_mid_job(s3, job_ray, dataset, tiny_model):
+    """One job reads its input from S3 and writes its output there, through the fault proxy.
+    Mid-job the endpoint goes down; while it is down nothing may declare the output complete.
+    The job then finishes (after retries, or by failing and resuming) with output equal to the
+    operator's __call__, the right counts in _SUCCESS and no checkpoint left.
+
+    (A clean round trip of its own ran the same reads, writes and checks without the fault:
+    one more job of the same data for nothing this test does not show.)"""
     from pipelines.job import JobFailedError, run_job
 
     out = "out-outage"
@@ -108,7 +91,16 @@ def test_endpoint_outage_mid_job_never_leaves_partial_success(s3, ray_s3, datase
         assert isinstance(outcome["error"], JobFailedError), repr(outcome["error"])
         assert read_manifest(f"{s3.bucket}/{out}", fs) is None
         # ... and the checkpoint lets a rerun finish the job with nothing lost or doubled.
-        run_job(job_spec(s3, tiny_model(TASK), out + "/", mode="resume"))
+        summary = run_job(job_spec(s3, tiny_model(TASK), out + "/", mode="resume"))
+        assert 0 < summary.rows_processed <= len(dataset)
+    else:
+        # Every row went through forward; a block Ray retried after a refused request may count
+        # twice (exact counts of a run are checked by the resume test in test_retry_failed.py).
+        summary = outcome["summary"]
+        assert summary.rows_processed >= len(dataset)
+    assert summary.total == len(dataset)
     assert_output_matches(read_output(f"{s3.bucket}/{out}", fs), dataset)
     manifest = read_manifest(f"{s3.bucket}/{out}", fs)
-    assert manifest is not None and manifest["rows"]["total"] == len(dataset)
+    failed = sum(1 for r in dataset.values() if r["error"] is not None)
+    assert manifest["rows"] == {"total": len(dataset), "ok": len(dataset) - failed, "failed": failed}
+    assert not [k for k in s3.list_keys(out + "/") if "_checkpoint" in k], "checkpoint left after success"
