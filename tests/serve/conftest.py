@@ -1,6 +1,7 @@
 """One Serve instance for all Serve tests: every task from configs/serve.yaml (models swapped
-for tiny ones) plus three text-classification endpoints tuned for the API, backpressure and
-auth tests. Deploying them together lets their replicas start in parallel, once."""
+for tiny ones) plus test endpoints tuned for the API, backpressure, crash and auth tests.
+Deploying them together lets their replicas start in parallel, once; each replica is a process
+that imports torch and transformers, so the tests share endpoints where their settings allow."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ SERVE_YAML = REPO / "configs" / "serve.yaml"
 
 API_ROUTE = "/v1/test/api"
 SLOW_ROUTE = "/v1/test/slow"
-SECURE_ROUTE = "/v1/test/secure"
+# The feature-extraction application behind a token: the auth tests' endpoint, and the root
+# POST /v1/embeddings's second application (the example endpoints hold the first).
+SECURE_ROUTE = "/v1/test/secure-embeddings"
+SECURE_EMBEDDINGS_APP = "test-secure-embeddings"
 CRASH_ROUTE = "/v1/test/crash"  # isolate_model: the model runs in a TaskModel deployment of its own
 CRASH_APP = "test-crash"
 CRASH_RETRY_AFTER_S = 2
@@ -25,9 +29,6 @@ AUTH_TOKEN = "s3cret-token-for-tests-5d1f0a"
 API_MAX_BATCH = 4
 API_MAX_BODY = 4096
 SLOW_WAIT_S = 1.5  # the one admitted request of the slow endpoint waits this long for company
-# A second feature-extraction application, behind a token, for the root's POST /v1/embeddings
-# (deployed with the example endpoints, which hold the first).
-SECURE_EMBEDDINGS_APP = "test-secure-embeddings"
 # Test files that need the 13 example endpoints of configs/serve.yaml.
 EXAMPLE_ENDPOINT_TESTS = ("test_parity.py", "test_clients.py")
 
@@ -59,13 +60,6 @@ def _test_endpoints(model: str) -> list:
             deployment=DeploymentOptions(num_cpus=0, max_ongoing_requests=1, max_queued_requests=1, retry_after_s=2),
         ),
         AppSpec(
-            name="test-secure",
-            route_prefix=SECURE_ROUTE,
-            args=EndpointArgs(task="text-classification", model=model),
-            deployment=light,
-            auth_token=AUTH_TOKEN,
-        ),
-        AppSpec(
             name=CRASH_APP,
             route_prefix=CRASH_ROUTE,
             args=EndpointArgs(task="text-classification", model=model, max_batch_size=4, max_inputs=32,
@@ -80,7 +74,7 @@ def _secure_embeddings_endpoint(model: str):
 
     return AppSpec(
         name=SECURE_EMBEDDINGS_APP,
-        route_prefix="/v1/test/secure-embeddings",
+        route_prefix=SECURE_ROUTE,
         args=EndpointArgs(task="feature-extraction", model=model),
         deployment=DeploymentOptions(num_cpus=0),
         auth_token=AUTH_TOKEN,
@@ -143,10 +137,9 @@ def serve_url(tiny_model, request):
 
     port = free_port()
     config = {"http_options": {"host": "127.0.0.1", "port": port}, "applications": []}
-    tests = _test_endpoints(tiny_model("text-classification"))
+    tests = [*_test_endpoints(tiny_model("text-classification")), _secure_embeddings_endpoint(tiny_model("feature-extraction"))]
     if any(name in item.nodeid for item in request.session.items for name in EXAMPLE_ENDPOINT_TESTS):
         config = example_config_with_tiny_models(tiny_model, port)
-        tests.append(_secure_embeddings_endpoint(tiny_model("feature-extraction")))
     extra = ServeSpec(port=port, applications=tests)
     config["applications"] += [
         a for a in extra.to_serve_config()["applications"]
@@ -157,7 +150,7 @@ def serve_url(tiny_model, request):
     if started:
         _init_local_ray()
     try:
-        # Generous for 17 replicas on an oversubscribed 2-core machine, yet under pytest-timeout
+        # Generous for every replica on an oversubscribed 2-core machine, yet under pytest-timeout
         # (600 s) so that a slow start fails naming the applications still deploying.
         deploy(config, timeout_s=540)
         yield f"http://127.0.0.1:{port}"
