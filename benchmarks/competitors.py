@@ -199,6 +199,7 @@ def taskray_run(workload: Workload, input_dir: str, output_dir: str) -> Measurem
         "--input", input_dir, "--output", output_dir, "--id-column", "id",
     ]
     shutil.rmtree(output_dir, ignore_errors=True)
+    picks = taskray_picks(argv)
     # The command's environment is the one the harness was started in: the harness adds only
     # HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE (the models are local), nothing that tunes.
     run = run_command(argv, output_dir=output_dir, log_path=output_dir.rstrip("/") + ".log", cwd=REPO)
@@ -215,8 +216,26 @@ def taskray_run(workload: Workload, input_dir: str, output_dir: str) -> Measurem
         peak_rss_bytes=run.peak_rss_bytes,
         spilled_bytes=run.spilled_bytes,
         first_output_s=run.first_output_s,
-        config={"command": " ".join(argv), "job_wall_s": manifest.get("wall_s"), "spec": manifest.get("spec")},
+        config={"command": " ".join(argv), "job_wall_s": manifest.get("wall_s"), "picks": picks, "spec": manifest.get("spec")},
     )
+
+
+PICKS_HEADING = "# picked for the hardware"
+
+
+def taskray_picks(argv: list[str]) -> list[str]:
+    """What `taskray run` picks for this machine, and why: the `--dry-run` of the same command
+    line (it starts no Ray), run before and outside the timing. Its lines under
+    PICKS_HEADING, or the whole output if that heading is gone."""
+    import subprocess
+
+    proc = subprocess.run([*argv, "--dry-run"], cwd=REPO, capture_output=True, text=True, check=True)
+    lines = proc.stdout.splitlines()
+    if PICKS_HEADING not in lines:
+        return lines
+    section = lines[lines.index(PICKS_HEADING) + 1 :]
+    end = next((i for i, line in enumerate(section) if line.startswith("# ")), len(section))
+    return [line for line in section[:end] if line.strip()]
 
 
 def read_taskray_output(output_dir: str, column: str) -> list:

@@ -16,8 +16,8 @@ Ray's processes included), spilling from their Ray's raylet log, and `1st out s`
 first output file appeared (start-up, weights and the first block read, forwarded and
 written). taskray's `fwd busy` is not measured: its forward runs inside its own actors, where
 the harness no longer reaches; naive Ray Data's still is, in the predictor class the harness
-hands it. The `_SUCCESS` manifest gives taskray's resolved spec (what it picked) and the job's
-own wall time.
+hands it. What taskray picks for the machine comes from the same command's `--dry-run`, run
+before the timing; its `_SUCCESS` manifest gives the job's own wall time.
 """
 
 from __future__ import annotations
@@ -238,14 +238,15 @@ def target_lines(workload: str, results: list[Measurement]) -> list[str]:
 
 
 def agreement_lines(results: list[Measurement]) -> list[str]:
-    """How far taskray's results agree with the references it was compared with."""
+    """How far taskray's results agree with the references it was compared with, and what
+    taskray picked for the machine (its --dry-run)."""
     taskray = next((m for m in results if m.competitor == "taskray run"), None)
     if taskray is None:
         return []
     named = {"agrees_with_pipeline": "pipeline", "agrees_with_sentence_transformers": "sentence-transformers"}
     return [
-        f"  taskray agrees with {who} on {taskray.config[key]:.1%} of items"
-        for key, who in named.items() if key in taskray.config
+        *(f"  taskray agrees with {who} on {taskray.config[key]:.1%} of items" for key, who in named.items() if key in taskray.config),
+        *(f"  taskray picked: {line}" for line in taskray.config.get("picks", ())),
     ]
 
 

@@ -53,6 +53,7 @@ def test_every_workload_runs_every_competitor(tmp_path):
         command = taskray["config"]["command"].split()
         assert command[1] == "run" and {a for a in command if a.startswith("--")} == USER_FLAGS, command
         assert taskray["config"]["spec"]["tasks"][0]["model"] in command
+        assert taskray["config"]["picks"], taskray["config"]  # what --dry-run says it picked
         assert taskray["spilled_bytes"] == 0 and taskray["device_utilisation"] is None
         # the job's own wall time is inside the command's, which adds the interpreter and Ray
         assert 0 < taskray["config"]["job_wall_s"] < taskray["seconds"]
