@@ -112,7 +112,9 @@ class LocalRayHead:
                 p.terminate()
             except psutil.NoSuchProcess:
                 pass
-        _, alive = psutil.wait_procs(procs, timeout=10)
+        # A short grace: the head is thrown away, and whatever has not exited by then (Ray's
+        # agents can take 10 s) is killed as `ray stop --force` would.
+        _, alive = psutil.wait_procs(procs, timeout=2)
         for p in alive:
             try:
                 p.kill()
