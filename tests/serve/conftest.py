@@ -155,9 +155,10 @@ def serve_url(tiny_model, request):
         deploy(config, timeout_s=540)
         yield f"http://127.0.0.1:{port}"
     finally:
-        serve.shutdown()
         if started:
-            ray.shutdown()
+            ray.shutdown()  # takes Serve with it, without serve.shutdown()'s graceful replica stops
+        else:
+            serve.shutdown()
 
 
 @pytest.fixture(scope="session")
