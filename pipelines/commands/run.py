@@ -31,6 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="N", help="rows per forward call")
     parser.add_argument("--num-gpus", type=float, metavar="F", help="GPUs per forward actor (fractional ok)")
     parser.add_argument("--actors", metavar="MIN:MAX", help="forward actor pool size")
+    parser.add_argument(
+        "--dtype", choices=("auto", "float32", "float16", "bfloat16"),
+        help="weight dtype (default auto: bf16/fp16 on GPU, fp32 on CPU); bfloat16 on a CPU with AVX512-BF16 or AMX is the opt-in fast path",
+    )
     from pipelines.hardware import REMOVED_FIELDS
 
     for name in sorted(REMOVED_FIELDS):  # accepted only to be refused by name, saying taskray picks it
@@ -66,6 +70,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "num_gpus": args.num_gpus,
         "actors": args.actors,
+        "dtype": args.dtype,
         "limit": args.limit,
         "max_failed_fraction": args.max_failed_fraction,
         "columns": _pairs(args.column, "--column", parse_values=False),

@@ -212,3 +212,14 @@ def test_a_manifest_of_an_earlier_version_still_reads():
         JobSpec.model_validate(old)
     spec = JobSpec.model_validate(without_removed_fields(old))
     assert (spec.block_rows, spec.tasks[0].actors) == (256, (1, 2))
+
+
+def test_dtype_flag_sets_the_task_dtype():
+    from pipelines.cli import build_parser
+    from pipelines.commands.run import overrides_from_args
+
+    args = build_parser().parse_args(
+        ["run", "--task", "feature-extraction", "--model", "m", "--input", "i", "--output", "o", "--dtype", "bfloat16"]
+    )
+    spec = load_job_spec(None, overrides_from_args(args))
+    assert spec.tasks[0].dtype == "bfloat16"
