@@ -155,8 +155,8 @@ WORDS = (
 ).split()
 
 
-def text_shards(n_files: int, rows_per_file: int) -> list["pyarrow.Table"]:  # noqa: F821
-    """Deterministic `id`/`text` shards; every 17th text is None, so error rows travel too."""
+def text_shards(n_files: int, rows_per_file: int, none_every: int = 17) -> list["pyarrow.Table"]:  # noqa: F821
+    """Deterministic `id`/`text` shards; every `none_every`th text is None, so error rows travel too."""
     import pyarrow as pa
 
     shards = []
@@ -166,7 +166,7 @@ def text_shards(n_files: int, rows_per_file: int) -> list["pyarrow.Table"]:  # n
             i = f * rows_per_file + r
             ids.append(f"doc-{f:02d}-{r:04d}")
             n = 3 + i % 11
-            texts.append(None if i % 17 == 5 else " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(n)))
+            texts.append(None if i % none_every == 5 else " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(n)))
         shards.append(pa.table({"id": ids, "text": texts}))
     return shards
 

@@ -164,7 +164,9 @@ def test_multi_task_retry_replaces_failed_rows_in_place(job_ray, tmp_path, tiny_
 
     n_files, rows_per_file, block_rows = 4, 20, 10
     model_dir = tiny_model(TASK)
-    good = [t.append_column("text_b", t.column("text")) for t in text_shards(n_files, rows_per_file)]
+    # Rows 5 and 45 fail for good (files 0 and 2); with the broken files 1 and 2, the output file
+    # of input file 3 has no failed row and must stay untouched.
+    good = [t.append_column("text_b", t.column("text")) for t in text_shards(n_files, rows_per_file, none_every=40)]
     expected = expected_rows(model_dir, good)
     # Task a fails the rows of file 1, task b those of file 2: each task retries its own.
     first_input = broken(broken(good, {1}, "text"), {2}, "text_b")

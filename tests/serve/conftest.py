@@ -86,7 +86,7 @@ def example_config_with_tiny_models(tiny_model, port: int) -> dict:
     test options of tests/serve/references.py, and no CPU reservation (13 replicas share 2
     cores here)."""
     from operators import list_tasks
-    from tests.serve.references import ENDPOINT_OPTIONS
+    from tests.serve.references import ENDPOINT_ONLY_OPTIONS, ENDPOINT_OPTIONS
 
     config = yaml.safe_load(SERVE_YAML.read_text())
     config["http_options"] = {"host": "127.0.0.1", "port": port}
@@ -99,8 +99,9 @@ def example_config_with_tiny_models(tiny_model, port: int) -> dict:
             if task not in registered:
                 continue  # an operator not written yet; test_every_task_is_served reports it
             app["args"]["model"] = tiny_model(task)
-            if task in ENDPOINT_OPTIONS:
-                app["args"]["options"] = {**app["args"].get("options", {}), **ENDPOINT_OPTIONS[task]}
+            extra = {**ENDPOINT_OPTIONS.get(task, {}), **ENDPOINT_ONLY_OPTIONS.get(task, {})}
+            if extra:
+                app["args"]["options"] = {**app["args"].get("options", {}), **extra}
             for deployment in app.get("deployments", []):
                 deployment["ray_actor_options"] = {"num_cpus": 0, "num_gpus": 0}
         apps.append(app)
