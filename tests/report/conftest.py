@@ -80,7 +80,7 @@ def write_job_output(root: str, tiny_model, tasks: list[dict], keep: list[str], 
         patch.setattr(stages, "_node_id", lambda: "test-node")
         for t in spec.tasks:
             names = {c: spec.output_column(t, c) for c in (*get_operator(t.task).output_columns, "error")}
-            out = stages.Forward(t, names, num_threads=1)(out)
+            out = stages.Forward(t, names)(out)
     step = -(-out.num_rows // files)
     for i in range(files):
         pq.write_table(out.slice(i * step, step), os.path.join(output_dir, f"part-{i:03d}.parquet"))
