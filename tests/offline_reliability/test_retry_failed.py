@@ -126,9 +126,11 @@ def test_resume_then_retry_failed_after_sigkills_keep_every_id_once(tmp_path, ti
     staging = os.path.join(out, "_retry", "data")
     retry = spawn_driver([*argv, "--retry-failed"], env=env)
     # The staging checkpoint starts with one committed file (the ids not to retry); wait for
-    # two more, i.e. retried blocks written, then kill the retry with its whole Ray.
+    # one more, i.e. a retried block written, then kill the retry with its whole Ray. (The
+    # retried rows are few, and inline decoding writes them in few files: waiting for two
+    # let the retry finish first.)
     wait_until(
-        lambda: not retry.alive() or len(checkpoint_state(staging)["committed"]) >= 3,
+        lambda: not retry.alive() or len(checkpoint_state(staging)["committed"]) >= 2,
         480,
         "retried blocks committed in the staging area",
     )
