@@ -201,15 +201,11 @@ class JobSizing:
 
 
 def input_kind(task: "TaskSpec") -> Literal["text", "image", "audio"]:
-    """What the forward actor decodes: audio or images (decoding threads help), else text."""
+    """What the forward actor decodes: the operator's modality (audio and images: decoding
+    threads help; text: tokenizing)."""
     from operators import get_operator
 
-    roles = set(get_operator(task.task).input_roles)
-    if "audio" in roles:
-        return "audio"
-    if roles and roles <= {"image"}:
-        return "image"
-    return "text"
+    return get_operator(task.task).modality
 
 
 def pick_sizing(spec: "JobSpec", hw: Hardware) -> JobSizing:
