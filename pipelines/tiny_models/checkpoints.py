@@ -436,6 +436,26 @@ def build_checkpoint_model(hub_id: str, root: str) -> str:
     """Build (once) the tiny model standing for `hub_id` under `root`; return its directory."""
     from pipelines.tiny_models import build_once
 
-    if hub_id not in CHECKPOINTS:
-        raise ValueError(f"no checkpoint configuration for {hub_id!r}; known: {', '.join(sorted(CHECKPOINTS))}")
-    return build_once(os.path.join(root, "checkpoints", hub_id.replace("/", "--")), CHECKPOINTS[hub_id][1])
+    table = all_checkpoints()
+    if hub_id not in table:
+        raise ValueError(f"no checkpoint configuration for {hub_id!r}; known: {', '.join(sorted(table))}")
+    return build_once(os.path.join(root, "checkpoints", hub_id.replace("/", "--")), table[hub_id][1])
+
+
+# The tier of families users bring most, one module per modality (each holds a CHECKPOINTS
+# table of the same shape as the seed checkpoints' above).
+TIER_MODULES = ("generation", "text", "vision", "audio")
+
+
+def all_checkpoints() -> dict[str, tuple[str, Callable[[str], str]]]:
+    """hub id -> (task, builder) for the seed checkpoints and every tier module."""
+    from importlib import import_module
+
+    table = dict(CHECKPOINTS)
+    for name in TIER_MODULES:
+        tier = import_module(f"pipelines.tiny_models.tier_{name}").CHECKPOINTS
+        duplicated = set(tier) & set(table)
+        if duplicated:
+            raise ValueError(f"checkpoint configurations defined twice: {sorted(duplicated)}")
+        table.update(tier)
+    return table
