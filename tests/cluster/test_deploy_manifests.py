@@ -1,11 +1,12 @@
 """deploy/ (KubeRay RayJob and RayService), checked offline against KubeRay's own CRD schemas
-(from ../shared/kuberay), Ray's reading of the worker groups, and the files they must agree
+(kept in tests/cluster/kuberay), Ray's reading of the worker groups, and the files they must agree
 with: configs/serve.yaml, pyproject's version, the installed Ray, `taskray run`'s flags."""
 
 from __future__ import annotations
 
 import argparse
 import copy
+import gzip
 import os
 import shlex
 import subprocess
@@ -27,17 +28,14 @@ GPU_NODE_RESOURCE = "taskray_gpu_node"
 YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are ~1 MB each
 
 
-def _kuberay_dir() -> str:
-    """shared/kuberay beside the repository (a CI clone) or inside it (this workspace)."""
-    candidates = [os.path.join(ROOT, "..", "shared", "kuberay"), os.path.join(ROOT, "shared", "kuberay")]
-    for path in candidates:
-        if os.path.isdir(path):
-            return os.path.abspath(path)
-    pytest.fail(f"KubeRay CRD schemas not found; looked in {[os.path.abspath(p) for p in candidates]}")
+# KubeRay's CRDs, kept in the repository (gzipped, otherwise unchanged) so that a plain clone
+# passes: tests/cluster/kuberay/README.md names their source commit and licence.
+KUBERAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kuberay")
 
 
 def _load(path: str, loader=yaml.SafeLoader):
-    with open(path, encoding="utf-8") as f:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
         return yaml.load(f, Loader=loader)
 
 
@@ -69,7 +67,7 @@ def _strict(schema):
 def crd_schemas() -> dict[str, tuple[str, dict]]:
     out = {}
     for kind, name in CRDS.items():
-        crd = _load(os.path.join(_kuberay_dir(), name), YamlLoader)
+        crd = _load(os.path.join(KUBERAY, name + ".gz"), YamlLoader)
         assert crd["spec"]["names"]["kind"] == kind
         storage = next(v for v in crd["spec"]["versions"] if v.get("storage"))
         out[kind] = (f"{crd['spec']['group']}/{storage['name']}", _strict(storage["schema"]["openAPIV3Schema"]))
