@@ -44,12 +44,6 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from pipelines.spec import JobSpec, TaskSpec
 
-# Fields of earlier versions that these picks replace; a job that sets one fails naming it
-# (pipelines/spec.py), and so does its `taskray run` flag.
-REMOVED_TASK_FIELDS = frozenset({"forward_cpus", "torch_threads", "forward_calls", "preprocess_cpus"})
-REMOVED_JOB_FIELDS = frozenset({"block_growth", "io_cpus", "preprocess_actors", "preprocess", "error_budget_min_rows"})
-REMOVED_FIELDS = REMOVED_TASK_FIELDS | REMOVED_JOB_FIELDS
-
 # Logical CPUs left unreserved on a node for Ray Data's read and write tasks (IO_CPUS each) and
 # the 1-CPU CheckpointFilter actor that Ray Data adds on --resume.
 HEADROOM_CPUS = 1.5

@@ -14,9 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-# A job file or flag that still sets a field taskray now picks from the hardware fails, naming
-# it, rather than being silently ignored.
-from pipelines.hardware import REMOVED_FIELDS, REMOVED_JOB_FIELDS, REMOVED_TASK_FIELDS
+# Sizing fields of earlier versions that taskray now picks from the hardware
+# (pipelines/hardware.py). A job file or flag that still sets one fails naming it, pointing at
+# --dry-run, rather than being silently ignored.
+REMOVED_TASK_FIELDS = frozenset({"forward_cpus", "torch_threads", "forward_calls", "preprocess_cpus"})
+REMOVED_JOB_FIELDS = frozenset({"block_growth", "io_cpus", "preprocess_actors", "preprocess", "error_budget_min_rows"})
+REMOVED_FIELDS = REMOVED_TASK_FIELDS | REMOVED_JOB_FIELDS
 
 INPUT_FORMATS = ("auto", "parquet", "images", "audio", "jsonl", "csv", "webdataset")
 MODES = ("error-if-exists", "resume", "overwrite", "retry-failed")

@@ -35,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--dtype", choices=("auto", "float32", "float16", "bfloat16"),
         help="weight dtype (default auto: bf16/fp16 on GPU, fp32 on CPU); bfloat16 on a CPU with AVX512-BF16 or AMX is the opt-in fast path",
     )
-    from pipelines.hardware import REMOVED_FIELDS
+    from pipelines.spec import REMOVED_FIELDS
 
     for name in sorted(REMOVED_FIELDS):  # accepted only to be refused by name, saying taskray picks it
         parser.add_argument(f"--{name.replace('_', '-')}", dest=f"removed_{name}", nargs="?", const="", help=argparse.SUPPRESS)
@@ -76,7 +76,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "columns": _pairs(args.column, "--column", parse_values=False),
         "options": _pairs(args.option, "--option", parse_values=True),
     }
-    from pipelines.hardware import REMOVED_FIELDS
+    from pipelines.spec import REMOVED_FIELDS
 
     for name in sorted(REMOVED_FIELDS):
         if getattr(args, f"removed_{name}", None) is not None:
