@@ -4,6 +4,14 @@ transformers 5 removed this pipeline; we implement the semantics of transformers
 QuestionAnsweringPipeline: question-first pairs, `doc_stride` windows over long contexts,
 `max_answer_len`, `handle_impossible_answer`, answers aligned to words and given as
 character offsets into the original context, equal answers from different windows merged.
+Why a copy, not a call: v5 has no QA pipeline to call, and 4.57 cannot be imported beside v5;
+tests/operators/test_question_answering.py and tests/checkpoints/test_text_tier.py hold this
+copy to 4.57's pipeline on BERT and RoBERTa (SQuAD2) checkpoints. The windowing itself is the
+tokenizer's (`stride` with `return_overflowing_tokens`), as in 4.57.
+
+Windows are at most the token limit (operators/text_inputs.py): 4.57 uses
+min(model_max_length, 384) or the `max_seq_len` given, so a `max_seq_len` past the model's
+positions fails there on every long context and is capped here.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from operators.base import Operator
 from operators.batching import pad_sequences
 from operators.errors import RowError
 from operators.registry import register_operator
-from operators.text_inputs import TextLimitOptions, check_text
+from operators.text_inputs import TextLimitOptions, TokenLimit, check_text
 
 _MASKED = -10000.0  # what 4.57 writes over logits that cannot be part of an answer
 
@@ -28,7 +36,10 @@ class QuestionAnsweringOptions(TextLimitOptions):
         None, ge=1, description="Overlap between context windows; default min(max_seq_len // 2, 128)."
     )
     max_seq_len: int | None = Field(
-        None, ge=8, description="Tokens per window (question + context); default min(model_max_length, 384)."
+        None,
+        ge=8,
+        description="Tokens per window (question + context); default min(model_max_length, 384); "
+        "capped by the model's positions (512 of RoBERTa's 514).",
     )
     max_answer_len: int = Field(15, ge=1, description="Longest answer, in tokens.")
     handle_impossible_answer: bool = Field(False, description="Allow the empty answer when it scores best.")
@@ -36,7 +47,7 @@ class QuestionAnsweringOptions(TextLimitOptions):
 
 
 @register_operator("question-answering")
-class QuestionAnsweringOperator(Operator):
+class QuestionAnsweringOperator(TokenLimit, Operator):
     modality = "text"
     input_roles = ("question", "context")
     output_columns = ("answer", "score", "start", "end", "answers")
@@ -53,7 +64,7 @@ class QuestionAnsweringOperator(Operator):
         }
 
     def _window(self) -> tuple[int, int]:
-        max_seq_len = self.options.max_seq_len or min(self.processor.model_max_length, 384)
+        max_seq_len = self.max_tokens(self.options.max_seq_len or 384)
         doc_stride = self.options.doc_stride or min(max_seq_len // 2, 128)
         if doc_stride > max_seq_len:
             raise ValueError(f"doc_stride ({doc_stride}) is larger than max_seq_len ({max_seq_len})")
@@ -100,10 +111,13 @@ class QuestionAnsweringOperator(Operator):
 
     def forward_batch(self, windows: list[dict[str, Any]]) -> list[tuple[np.ndarray, np.ndarray]]:
         ids, mask = pad_sequences([w["input_ids"] for w in windows], self.processor.pad_token_id or 0, dtype=np.int64)
-        types, _ = pad_sequences([w["types"] for w in windows], 0, dtype=np.int64)
-        out = self.model(
-            input_ids=self.to_device(ids), attention_mask=self.to_device(mask), token_type_ids=self.to_device(types)
-        )
+        inputs = {"input_ids": self.to_device(ids), "attention_mask": self.to_device(mask)}
+        # As 4.57 does, only the inputs the tokenizer names: RoBERTa's have no token types (its
+        # one-row type table would reject a second segment's 1s).
+        if "token_type_ids" in self.processor.model_input_names:
+            types, _ = pad_sequences([w["types"] for w in windows], 0, dtype=np.int64)
+            inputs["token_type_ids"] = self.to_device(types)
+        out = self.model(**inputs)
         starts = out.start_logits.float().cpu().numpy()
         ends = out.end_logits.float().cpu().numpy()
         return [(starts[k, : len(w["input_ids"])], ends[k, : len(w["input_ids"])]) for k, w in enumerate(windows)]

@@ -1,4 +1,14 @@
-"""text-classification: one label per text (BERT-style sequence classification)."""
+"""text-classification: one label per text (BERT-style sequence classification).
+
+Scores are TextClassificationPipeline.postprocess's own: it picks sigmoid for
+problem_type multi_label_classification or one label, none for regression, softmax otherwise.
+
+Deliberate difference: inputs are truncated to the token limit (operators/text_inputs.py) by
+default. pipeline() truncates only when asked, and even then only to the tokenizer's
+model_max_length, which is unset (1e30) for checkpoints saved without tokenizer_config.json
+(cardiffnlp's twitter-roberta): there a long text makes the pipeline raise an index error,
+and taskray answers as the pipeline does on the text truncated to the model's positions.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from operators.registry import register_operator
-from operators.scoring import class_scores, top_labels
-from operators.text_inputs import EncoderTextOperator, TextOptions
+from operators.text_inputs import EncoderTextOperator, TextOptions, pipeline_steps
 
 
 class TextClassificationOptions(TextOptions):
@@ -32,6 +41,16 @@ class TextClassificationOperator(EncoderTextOperator):
         return list(logits.float().cpu().numpy())
 
     def postprocess_row(self, raw: np.ndarray, features: dict[str, Any]) -> dict[str, Any]:
-        config = self.model.config
-        scores = class_scores(raw, config, self.options.function_to_apply)
-        return top_labels(scores, config.id2label, self.options.top_k)
+        import torch
+        from transformers.pipelines.text_classification import ClassificationFunction, TextClassificationPipeline
+
+        steps = pipeline_steps(TextClassificationPipeline, self.processor, self.model_config)
+        function = self.options.function_to_apply
+        ranked = steps.postprocess(
+            {"logits": torch.from_numpy(raw)[None]},
+            function_to_apply=None if function == "default" else ClassificationFunction[function.upper()],
+            top_k=None,
+            _legacy=False,  # every label, best first (a stable sort: ties keep the label order)
+        )
+        top_k = self.options.top_k
+        return {**ranked[0], "scores": ranked[:top_k] if top_k is not None else None}
