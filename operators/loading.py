@@ -164,14 +164,11 @@ def load_processor(kind: str, options: LoadOptions, **kwargs: Any):
     # AutoImageProcessor pulls in modeling_utils and torch.distributed, ~4 s of a text
     # preprocessing actor's start-up on 2 cores (measured with cProfile).
     cls = getattr(transformers, PROCESSOR_CLASSES[kind])
-    if kind == "image_processor":
-        # The PIL backends need no torchvision, which CPU preprocessing does not depend on.
-        # A deliberate difference from transformers.pipeline: with torchvision installed,
-        # pipeline() and AutoImageProcessor default to the torchvision backend, whose resize
-        # rounds differently, so scores differ from pipeline()'s in the third decimal (labels
-        # agree). vision_inputs.py and direct_resize.py rely on the PIL backend's uint8 resize
-        # and float math; tests/operators/test_image_backends.py measures the difference.
-        kwargs.setdefault("backend", "pil")
+    # An image processor loads with AutoImageProcessor's own backend choice, as pipeline() does:
+    # the torchvision backend where torchvision imports, the Pillow one (`*ImageProcessorPil`)
+    # where it does not. The two resize a little differently (classification scores 2e-3
+    # apart, near-threshold detections flip), so taskray follows the user's own pipeline;
+    # operators/vision_inputs.py works with either (tests/operators/test_image_backends.py).
     try:
         return cls.from_pretrained(str(options.model), **options.hub_kwargs(), **kwargs)
     except Exception as e:  # wrap: the message must name the model
