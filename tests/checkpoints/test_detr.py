@@ -16,7 +16,7 @@ import pytest
 from operators import get_operator
 from tests.offline.conftest import ray_session, write_parquet  # noqa: F401  (ray_session: a fixture)
 from tests.offline.test_tasks_end_to_end import assert_close
-from tests.operators.images import encode, open_for_pipeline, pil_pipeline, pixels
+from tests.operators.images import encode, open_for_pipeline, default_pipeline, pixels
 from tests.operators.test_object_detection import assert_same_objects
 
 TASK = "object-detection"
@@ -37,7 +37,7 @@ def images() -> list[bytes]:
 @pytest.fixture(scope="module")
 def reference(model_dir, images) -> list[list[dict]]:
     """pipeline()'s objects at its default threshold (0.5), one image at a time."""
-    detector = pil_pipeline(TASK, model_dir)
+    detector = default_pipeline(TASK, model_dir)
     return [detector(open_for_pipeline(data)) for data in images]
 
 

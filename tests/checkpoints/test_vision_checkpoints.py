@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from operators import get_operator
-from tests.operators.images import encode, exif_rotated_jpeg, open_for_pipeline, pil_pipeline, pixels, varied_images
+from tests.operators.images import encode, exif_rotated_jpeg, open_for_pipeline, default_pipeline, pixels, varied_images
 
 SCORE_TOL = 1e-5  # fp32, bit-identical pixels; batching changes summation order only (measured 1.6e-6)
 DEPTH_TOL = 1e-4  # depths near 40 of max_depth 80 m; measured <= 1.2e-5 between batched and alone
@@ -44,7 +44,7 @@ def test_vit_base_parity_with_pipeline(vit):
     out = op({"image": images})
     assert op._direct, "ViT's one fixed-size PIL resize takes the direct shortcut, pixel-checked"
     assert out["error"] == [None] * len(images)
-    reference = pil_pipeline("image-classification", vit)
+    reference = default_pipeline("image-classification", vit)
     for i, data in enumerate(images):
         expected = reference(open_for_pipeline(data))  # top 5 of 1000
         assert [s["label"] for s in out["scores"][i]] == [e["label"] for e in expected]
@@ -61,7 +61,7 @@ def test_glpn_kitti_parity_with_pipeline(glpn):
         assert f["pixels"].shape[1] % 32 == 0 and f["pixels"].shape[2] % 32 == 0
     out = op.postprocess(op.forward(prepared), prepared)
     assert out["error"] == [None] * len(images)
-    reference = pil_pipeline("depth-estimation", glpn)
+    reference = default_pipeline("depth-estimation", glpn)
     for i, data in enumerate(images):
         want = reference(open_for_pipeline(data))["predicted_depth"].numpy()
         got = np.asarray(out["predicted_depth"][i], dtype=np.float32)

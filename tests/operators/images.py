@@ -96,11 +96,18 @@ def open_for_pipeline(data: bytes):
     return Image.open(io.BytesIO(data))
 
 
+def default_pipeline(task: str, model_dir: str, **kwargs):
+    """transformers.pipeline(task) as a user builds it: the image processor is whichever
+    backend pipeline() picks here (torchvision's where it imports), the same class taskray's
+    operators load (operators/loading.py)."""
+    from transformers import pipeline
+
+    return pipeline(task, model=model_dir, device="cpu", **kwargs)
+
+
 def pil_pipeline(task: str, model_dir: str, **kwargs):
-    """transformers.pipeline(task) with the PIL-backend image processor, the one taskray's
-    operators load (operators/loading.py). With torchvision installed, pipeline() would pick
-    the torchvision backend, whose resize differs in its last bits; test_image_backends.py
-    measures that difference separately."""
+    """transformers.pipeline(task) with the Pillow-backend image processor, the one pipeline()
+    and taskray both pick where torchvision is missing (test_image_backends.py simulates that)."""
     from transformers import AutoImageProcessor, pipeline
 
     processor = AutoImageProcessor.from_pretrained(model_dir, backend="pil")

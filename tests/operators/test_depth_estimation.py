@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from operators import get_operator
-from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, pil_pipeline, varied_images
+from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, default_pipeline, varied_images
 
 # fp32 on CPU, bit-identical pixels; batching changes summation order only (measured <= 1e-6
 # on depths of ~5).
@@ -30,7 +30,7 @@ def depth16(data: bytes) -> np.ndarray:
 
 
 def test_parity_with_pipeline(model_dir):
-    reference = pil_pipeline("depth-estimation", model_dir)
+    reference = default_pipeline("depth-estimation", model_dir)
     images = varied_images() + [exif_rotated_jpeg()]
     op = get_operator("depth-estimation")(model_dir, max_batch_rows=4)
     prepared = op.preprocess({"image": images})

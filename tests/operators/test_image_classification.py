@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from operators import get_operator
-from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, pil_pipeline, varied_images
+from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, default_pipeline, varied_images
 
 # fp32 on CPU; pixels are bit-identical to the processor's, so only the batched matmuls differ
 # from pipeline()'s batch of one (summation order): measured <= 1e-6.
@@ -19,7 +19,7 @@ def model_dir(request, tiny_model):
 
 @pytest.fixture(scope="module")
 def reference(model_dir):
-    return pil_pipeline("image-classification", model_dir)
+    return default_pipeline("image-classification", model_dir)
 
 
 def test_parity_with_pipeline(model_dir, reference):

@@ -14,7 +14,7 @@ from tests.operators.images import (
     exif_rotated_jpeg,
     one_pixel_png,
     open_for_pipeline,
-    pil_pipeline,
+    default_pipeline,
     pixels,
     png_bomb_header,
     truncated_jpeg,
@@ -55,7 +55,7 @@ def test_bad_rows_become_errors_and_neighbours_keep_parity(vit_dir):
         assert error is not None and error.startswith(prefix), (name, error)
     assert out["label"][1:-1] == [None] * len(bad) and out["scores"][1:-1] == [None] * len(bad)
     assert out["error"][0] is None and out["error"][-1] is None
-    reference = pil_pipeline("image-classification", vit_dir)
+    reference = default_pipeline("image-classification", vit_dir)
     for got_label, got_score, data in ((out["label"][0], out["score"][0], good[0]), (out["label"][-1], out["score"][-1], good[1])):
         expected = reference(open_for_pipeline(data))[0]
         assert got_label == expected["label"]
@@ -162,7 +162,10 @@ def test_model_inputs_accept_column_store_features(vit_dir):
     assert sorted(op.plan_batches(stored)) == [[0], [1]]  # a padded row never joins unpadded ones
     assert op.plan_batches([stored[0], features[1]]) == [[0, 1]]
     inputs = op.model_inputs(stored)
-    assert torch.equal(inputs["pixel_values"], direct["pixel_values"])
+    # the processors pad after normalizing, so where a row's own mask is 0 its values are 0
+    expected = direct["pixel_values"].clone()
+    expected[1, :, :, 20:] = 0
+    assert torch.equal(inputs["pixel_values"], expected)
     assert inputs["pixel_mask"].dtype == torch.int64
     assert inputs["pixel_mask"][0].all() and inputs["pixel_mask"][1].sum() == 32 * 20
 
@@ -194,14 +197,42 @@ def test_a_processor_that_overrides_a_step_keeps_the_processor(vit_dir):
 
 
 def test_a_shortcut_that_disagrees_on_the_first_image_is_dropped(vit_dir, monkeypatch, caplog):
-    wrong = DirectResize(size=(32, 32), resample=0)  # NEAREST where the processor has BILINEAR
+    from torchvision.transforms.v2 import InterpolationMode
+
+    # NEAREST where the processor has BILINEAR
+    wrong = DirectResize(size=(32, 32), resample=InterpolationMode.NEAREST.value, backend="torchvision")
     monkeypatch.setattr(DirectResize, "matching", classmethod(lambda cls, processor: wrong))
     op = get_operator("image-classification")(vit_dir)
     images = [decode_image(data) for data in varied_images()]
     assert not np.array_equal(wrong(images[0]), op.processor_features(images[0])["pixels"])
     with caplog.at_level("WARNING"):
         features = [op.image_features(image) for image in images]
-    assert "a plain PIL resize gave other pixels" in caplog.text
+    assert "a plain torchvision resize gave other pixels" in caplog.text
     assert op._direct is False
     for image, got in zip(images, features):
         assert np.array_equal(got["pixels"], op.processor_features(image)["pixels"])
+
+
+def test_a_processor_whose_normalization_does_not_fit_the_table_normalizes_on_the_cpu(vit_dir, monkeypatch, caplog):
+    """Where the table's values differ from the processor's complete call on the first image,
+    every row carries the processor's own float pixels, and the answers stay the pipeline's."""
+    import torch
+
+    import operators.vision_inputs as vision_inputs
+
+    table = vision_inputs.pixel_table
+    monkeypatch.setattr(vision_inputs, "pixel_table", lambda processor, channels=3: table(processor, channels) + 1e-3)
+    op = get_operator("image-classification")(vit_dir)
+    images = varied_images()[:4]
+    with caplog.at_level("WARNING"):
+        prepared = op.preprocess({"image": images})
+    assert "normalized other values" in caplog.text and op._deferred is False
+    for data, features in zip(images, prepared["features"]):
+        assert features.get("pixels") is None and features["pixel_values"].dtype == np.float32
+        expected = op.processor(images=[decode_image(data)], return_tensors="pt")["pixel_values"]
+        assert torch.equal(op.model_inputs([features])["pixel_values"], expected)
+    out = op.postprocess(op.forward(prepared), prepared)
+    reference = default_pipeline("image-classification", vit_dir)
+    for label, score, data in zip(out["label"], out["score"], images):
+        expected = reference(open_for_pipeline(data))[0]
+        assert label == expected["label"] and score == pytest.approx(expected["score"], abs=1e-5)

@@ -9,7 +9,7 @@ import pytest
 
 from operators import get_operator
 from operators.decoding.image import decode_image
-from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, pil_pipeline, varied_images
+from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, default_pipeline, varied_images
 
 SCORE_TOL = 1e-5  # fp32 on CPU, bit-identical pixels; batching changes summation order only
 # Masks are thresholded logits; a pixel whose logit sits within float noise of the threshold
@@ -25,7 +25,7 @@ def model_dir(tiny_model):
 
 @pytest.fixture(scope="module")
 def reference(model_dir):
-    return pil_pipeline("image-segmentation", model_dir)
+    return default_pipeline("image-segmentation", model_dir)
 
 
 def mask_array(data: bytes) -> np.ndarray:
@@ -127,7 +127,7 @@ def test_padded_mask_logits_are_cut_to_each_image(detr_segmentation_dir):
     """In a padded micro-batch, mask logits cover the whole canvas; each row keeps the region
     over its own pixels, the size it has alone, before post-processing stretches it over the
     original image."""
-    op = get_operator("image-segmentation")(detr_segmentation_dir, threshold=0.0)
+    op = get_operator("image-segmentation")(detr_segmentation_dir, threshold=0.0, max_padding=0.25)
     images = varied_images()
     prepared = op.preprocess({"image": images})
     assert op.pads_with_mask and any(len(b) > 1 for b in op.plan_batches(prepared["features"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from operators import get_operator
-from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, pil_pipeline, varied_images
+from tests.operators.images import exif_rotated_jpeg, one_pixel_png, open_for_pipeline, default_pipeline, varied_images
 
 SCORE_TOL = 1e-5  # fp32 on CPU, bit-identical pixels; batching changes summation order only
 # Boxes are whole pixels truncated toward zero (as pipeline's box.int()); a coordinate that
@@ -22,7 +22,7 @@ def model_dir(tiny_model):
 
 @pytest.fixture(scope="module")
 def reference(model_dir):
-    return pil_pipeline("object-detection", model_dir)
+    return default_pipeline("object-detection", model_dir)
 
 
 def assert_same_objects(got: list[dict], want: list[dict]) -> None:
@@ -37,10 +37,11 @@ def assert_same_objects(got: list[dict], want: list[dict]) -> None:
 
 def test_parity_with_pipeline(model_dir, reference):
     images = varied_images() + [one_pixel_png(), exif_rotated_jpeg()]
-    # max_padding=0: equal sizes only, bit for bit the image-alone input. This tiny model's
-    # 64-96 px images are all edge (a 2 x 3 feature map), so padding moves its scores by up to
-    # 0.45; tests/checkpoints/test_padded_buckets.py holds the padded path at DETR's real sizes.
-    op = get_operator("object-detection")(model_dir, threshold=THRESHOLD, max_batch_rows=4, max_padding=0)
+    # The default max_padding 0: equal sizes only, bit for bit the image-alone input. This tiny
+    # model's 64-96 px images are all edge (a 2 x 3 feature map), so padding would move its
+    # scores by up to 0.45; tests/checkpoints/test_padded_buckets.py holds the opt-in padded
+    # path at DETR's real sizes.
+    op = get_operator("object-detection")(model_dir, threshold=THRESHOLD, max_batch_rows=4)
     prepared = op.preprocess({"image": images})
     shapes = {f["pixels"].shape for f in prepared["features"]}
     assert len(shapes) > 3, "DETR keeps the aspect ratio: the batch must hold several tensor shapes"
@@ -88,12 +89,12 @@ def test_mixed_sizes_are_padded_as_the_processor_pads_a_batch(model_dir):
 
     from operators.decoding.image import decode_image
 
-    op = get_operator("object-detection")(model_dir)
+    op = get_operator("object-detection")(model_dir, max_padding=0.25)  # padded buckets are opt-in
     images = [varied_images()[i] for i in (0, 2, 7)]  # 64 x 85, 55 x 96, 60 x 96 after resizing
     features = op.preprocess({"image": images})["features"]
     assert len({f["pixels"].shape for f in features}) == 3
     assert op.pads_with_mask and op.plan_batches(features) == [[1, 2, 0]]  # by aspect ratio
-    # a square joins a 4:3 image only above the default 25% padding bound
+    # a square joins a 4:3 image only above a 25% padding bound
     images = [varied_images()[i] for i in (0, 6)]  # 64 x 85 and 64 x 64
     features = op.preprocess({"image": images})["features"]
     assert sorted(op.plan_batches(features)) == [[0], [1]]
@@ -107,5 +108,6 @@ def test_mixed_sizes_are_padded_as_the_processor_pads_a_batch(model_dir):
     assert torch.equal(inputs["pixel_mask"][..., :height, :width], expected["pixel_mask"])
     assert not inputs["pixel_values"][..., height:, :].any() and not inputs["pixel_values"][..., width:].any()
     assert not inputs["pixel_mask"][..., height:, :].any() and not inputs["pixel_mask"][..., width:].any()
-    # max_padding=0 goes back to one exact shape per micro-batch
+    # max_padding=0, the default, goes back to one exact shape per micro-batch
     assert sorted(op.with_options(max_padding=0).plan_batches(features)) == [[0], [1]]
+    assert sorted(get_operator("object-detection")(model_dir).plan_batches(features)) == [[0], [1]]

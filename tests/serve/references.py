@@ -42,11 +42,10 @@ ENDPOINT_OPTIONS: dict[str, dict[str, Any]] = {
 # text-generation samples by default (seeded per row by taskray, not as pipeline() seeds):
 # parity is checked greedy. return_full_text=False is the endpoint's default (ENDPOINT_DEFAULTS).
 REQUEST_PARAMETERS: dict[str, dict[str, Any]] = {"text-generation": {"do_sample": False}}
-# taskray-only options of the endpoints (the pipeline has no such keyword). The tiny DETR sees
-# 64-96 px images that are all edge, where padding a request batch to one canvas moved scores by
-# up to 0.45 (tests/operators/test_object_detection.py); its parity is checked on the exact
-# image-alone path, and tests/checkpoints/test_padded_buckets.py checks padding at real sizes.
-ENDPOINT_ONLY_OPTIONS: dict[str, dict[str, Any]] = {"object-detection": {"max_padding": 0}}
+# taskray-only options of the endpoints (the pipeline has no such keyword). None now: DETR's
+# padded buckets (max_padding) are opt-in, so the endpoints batch images of one exact size and
+# each request gets its image-alone answer with the default options.
+ENDPOINT_ONLY_OPTIONS: dict[str, dict[str, Any]] = {}
 PIPELINE_KWARGS: dict[str, dict[str, Any]] = {
     **ENDPOINT_OPTIONS,
     "text-generation": {"do_sample": False, "return_full_text": False},
@@ -100,7 +99,7 @@ def pipeline_reference(task: str, model_dir: str, roles: tuple[str, ...], legacy
         single, many = legacy_pipeline(LEGACY_TASKS[task], model_dir, [inputs[0], inputs], call_kwargs=kwargs)
         return Reference(inputs, media_type, single, many)
     if roles == ("image",):
-        pipe = images.pil_pipeline(task, model_dir)
+        pipe = images.default_pipeline(task, model_dir)
         values = [images.open_for_pipeline(b) for b in inputs]
     else:
         from transformers import pipeline
