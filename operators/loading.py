@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -44,21 +43,52 @@ class LoadOptions:
         return kwargs
 
 
-@lru_cache(maxsize=None)
-def _warn_cuda_missing_once(visible: str) -> None:
-    warnings.warn(
-        f"a GPU was assigned (CUDA_VISIBLE_DEVICES={visible}) but CUDA is not available "
-        "to torch; running on the CPU",
-        RuntimeWarning,
-        stacklevel=3,
+class CudaUnavailableError(RuntimeError):
+    """A GPU was asked for (device cuda, or a GPU that Ray assigned to this process) and torch
+    cannot use CUDA. Raised, never warned about: a GPU job that quietly runs on the CPU
+    "succeeds" 50x slower."""
+
+
+# CUDA_VISIBLE_DEVICES values that assign no GPU: Ray sets "" for a process given none.
+_NO_GPU_ASSIGNED = ("", "-1", "NoDevFiles")
+
+
+def gpu_assigned() -> bool:
+    """Whether this process was given a GPU: Ray sets CUDA_VISIBLE_DEVICES to the GPU ids of an
+    actor or task that asked for num_gpus, and an operator's shell sets it to pick one."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "") not in _NO_GPU_ASSIGNED
+
+
+def cuda_problem() -> str | None:
+    """Why torch cannot use CUDA in this process, naming the torch build, CUDA_VISIBLE_DEVICES
+    and the fix; None when it can."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = "<unset>" if visible is None else repr(visible)
+    if torch.version.cuda is None:
+        what = f"torch {torch.__version__} is a CPU-only build (torch.version.cuda is None)"
+        fix = "install a CUDA build of torch in this node's environment (https://pytorch.org/get-started/locally/)"
+    else:
+        what = f"torch {torch.__version__} (built for CUDA {torch.version.cuda}) finds no usable GPU"
+        fix = (
+            f"check that the node has a GPU and an NVIDIA driver for CUDA {torch.version.cuda} (nvidia-smi), "
+            "or install the torch build that matches its driver"
+        )
+    return (
+        f"{what}, CUDA_VISIBLE_DEVICES={visible}; fix: {fix}; "
+        "or run on the CPU: no num_gpus, device auto or cpu"
     )
 
 
 def resolve_device(device: str = "auto") -> "torch.device":  # noqa: F821
-    """`auto` is CUDA when torch can see it, else the CPU.
+    """`auto` is CUDA when torch can use it, else the CPU: a CPU-only node picks the CPU by itself.
 
-    A GPU that Ray assigned (CUDA_VISIBLE_DEVICES set) but torch cannot see falls back to the
-    CPU with a single warning, so the same job runs on a laptop and on a GPU node.
+    A GPU that was asked for and cannot be used raises CudaUnavailableError: `device` cuda, or
+    `auto` in a process that was assigned a GPU (CUDA_VISIBLE_DEVICES names one, as Ray sets it
+    for an actor with num_gpus).
     """
     import torch
 
@@ -67,14 +97,12 @@ def resolve_device(device: str = "auto") -> "torch.device":  # noqa: F821
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        if visible not in ("", "-1", "NoDevFiles"):
-            _warn_cuda_missing_once(visible)
+        if gpu_assigned():
+            raise CudaUnavailableError(f"a GPU was assigned to this process, but {cuda_problem()}")
         return torch.device("cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        _warn_cuda_missing_once(os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"))
-        return torch.device("cpu")
+        raise CudaUnavailableError(f"device {device!r} was asked for, but {cuda_problem()}")
     return dev
 
 

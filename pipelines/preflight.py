@@ -5,7 +5,8 @@ than after its actors start, or after every row has failed.
     source = check_input(spec)       # the input is readable; mapped columns exist with usable types
     check_operators(spec)            # each task's processor and config load; its options fit the model
     check_output(out)                # a probe object is written to the output and deleted
-    check_resources(spec, sizing)    # (Ray up) every actor fits some node, now or once the autoscaler adds one
+    check_resources(spec, sizing)    # (Ray up) every actor fits some node, now or once the autoscaler adds one;
+                                     # a task that asked for a GPU can use CUDA there (check_cuda)
 
 Messages never carry credentials: storage errors are passed through `redact`, and storage
 options are never formatted.
@@ -161,6 +162,52 @@ def check_resources(spec: "JobSpec", sizing) -> None:
             f"actors: the actor pools' minimum sizes need {v:g} {k} together, but the cluster has "
             f"{capacity.get(k, 0):g}{' even at its autoscaling limit' if node_types else ''}; lower the pools' MIN"
         )
+    check_cuda(spec, sizing)
+
+
+def check_cuda(spec: "JobSpec", sizing) -> None:
+    """Each task that asked for a GPU (num_gpus, set or picked on a GPU cluster, or device cuda)
+    can use CUDA where its forward actors run: a probe task with the actors' GPU and custom
+    resources imports torch there (the driver's torch says nothing about a worker's). Without
+    it, the actors would fail at construction only after Ray Data had started reading, or, before
+    this check existed, run on the CPU 50x slower. A task on a node the autoscaler has yet to
+    start waits for it here, as its actors would. Needs an initialized Ray."""
+    requests = {}
+    for t in spec.tasks:
+        picked = sizing.tasks[t.column_prefix]
+        if picked.num_gpus or t.device.startswith("cuda"):
+            requests[t.column_prefix] = (t.device, {"num_gpus": picked.num_gpus, "resources": dict(t.forward_resources)})
+    for prefix, problem in cuda_problems(requests).items():
+        t = next(t for t in spec.tasks if t.column_prefix == prefix)
+        field = "device" if t.device.startswith("cuda") else "num_gpus"
+        asked = (
+            f"device {t.device}" if field == "device"
+            else f"num_gpus {sizing.tasks[prefix].num_gpus:g}" + ("" if t.num_gpus else " (picked: the cluster has GPUs)")
+        )
+        raise SpecError(f"tasks[{prefix}].{field}: {asked}, but where its forward actors run {problem}")
+
+
+def cuda_problems(requests: dict[str, tuple[str, dict]]) -> dict[str, str]:
+    """{name: why torch cannot use CUDA} for each `name: (device, ray resource options)` whose
+    probe task, run with those resources, finds CUDA unusable. Needs an initialized Ray."""
+    if not requests:
+        return {}
+    import ray
+
+    probe = ray.remote(num_cpus=0, max_retries=0)(_probe_cuda)
+    refs = {name: probe.options(**options).remote(device) for name, (device, options) in requests.items()}
+    results = {name: ray.get(ref) for name, ref in refs.items()}
+    return {name: f"(node {node}) {problem}" for name, (problem, node) in results.items() if problem}
+
+
+def _probe_cuda(device: str) -> tuple[str | None, str]:
+    """In a Ray task that holds the resources the model's actors ask for: why torch cannot use
+    CUDA there (None when it can, or when `device` is cpu), and the node's address."""
+    import ray
+
+    from operators.loading import cuda_problem
+
+    return (None if device == "cpu" else cuda_problem()), ray.util.get_node_ip_address()
 
 
 def _actor_requests(spec: "JobSpec", sizing) -> list[tuple[str, dict[str, str], dict[str, float], int]]:

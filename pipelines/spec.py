@@ -104,7 +104,8 @@ class TaskSpec(BaseModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Operator options (top_k, threshold, ...), checked against the operator's Options."
     )
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N; auto falls back to the CPU with one warning.")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N. auto: CUDA where torch can use it, else the CPU; a job that asks "
+        "for a GPU (cuda, or num_gpus) where torch cannot use CUDA fails before reading data.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="Weight dtype; auto is bf16/fp16 on GPU and fp32 on CPU."
     )

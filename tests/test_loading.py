@@ -14,22 +14,45 @@ from operators.loading import LoadOptions, resolve_device, resolve_dtype
 
 
 def test_auto_device_is_cpu_without_cuda(monkeypatch):
+    """A CPU-only node with no GPU asked for picks the CPU by itself, silently."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no GPU was assigned: no warning either
-        assert resolve_device("auto").type == "cpu"
+    for visible in (None, "", "-1"):  # unset; Ray's value for a process given no GPU
+        if visible is None:
+            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        else:
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert resolve_device("auto").type == "cpu"
+            assert resolve_device("cpu").type == "cpu"
 
 
-def test_assigned_gpu_without_cuda_falls_back_to_cpu_and_warns_once(monkeypatch):
+@pytest.mark.parametrize("device", ["auto", "cuda", "cuda:1"])
+def test_asked_for_gpu_without_cuda_is_refused(monkeypatch, device):
+    """A GPU that Ray assigned (CUDA_VISIBLE_DEVICES) or device cuda, where torch cannot use
+    CUDA, raises naming the torch build, CUDA_VISIBLE_DEVICES and the fix: never a quiet CPU run."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
-    loading._warn_cuda_missing_once.cache_clear()
-    with pytest.warns(RuntimeWarning, match="CUDA_VISIBLE_DEVICES=7.*running on the CPU"):
-        assert resolve_device("auto").type == "cpu"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert resolve_device("cuda").type == "cpu"  # same assignment: said once already
+    with pytest.raises(loading.CudaUnavailableError) as e:
+        resolve_device(device)
+    message = str(e.value)
+    assert f"torch {torch.__version__}" in message and "CUDA_VISIBLE_DEVICES='7'" in message
+    assert "fix: " in message and "run on the CPU" in message
+    assert ("assigned to this process" if device == "auto" else f"device {device!r} was asked for") in message
+
+
+def test_cuda_problem_names_the_build(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    cpu_build = loading.cuda_problem()
+    assert "CPU-only build" in cpu_build and "install a CUDA build of torch" in cpu_build
+    assert "CUDA_VISIBLE_DEVICES=<unset>" in cpu_build
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    cuda_build = loading.cuda_problem()
+    assert "built for CUDA 12.8" in cuda_build and "nvidia-smi" in cuda_build
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert loading.cuda_problem() is None
 
 
 def test_dtype_auto(monkeypatch):

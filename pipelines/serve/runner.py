@@ -44,6 +44,7 @@ def deploy(config: dict[str, Any], *, timeout_s: float = 300.0) -> None:
     from ray.serve.api import RunTarget
 
     validate_serve_config(config)
+    check_cuda(config)
     http = config.get("http_options") or {}
     serve.start(http_options={k: v for k, v in http.items() if k in ("host", "port")})
     targets = [
@@ -60,6 +61,30 @@ def deploy(config: dict[str, Any], *, timeout_s: float = 300.0) -> None:
         pass
     wait_until_running([t.name for t in targets], timeout_s=deadline - time.monotonic())
     wait_for_proxy(http.get("host", "127.0.0.1"), http.get("port", 8000), timeout_s=deadline - time.monotonic())
+
+
+def check_cuda(config: dict[str, Any]) -> None:
+    """Each taskray application whose model replicas ask for a GPU (ray_actor_options num_gpus,
+    or device cuda) can use CUDA where they would run, before any replica starts: a probe task
+    with the replicas' resources imports torch there (pipelines/preflight.py). Otherwise the
+    replica constructor refuses (operators.loading.resolve_device) and Serve retries it until
+    the deployment fails, minutes later. Raises RuntimeError naming the application."""
+    from pipelines.preflight import cuda_problems
+    from pipelines.serve.app import endpoint_options
+    from pipelines.serve.config import EndpointArgs
+
+    requests = {}
+    for app in config["applications"]:
+        if app["import_path"] != APP_IMPORT_PATH:
+            continue
+        args = EndpointArgs.model_validate(app.get("args") or {})
+        override = next((d for d in app.get("deployments") or [] if d.get("name") == DEPLOYMENT_NAME), None)
+        actor = endpoint_options(args, override).get("ray_actor_options") or {}
+        if actor.get("num_gpus") or args.device.startswith("cuda"):
+            resources = {"num_gpus": actor.get("num_gpus") or 0, "resources": dict(actor.get("resources") or {})}
+            requests[app["name"]] = (args.device, resources)
+    for name, problem in cuda_problems(requests).items():
+        raise RuntimeError(f"application {name!r} asks for a GPU, but where its replicas run {problem}")
 
 
 def wait_for_proxy(host: str, port: int, *, timeout_s: float) -> None:

@@ -1,7 +1,7 @@
 """Preflight: `taskray run` exits 2 with one line naming the field before the Ray Data graph
 starts, for a missing or mistyped column, an unreadable input, an unwritable output, an option
 the model cannot honour (the operator's own check_config(), no weights) and a GPU request no
-node can meet. The operator-side checks are also exercised directly (load, first call)."""
+node can meet, or one torch cannot use CUDA for. The operator-side checks are also exercised directly (load, first call)."""
 
 from __future__ import annotations
 
@@ -102,6 +102,26 @@ def test_gpu_request_no_node_has_exits_2(ray_session, tiny_model, text_input, tm
     err = error_line(capsys)
     assert "tasks[text-classification].num_gpus: each Forward[text-classification] actor asks for" in err
     assert "1 GPU" in err and "no node has more than 0 GPU" in err
+    assert not any(n for n in os.listdir(out) if not n.startswith("_taskray_probe")), "nothing may be written"
+
+
+@pytest.mark.ray
+def test_device_cuda_where_torch_cannot_use_it_exits_2_before_any_data_is_read(ray_session, tiny_model, text_input, tmp_path, capsys):
+    """device: cuda on this CUDA-less machine: a probe task where the forward actors would run
+    finds torch unable to use CUDA, and the job stops before its graph starts. (A job asking
+    for num_gpus on a node with a logical GPU: tests/offline_reliability/test_cluster_nodes.py.)"""
+    import torch
+    import yaml
+
+    out = tmp_path / "out"
+    job = tmp_path / "job.yaml"
+    task = {"task": "text-classification", "model": tiny_model("text-classification"), "device": "cuda", "columns": {"text": "body"}}
+    job.write_text(yaml.safe_dump({"input": [text_input], "output": str(out), "tasks": [task]}))
+    assert taskray(["run", str(job)]) == 2
+    err = error_line(capsys)
+    assert "tasks[text-classification].device: device cuda, but where its forward actors run (node " in err
+    assert f"torch {torch.__version__} (built for CUDA {torch.version.cuda}) finds no usable GPU" in err
+    assert "CUDA_VISIBLE_DEVICES=" in err and "fix: " in err
     assert not any(n for n in os.listdir(out) if not n.startswith("_taskray_probe")), "nothing may be written"
 
 
