@@ -8,7 +8,7 @@ import argparse
 import sys
 from importlib import import_module
 
-COMMANDS = ("tasks", "run", "report", "demo", "serve", "submit")
+COMMANDS = ("tasks", "run", "report", "export", "demo", "serve", "submit")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,8 @@ presence means the output is whole:
 
     {"spec": {...}, "rows": {"total", "ok", "failed"}, "errors_by_kind": {"decode": 3, ...},
      "tasks": {"<name>": {"task", "model", "ok", "failed", "errors_by_kind",
-                          "nodes": {"<ray node id>": rows forwarded there in this run}}},
+                          "nodes": {"<ray node id>": rows forwarded there in this run},
+                          "id2label": {"<id>": label} for labelled tasks, else null}},
      "rows_processed": rows computed in this run (less than total after a resume),
      "wall_s", "rows_per_s" (rows_processed / wall_s), "versions": {...}, "finished_at",
      "history": [{"mode": "run" | "retry-failed", "started", "finished", "rows", "failed"}, ...]}
@@ -36,6 +37,33 @@ class TaskCounts:
     failed: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, int] = field(default_factory=dict)
+    # The model's class labels by id (config.id2label, ids as JSON strings), for the tasks
+    # whose results are labels: `taskray export` names COCO categories and Label Studio
+    # labels from it without loading the model's config again (no hub access needed then).
+    id2label: dict[str, str] | None = None
+
+
+# Tasks whose results name labels of the model's config.id2label.
+LABELLED_TASKS = frozenset({
+    "text-classification", "token-classification", "image-classification", "object-detection",
+    "image-segmentation", "audio-classification",
+})
+
+
+def model_id2label(task: dict[str, Any]) -> dict[str, str] | None:
+    """config.id2label of a job spec's task entry (a TaskSpec as JSON), through the same
+    loading code as the job, or None for a task without labels or a config that does not load
+    (the manifest is still written: exports then load the config themselves)."""
+    if task.get("task") not in LABELLED_TASKS:
+        return None
+    from operators.loading import LoadOptions, load_config
+
+    try:
+        options = LoadOptions(model=task["model"], revision=task.get("revision"), trust_remote_code=bool(task.get("trust_remote_code")))
+        id2label = getattr(load_config(options), "id2label", None) or {}
+    except Exception:  # never fail a finished job over its label record; see the docstring
+        return None
+    return {str(k): str(v) for k, v in sorted(id2label.items())} or None
 
 
 @dataclass
@@ -92,11 +120,16 @@ def versions() -> dict[str, str]:
 def manifest_json(spec: dict[str, Any], summary: JobSummary, history: list[dict[str, Any]] | None = None) -> str:
     """The `_SUCCESS` text. `history`: the runs so far, this one included (default: this run
     alone, as mode "run")."""
+    entries = {t.get("name") or t.get("task"): t for t in spec.get("tasks", [])}
+    tasks = {name: asdict(c) for name, c in summary.tasks.items()}
+    for name, counts in tasks.items():
+        if counts.get("id2label") is None and name in entries:
+            counts["id2label"] = model_id2label(entries[name])
     data = {
         "spec": spec,
         "rows": {"total": summary.total, "ok": summary.ok, "failed": summary.failed},
         "errors_by_kind": summary.errors_by_kind,
-        "tasks": {name: asdict(c) for name, c in summary.tasks.items()},
+        "tasks": tasks,
         "rows_processed": summary.rows_processed,
         "wall_s": round(summary.wall_s, 3),
         "rows_per_s": round(summary.rows_per_s, 3),

@@ -48,9 +48,11 @@ def png_mask(mask: np.ndarray) -> bytes:
 @register_operator("image-segmentation")
 class ImageSegmentationOperator(ImageOperator):
     """`segments`: [{score, label, mask}] where mask is PNG bytes (mode "L", 0/255) at the
-    original image size; score is None for semantic segmentation, as in pipeline()."""
+    original image size; score is None for semantic segmentation, as in pipeline().
+    `image_width`/`image_height`: that size (the decoded image, after its EXIF orientation),
+    recorded so that exports know it even for a row with no segment."""
 
-    output_columns = ("segments",)
+    output_columns = ("segments", "image_width", "image_height")
     auto_model = "AutoModelForImageSegmentation"
     Options = ImageSegmentationOptions
 
@@ -125,4 +127,5 @@ class ImageSegmentationOperator(ImageOperator):
             ]
         else:
             raise ValueError(f"subtask {subtask!r} is not supported by {type(processor).__name__}")
-        return {"segments": segments}
+        height, width = target_sizes[0]
+        return {"segments": segments, "image_width": int(width), "image_height": int(height)}

@@ -23,9 +23,11 @@ class ObjectDetectionOptions(ImageOptions):
 @register_operator("object-detection")
 class ObjectDetectionOperator(ImageOperator):
     """`objects`: [{score, label, box: {xmin, ymin, xmax, ymax}}] in original image pixels,
-    whole pixels truncated toward zero as pipeline() gives them."""
+    whole pixels truncated toward zero as pipeline() gives them. `image_width`/`image_height`:
+    the size those pixels count in (the decoded image, after its EXIF orientation), so that
+    exports (COCO, Label Studio) know it without reading the images again."""
 
-    output_columns = ("objects",)
+    output_columns = ("objects", "image_width", "image_height")
     auto_model = "AutoModelForObjectDetection"
     Options = ObjectDetectionOptions
 
@@ -52,4 +54,5 @@ class ObjectDetectionOperator(ImageOperator):
             {"score": float(score), "label": id2label[int(label)], "box": dict(zip(BOX_KEYS, box.int().tolist()))}
             for score, label, box in zip(found["scores"], found["labels"], found["boxes"])
         ]
-        return {"objects": objects}
+        height, width = features["original_size"]
+        return {"objects": objects, "image_width": int(width), "image_height": int(height)}
