@@ -483,7 +483,8 @@ def _finalize(
     budget = ErrorBudget(spec.max_failed_fraction, error_budget.MIN_ROWS)
     verdicts = []
     for t in spec.tasks:
-        counts = TaskCounts(task=t.task, model=t.model, nodes=snapshot["nodes"].get(t.column_prefix, {}))
+        dtype = ", ".join(snapshot.get("dtypes", {}).get(t.column_prefix, [])) or None
+        counts = TaskCounts(task=t.task, model=t.model, nodes=snapshot["nodes"].get(t.column_prefix, {}), dtype=dtype)
         if table is not None:
             errors = table.column(error_columns[t.column_prefix])
             mask = pc.is_valid(errors)

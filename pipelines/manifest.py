@@ -6,6 +6,8 @@ presence means the output is whole:
     {"spec": {...}, "rows": {"total", "ok", "failed"}, "errors_by_kind": {"decode": 3, ...},
      "tasks": {"<name>": {"task", "model", "ok", "failed", "errors_by_kind",
                           "nodes": {"<ray node id>": rows forwarded there in this run},
+                          "dtype": the torch dtype the model computed in ("bfloat16", ...; ", "-joined
+                                   when actors on different hardware resolved `auto` differently),
                           "id2label": {"<id>": label} for labelled tasks, else null}},
      "rows_processed": rows computed in this run (less than total after a resume),
      "wall_s", "rows_per_s" (rows_processed / wall_s), "versions": {...}, "finished_at",
@@ -37,6 +39,10 @@ class TaskCounts:
     failed: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, int] = field(default_factory=dict)
+    # The torch dtype the forward actors ran the model in, as they resolved it (`auto` is bf16
+    # or fp16 on CUDA, float32 on the CPU): which precision labelled the rows. None: no row
+    # was forwarded in this run, or a manifest of an earlier version.
+    dtype: str | None = None
     # The model's class labels by id (config.id2label, ids as JSON strings), for the tasks
     # whose results are labels: `taskray export` names COCO categories and Label Studio
     # labels from it without loading the model's config again (no hub access needed then).

@@ -112,7 +112,11 @@ def retry_failed(spec: JobSpec) -> JobSummary:
         "failed": _still_failed(plan, staging, staged, id_column),
     }
     history = [h for h in _history(manifest) if h.get("started") != meta["started"] or h.get("mode") != "retry-failed"]
-    snapshot = {"nodes": {t.column_prefix: staged_summary.tasks.get(t.column_prefix, _no_task()).nodes for t in spec.tasks}}
+    snapshot = {
+        "nodes": {t.column_prefix: staged_summary.tasks.get(t.column_prefix, _no_task()).nodes for t in spec.tasks},
+        # The output's rows were computed in the first run's dtype and the retried ones in this run's.
+        "dtypes": {t.column_prefix: _dtypes(manifest, staged_summary, t.column_prefix) for t in spec.tasks},
+    }
     summary = _finalize(
         spec,
         out,
@@ -311,6 +315,12 @@ def _history(manifest: dict) -> list[dict]:
     if manifest.get("history"):
         return list(manifest["history"])
     return [run_entry(manifest)]
+
+
+def _dtypes(manifest: dict, staged_summary, task: str) -> list[str]:
+    """The dtypes the output's rows of `task` were computed in: the manifest's and this retry's."""
+    names = {(manifest.get("tasks", {}).get(task) or {}).get("dtype"), staged_summary.tasks.get(task, _no_task()).dtype}
+    return sorted({n for name in names if name for n in name.split(", ")})
 
 
 def _no_task():

@@ -235,7 +235,8 @@ class Forward:
             # shuts this actor down right after its last batch.
             import ray
 
-            verdict = ray.get(self._stats.add.remote(self._name, self._node, out.num_rows, kinds, examples))
+            dtype = str(self._op.dtype).removeprefix("torch.")  # what the model computed in, for _SUCCESS
+            verdict = ray.get(self._stats.add.remote(self._name, self._node, out.num_rows, kinds, examples, dtype))
             if verdict is not None:
                 # Failing the block fails the dataset, so Ray Data stops reading and starting
                 # blocks; the driver reads the verdict back from the stats actor.
@@ -278,16 +279,20 @@ class JobStats:
 
     def __init__(self, budget: "ErrorBudget | None" = None) -> None:
         self._nodes: dict[str, dict[str, int]] = {}
+        self._dtypes: dict[str, set[str]] = {}
         self._errors: dict[str, dict[str, int]] = {}
         self._examples: dict[str, dict[str, str]] = {}
         self._budget = budget
         self._verdict: str | None = None
 
     def add(
-        self, task: str, node: str, rows: int, errors: dict[str, int], examples: dict[str, str] | None = None
+        self, task: str, node: str, rows: int, errors: dict[str, int], examples: dict[str, str] | None = None,
+        dtype: str | None = None,
     ) -> str | None:
-        """Count one forwarded block. Returns why the job must stop once a task has failed
-        more rows than the budget allows (and from then on, to every caller), else None."""
+        """Count one forwarded block (computed in `dtype`). Returns why the job must stop once a
+        task has failed more rows than the budget allows (and from then on, to every caller), else None."""
+        if dtype is not None:
+            self._dtypes.setdefault(task, set()).add(dtype)
         nodes = self._nodes.setdefault(task, {})
         nodes[node] = nodes.get(node, 0) + rows
         kinds = self._errors.setdefault(task, {})
@@ -303,4 +308,5 @@ class JobStats:
         return self._verdict
 
     def snapshot(self) -> dict[str, Any]:
-        return {"nodes": self._nodes, "errors": self._errors, "verdict": self._verdict}
+        dtypes = {task: sorted(names) for task, names in self._dtypes.items()}
+        return {"nodes": self._nodes, "dtypes": dtypes, "errors": self._errors, "verdict": self._verdict}

@@ -90,6 +90,8 @@ def task_summary(task, counts: dict[str, Any], manifest: dict[str, Any]) -> str:
     pairs = [
         ("task", task.task),
         ("model", task.model),
+        # As the forward actors resolved it; manifests before 2026-12-07 did not record it.
+        ("dtype", counts.get("dtype") or "not recorded"),
         ("rows", ok + failed),
         ("ok", ok),
         ("failed", failed),

@@ -51,6 +51,7 @@ def test_run_from_flags(ray_session, job, capsys):
     assert manifest["errors_by_kind"] == {"input": 2}
     nodes = manifest["tasks"]["text-classification"]["nodes"]
     assert nodes == {ray_session.get_runtime_context().get_node_id(): len(TEXTS)}
+    assert manifest["tasks"]["text-classification"]["dtype"] == "float32"  # auto on the CPU, as the actor resolved it
     assert manifest["rows_processed"] == len(TEXTS) and manifest["spec"]["tasks"][0]["options"] == {"top_k": 2}
     assert not os.path.exists(os.path.join(out, "_checkpoint"))
 

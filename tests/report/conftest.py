@@ -78,14 +78,17 @@ def write_job_output(root: str, tiny_model, tasks: list[dict], keep: list[str], 
         # Forward asks Ray for its node id, and outside Ray that call starts a local Ray
         # (Ray's auto-init), which costs more than this whole fixture.
         patch.setattr(stages, "_node_id", lambda: "test-node")
+        dtypes = {}
         for t in spec.tasks:
             names = {c: spec.output_column(t, c) for c in (*get_operator(t.task).output_columns, "error")}
-            out = stages.Forward(t, names)(out)
+            forward = stages.Forward(t, names)
+            out = forward(out)
+            dtypes[t.column_prefix] = [str(forward._op.dtype).removeprefix("torch.")]  # as JobStats records it
     step = -(-out.num_rows // files)
     for i in range(files):
         pq.write_table(out.slice(i * step, step), os.path.join(output_dir, f"part-{i:03d}.parquet"))
     nodes = {t.column_prefix: {"test-node": out.num_rows} for t in spec.tasks}
-    _finalize(spec, resolve(output_dir), "id", {"nodes": nodes}, wall_s=2.0)
+    _finalize(spec, resolve(output_dir), "id", {"nodes": nodes, "dtypes": dtypes}, wall_s=2.0)
     return output_dir
 
 

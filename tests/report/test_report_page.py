@@ -159,6 +159,7 @@ def test_output_without_its_inputs_says_so(bare_output, tmp_path, capsys):
     missing = [n for n in page.notes if "input image is not in the output" in n]
     assert len(missing) == 3
     assert "detections" in page.alts and "input image" not in page.alts
+    assert "<tr><td>dtype</td><td>float32</td></tr>" in out.read_text()  # the dtype the rows were computed in
 
 
 def test_not_a_finished_output_is_refused(tmp_path, capsys):
