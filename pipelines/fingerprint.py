@@ -51,6 +51,10 @@ def job_fingerprint(spec: "JobSpec", source: "SourcePlan") -> dict[str, Any]:
         },
         "tasks": {t.column_prefix: task_fingerprint(t) for t in spec.tasks},
     }
+    if spec.output_format != "parquet":
+        # Only when not the default: Parquet outputs of earlier versions recorded no format,
+        # and a resume of one must still match. The formats lay the output out differently.
+        fingerprint["output_format"] = spec.output_format
     return json.loads(json.dumps(fingerprint))  # as it reads back from the output: lists, not tuples
 
 

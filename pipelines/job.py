@@ -12,6 +12,8 @@ hardware by pipelines/hardware.py (`taskray run --dry-run` prints the picks and 
       -> MapBatches(Forward[t])             one actor pool per task: ActorPoolStrategy(min, max), num_gpus
          (CPU-only clusters: no Preprocess pool; Forward[t] decodes inside the forward actor)
       -> Write[parquet]                     files of >= block_rows rows, checkpointed
+    then: committed files compacted into files of target_file_size (pipelines/compaction.py),
+    as the job goes and at the end; for output_format lance, Ray Data's Lance writer at the end
 
 plan_stages returns the stages between read and write as objects (UDF class, constructor
 kwargs, map_batches kwargs); build_dataset applies them in order and describe_plan prints them.
@@ -44,6 +46,17 @@ into `_SUCCESS`; a resume over an output of another job is refused, naming the f
 differ. The error budget (pipelines/error_budget.py) stops the job, without _SUCCESS, once more
 than `max_failed_fraction` of a task's rows failed: while it runs (the stats actor) and over
 the finished output.
+
+`output_format: lance` writes a Lance dataset at the output URI, through Ray Data's own Lance
+writer (`Dataset.write_lance`), once the job has finished: the job itself writes Parquet under
+`<output>/_parquet/` with everything above (checkpoint, resume, error budget, the final
+checks), and the finalize step reads those files into `write_lance(mode=overwrite)` before
+`_SUCCESS`. Why not write Lance from the graph: Ray's Lance datasink is not a file datasink, so
+Ray Data checkpoints it after the write (at-least-once, it warns), and it commits the
+fragments of every task in one Lance version only when the whole write ends; a killed job would
+leave ids checkpointed whose rows no Lance version holds, and resume would skip them. One Lance
+commit of the finished rows is atomic, and a kill before `_SUCCESS` is resumed like any other
+(the overwrite replaces whatever version a killed finalize committed).
 """
 
 from __future__ import annotations
@@ -61,11 +74,13 @@ from typing import Any, Callable
 from operators.errors import error_kind
 from pipelines.manifest import SUCCESS_FILE, JobSummary, TaskCounts, manifest_json, summary_from_manifest
 from pipelines.spec import JobSpec, SpecError
-from pipelines.storage import Location, delete_dir_contents, is_hidden, output_state, read_text, resolve, write_text
+from pipelines.storage import Location, delete_dir_contents, is_hidden, output_state, read_text, resolve, uri_of, write_text
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "_checkpoint"
+# Where a Lance job's Parquet files live until the Lance dataset is written (see the docstring).
+LANCE_STAGING_DIR = "_parquet"
 # The fingerprint of the job writing the output, from the start of its first run until
 # _SUCCESS (which repeats it) is written. A leading "_": dataset readers skip it.
 JOB_FILE = "_taskray_job.json"
@@ -229,6 +244,13 @@ def describe_plan(spec: JobSpec, hardware=None) -> str:
         f"{len(stages) + 1}. write       output={spec.output}, format=parquet, min_rows_per_file={sizing.block_rows}, "
         f"num_cpus={sizing.io_cpus}, checkpoint={spec.output.rstrip('/')}/{CHECKPOINT_DIR}"
     )
+    if spec.output_format == "lance":
+        lines.append(
+            f"{len(stages) + 2}. finalize    write_lance output={spec.output} (from {LANCE_STAGING_DIR}/), "
+            f"target_file_size={spec.target_file_size}"
+        )
+    else:
+        lines.append(f"{len(stages) + 2}. compact     committed files into files of target_file_size={spec.target_file_size} bytes")
     columns = ["<id>", *spec.keep_columns]
     from operators import get_operator
 
@@ -263,6 +285,7 @@ def run_job(spec: JobSpec) -> JobSummary:
     Uses the running Ray when `ray.is_initialized()`, else starts one (RAY_ADDRESS / spec).
     """
     from pipelines import error_budget
+    from pipelines.compaction import compacting
     from pipelines.error_budget import ErrorBudget
     from pipelines.fingerprint import job_fingerprint
     from pipelines.preflight import check_input, check_operators, check_output, check_resources
@@ -270,6 +293,7 @@ def run_job(spec: JobSpec) -> JobSummary:
     started = time.monotonic()
     source = check_input(spec)  # input and column errors first, before touching the output
     out = resolve(spec.output, spec.storage)
+    check_output_format(spec, out)
 
     @functools.cache
     def fingerprint() -> dict[str, Any]:
@@ -292,6 +316,10 @@ def run_job(spec: JobSpec) -> JobSummary:
     if spec.mode == "overwrite":
         delete_dir_contents(out)
     _write_job_file(out, spec, fingerprint())
+    data = data_location(spec, out)
+    compactor = _compactor(spec, out, data)
+    if compactor is not None:
+        compactor.recover()  # a compaction a kill interrupted: before Ray's checkpoint filter reads
 
     import ray
     from ray.data.checkpoint import CheckpointConfig
@@ -318,13 +346,14 @@ def run_job(spec: JobSpec) -> JobSummary:
         ):
             ds, _ = build_dataset(spec, sizing=sizing, stats=stats, source=source)
             try:
-                ds.write_parquet(
-                    out.path,
-                    filesystem=out.filesystem,
-                    min_rows_per_file=sizing.block_rows,
-                    ray_remote_args={"num_cpus": sizing.io_cpus},
-                    **PARQUET_WRITE_OPTIONS,
-                )
+                with compacting(compactor):
+                    ds.write_parquet(
+                        data.path,
+                        filesystem=out.filesystem,
+                        min_rows_per_file=sizing.block_rows,
+                        ray_remote_args={"num_cpus": sizing.io_cpus},
+                        **PARQUET_WRITE_OPTIONS,
+                    )
             except Exception as e:  # any execution failure: the job did not finish
                 verdict = ray.get(stats.snapshot.remote())["verdict"]
                 if verdict is not None:  # a forward actor stopped the job on the error budget
@@ -464,8 +493,13 @@ def _finalize(
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
-    files = _data_files(out)
-    schema = _unify_file_schemas(out, files)
+    data = data_location(spec, out)
+    compactor = _compactor(spec, out, data)
+    if compactor is not None:
+        compacted = compactor.compact(final=True)
+        logger.info("final compaction: %d files written", compacted)
+    files = _data_files(data)
+    schema = _unify_file_schemas(data, files)
     error_columns = {t.column_prefix: spec.output_column(t, "error") for t in spec.tasks}
     dataset = pads.dataset(files, schema=schema, filesystem=out.filesystem, format="parquet")
     table = dataset.to_table(columns=[id_column, *error_columns.values()]) if files else None
@@ -521,12 +555,103 @@ def _finalize(
         rows_processed=processed,
         tasks=tasks,
     )
+    if spec.output_format == "lance" and files:
+        write_lance(spec, out, data, files, schema)
     write_success(out, spec, summary, fingerprint=fingerprint, history=history)
+    if spec.output_format == "lance":
+        with contextlib.suppress(FileNotFoundError, OSError):
+            out.filesystem.delete_dir(data.path)  # the Lance dataset holds the rows now
     with contextlib.suppress(FileNotFoundError, OSError):
         out.filesystem.delete_dir(posixpath.join(out.path, CHECKPOINT_DIR))
     with contextlib.suppress(FileNotFoundError, OSError):
         out.filesystem.delete_file(posixpath.join(out.path, JOB_FILE))  # _SUCCESS holds its fingerprint now
     return summary
+
+
+def check_output_format(spec: JobSpec, out: Location) -> None:
+    """Refuse, before any work, an output format this installation or this output cannot take."""
+    if spec.output_format != "lance":
+        return
+    try:
+        import lance  # noqa: F401
+    except ImportError:
+        raise SpecError(
+            "output_format: lance needs the pylance package; install it with: pip install 'taskray[lance]'"
+        ) from None
+    if out.prefix not in ("", "s3://"):
+        raise SpecError(
+            f"output_format: lance writes to a local path or s3:// here, got {out.uri!r}; "
+            "write Parquet there, or Lance to a local or S3 output"
+        )
+
+
+def data_location(spec: JobSpec, out: Location) -> Location:
+    """Where the job's Parquet files are: the output itself, or for a Lance job the staging
+    directory inside it that the Lance dataset is written from."""
+    if spec.output_format != "lance":
+        return out
+    path = posixpath.join(out.path, LANCE_STAGING_DIR)
+    return Location(out.filesystem, path, uri_of(out, path), out.prefix)
+
+
+def _compactor(spec: JobSpec, out: Location, data: Location):
+    """The compactor of a Parquet output; None for Lance, whose writer sizes its own files."""
+    from pipelines.compaction import Compactor
+
+    if spec.output_format == "lance":
+        return None
+    return Compactor(data, spec.target_file_size, posixpath.join(out.path, CHECKPOINT_DIR), PARQUET_WRITE_OPTIONS)
+
+
+def write_lance(spec: JobSpec, out: Location, data: Location, files: list[str], schema) -> None:
+    """Write the job's Parquet files as the Lance dataset at `out`, through Ray Data's Lance
+    writer, in one commit (mode overwrite: a finalize killed after its commit is redone whole).
+
+    Float vectors become fixed-size lists: lance's vector search (and LanceDB's) refuses a
+    variable-size list ("Query column embedding must be a vector"), and the width is known only
+    from the rows (the model's hidden size), so it is read from them; a failed row's vector is
+    null, which both keep."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    import ray
+    from ray.data import SaveMode
+
+    from pipelines.storage import lance_storage_options
+
+    dataset = pads.dataset(files, schema=schema, filesystem=data.filesystem, format="parquet")
+    fields = []
+    for field in schema:
+        width = None
+        if pa.types.is_list(field.type) and pa.types.is_floating(field.type.value_type):
+            lengths = set()
+            for batch in dataset.to_batches(columns=[field.name]):
+                column = pc.drop_null(pc.list_value_length(batch.column(0)))
+                if len(column):
+                    lengths.update({pc.min(column).as_py(), pc.max(column).as_py()})
+            width = lengths.pop() if len(lengths) == 1 else None
+        fields.append(pa.field(field.name, pa.list_(pa.float32(), width)) if width else field)
+    lance_schema = pa.schema(fields)
+    # Rows per Lance file from the Parquet bytes per row: floats (most of an embedding row)
+    # barely compress, so this is close to what Lance stores.
+    total_bytes = sum(i.size for i in data.filesystem.get_file_info(files))
+    rows = dataset.count_rows()
+    rows_per_file = max(1, int(spec.target_file_size * rows / max(total_bytes, 1)))
+    ds = ray.data.read_parquet(files, filesystem=data.filesystem).map_batches(
+        _cast_batch, fn_kwargs={"schema": lance_schema}, batch_format="pyarrow"
+    )
+    ds.write_lance(
+        uri_of(out, out.path),
+        schema=lance_schema,
+        mode=SaveMode.OVERWRITE,
+        min_rows_per_file=min(rows_per_file, rows),
+        max_rows_per_file=rows_per_file,
+        storage_options=lance_storage_options(out, spec.storage),
+    )
+
+
+def _cast_batch(batch, schema):
+    return batch.select(schema.names).cast(schema)
 
 
 def write_success(

@@ -248,6 +248,20 @@ class JobSpec(BaseModel):
     ray_address: str | None = Field(
         None, description="Ray cluster address for ray.init (default: RAY_ADDRESS, else a local Ray)."
     )
+    output_format: Literal["parquet", "lance"] = Field(
+        "parquet",
+        description="parquet: Parquet files and _SUCCESS. lance: a Lance dataset at the output URI (local or s3://), "
+        "written by Ray Data's Lance writer when the job finishes, with float vectors (embeddings) as fixed-size "
+        "lists that lance/LanceDB vector search reads as they are. Needs `pip install 'taskray[lance]'`; "
+        "--retry-failed is Parquet-only.",
+    )
+    target_file_size: int = Field(
+        128 * 1024 * 1024,
+        gt=0,
+        description="Bytes of data per output file (e.g. 134217728, or '128MiB', '64MB'). Blocks, the unit of "
+        "resume, stay small; committed blocks are compacted into files of this size while the job runs and at "
+        "the end. For lance: the rows per file Ray's Lance writer gets, from the rows' mean size.",
+    )
     max_failed_fraction: float = Field(
         0.5,
         ge=0.0,
@@ -264,6 +278,11 @@ class JobSpec(BaseModel):
     @classmethod
     def _input_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("target_file_size", mode="before")
+    @classmethod
+    def _size_bytes(cls, value: Any) -> Any:
+        return parse_bytes(value) if isinstance(value, str) else value
 
     @field_validator("keep_columns", mode="before")
     @classmethod
@@ -292,6 +311,23 @@ class JobSpec(BaseModel):
     def output_column(self, task: TaskSpec, column: str) -> str:
         """Single-task jobs write plain result columns; multi-task jobs `<name>.<column>`."""
         return f"{task.column_prefix}.{column}" if self.multi_task else column
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str) -> int:
+    """'134217728', '128MiB', '128M', '64MB' -> bytes. KiB/MiB/GiB/TiB (and K/M/G/T) are powers of
+    1024, KB/MB/GB/TB powers of 1000."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"expected a size such as 134217728, '128MiB' or '64MB', got {text!r}")
+    number, unit = float(match.group(1)), (match.group(2) or "B").upper()
+    if unit == "B":
+        return int(number)
+    power = "KMGT".index(unit[0]) + 1
+    base = 1000 if unit.endswith("B") and not unit.endswith("IB") else 1024
+    return int(number * base**power)
 
 
 TASK_FIELDS = frozenset(TaskSpec.model_fields)

@@ -117,6 +117,31 @@ def s3_filesystem(options: "StorageOptions | None" = None) -> "pyarrow.fs.S3File
     return pafs.S3FileSystem(**kwargs)
 
 
+def lance_storage_options(location: Location, options: "StorageOptions | None" = None) -> dict[str, str] | None:
+    """The same S3 settings as s3_filesystem, spelled as lance's object store takes them
+    (`aws_endpoint`, `aws_region`, keys, `allow_http` for an http:// endpoint); None for a local path."""
+    if not location.is_s3:
+        return None
+    env = os.environ
+    endpoint = (options and options.endpoint_url) or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    region = (options and options.region) or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    out: dict[str, str] = {}
+    if endpoint:
+        out["aws_endpoint"] = endpoint if "://" in endpoint else f"https://{endpoint}"
+        if out["aws_endpoint"].startswith("http://"):
+            out["allow_http"] = "true"
+    if region:
+        out["aws_region"] = region
+    if options and options.anonymous:
+        out["aws_skip_signature"] = "true"
+        return out
+    keys = _credentials((options and options.profile) or env.get("AWS_PROFILE"))
+    for ours, theirs in (("access_key", "aws_access_key_id"), ("secret_key", "aws_secret_access_key"), ("session_token", "aws_session_token")):
+        if ours in keys:
+            out[theirs] = keys[ours]
+    return out
+
+
 def _credentials(profile: str | None) -> dict:
     """Explicit keys (from the profile or the environment) so that they travel with the
     filesystem to workers. Empty when none are set: pyarrow then uses its default chain."""

@@ -24,6 +24,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", action="append", help="input URI: directory, glob or file (repeatable)")
     parser.add_argument("--output", help="output directory URI")
     parser.add_argument("--input-format", choices=("auto", "parquet", "images", "audio", "jsonl", "csv", "webdataset"))
+    parser.add_argument(
+        "--output-format", choices=("parquet", "lance"),
+        help="parquet (default), or lance: a Lance dataset whose embeddings lance/LanceDB vector search reads as they are",
+    )
+    parser.add_argument(
+        "--target-file-size", metavar="BYTES",
+        help="bytes of data per output file, e.g. 128MiB (the default) or 64MB; resume still tracks small blocks",
+    )
     parser.add_argument("--column", action="append", metavar="ROLE=NAME", help="map an input role to a column (repeatable)")
     parser.add_argument("--id-column", metavar="NAME", help="unique id column of the input")
     parser.add_argument("--keep-columns", metavar="A,B", help="input columns copied to the output")
@@ -65,6 +73,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "input": args.input,
         "output": args.output,
         "input_format": args.input_format,
+        "output_format": args.output_format,
+        "target_file_size": args.target_file_size,
         "id_column": args.id_column,
         "keep_columns": args.keep_columns,
         "batch_size": args.batch_size,
