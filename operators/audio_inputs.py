@@ -71,7 +71,8 @@ class AudioOperator(Operator):
         if not isinstance(extractor, Wav2Vec2FeatureExtractor):
             raise ValueError(
                 f"{type(self).__name__} runs waveform models (Wav2Vec2FeatureExtractor: wav2vec2, "
-                f"HuBERT, WavLM, data2vec-audio), got {type(extractor).__name__} for {self.model_id!r}"
+                f"HuBERT, WavLM, data2vec-audio), got {type(extractor).__name__} for {self.model_id!r}; "
+                f"get_operator({self.task!r}) picks the operator for that extractor"
             )
         return extractor
 

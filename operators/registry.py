@@ -8,6 +8,8 @@ if TYPE_CHECKING:
     from operators.base import Operator
 
 _OPERATORS: dict[str, type["Operator"]] = {}
+# task id -> variants of its operator, each picked per checkpoint by the task's operator
+_VARIANTS: dict[str, list[type["Operator"]]] = {}
 
 OperatorT = TypeVar("OperatorT", bound="type[Operator]")
 
@@ -28,6 +30,30 @@ def register_operator(task: str) -> Callable[[OperatorT], OperatorT]:
         return cls
 
     return wrap
+
+
+def register_variant(task: str) -> Callable[[OperatorT], OperatorT]:
+    """Class decorator: register a subclass of a task's operator as one of its variants.
+
+    `get_operator(task)` still returns the task's class; constructing it with a checkpoint
+    returns the first variant whose `serves(...)` accepts that checkpoint (the task's operator
+    decides what it passes, e.g. its feature extractor). A variant lives in its own module
+    under operators/tasks/, so adding one changes no other file but the package's imports.
+    """
+
+    def wrap(cls: OperatorT) -> OperatorT:
+        variants = _VARIANTS.setdefault(task, [])
+        if cls in variants:
+            raise ValueError(f"{cls.__qualname__} is already a variant of task {task!r}")
+        variants.append(cls)
+        return cls
+
+    return wrap
+
+
+def task_variants(task: str) -> list[type["Operator"]]:
+    """The registered variants of a task's operator, in registration order."""
+    return list(_VARIANTS.get(task, ()))
 
 
 def list_tasks() -> list[str]:

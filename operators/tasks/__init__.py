@@ -8,6 +8,7 @@ from operators.tasks import (  # noqa: F401  (imported for their @register_opera
     image_segmentation,
     object_detection,
     question_answering,
+    spectrogram_classification,
     speech_recognition,
     summarization,
     text_classification,

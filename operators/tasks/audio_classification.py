@@ -1,4 +1,12 @@
-"""audio-classification: one label per clip (Wav2Vec2-style sequence classification)."""
+"""audio-classification: one label per clip.
+
+This class runs the waveform models (Wav2Vec2FeatureExtractor: wav2vec2, HuBERT, WavLM,
+data2vec-audio, ...), whose inputs it pads and normalizes next to the model. Constructing it
+with a checkpoint whose feature extractor computes something else (AST's filterbanks, Whisper's
+log-mel) returns the registered variant that serves that extractor
+(operators/tasks/spectrogram_classification.py), as `transformers.pipeline` takes every
+feature extractor that AutoModelForAudioClassification models use.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from operators.audio_inputs import AudioOperator, AudioOptions
-from operators.registry import register_operator
+from operators.registry import register_operator, task_variants
 from operators.scoring import class_scores, top_labels
 
 
@@ -28,6 +36,23 @@ class AudioClassificationOperator(AudioOperator):
     output_columns = ("label", "score", "scores")
     auto_model = "AutoModelForAudioClassification"
     Options = AudioClassificationOptions
+
+    def __new__(
+        cls, model: str | None = None, *args: Any, revision: str | None = None, trust_remote_code: bool = False,
+        **kwargs: Any,
+    ):
+        """The variant that serves the checkpoint's feature extractor; this class for waveform extractors."""
+        if cls is not AudioClassificationOperator or model is None:  # a variant, or copy/pickle
+            return super().__new__(cls)
+        from operators.loading import LoadOptions, load_processor
+
+        # The extractor's class decides, as it decides what the pipeline feeds the model. It
+        # loads without weights (a few ms); build_processor loads it again for the instance.
+        extractor = load_processor(
+            "feature_extractor", LoadOptions(model=str(model), revision=revision, trust_remote_code=trust_remote_code)
+        )
+        target = next((v for v in task_variants(cls.task) if v.serves(extractor)), cls)
+        return super().__new__(target)
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
         output, _ = self.run_encoder([f["waveform"] for f in features])

@@ -92,11 +92,14 @@ BASE_STYLE = dict(feat_extract_norm="group", do_stable_layer_norm=False, conv_bi
 
 
 def build_audio_classification(out_dir: str, variant: str | None = None) -> str:
-    """variant None: large-lv60 style (layer norm, attention mask); "base": wav2vec2-base style."""
+    """variant None: large-lv60 style (layer norm, attention mask); "base": wav2vec2-base style;
+    "whisper": WhisperForAudioClassification (WhisperFeatureExtractor's log-mel, not a waveform)."""
     from transformers import Wav2Vec2ForSequenceClassification
 
+    if variant == "whisper":
+        return _build_whisper_classification(out_dir)
     if variant not in (None, "base"):
-        raise ValueError(f"audio-classification variants are None and 'base', got {variant!r}")
+        raise ValueError(f"audio-classification variants are None, 'base' and 'whisper', got {variant!r}")
     torch.manual_seed(SEED + 10)
     config = wav2vec2_config(
         num_labels=len(KEYWORDS),
@@ -111,6 +114,31 @@ def build_audio_classification(out_dir: str, variant: str | None = None) -> str:
         hidden = model.projector(model.wav2vec2(**enc).last_hidden_state)
         mask = model._get_feature_vector_attention_mask(hidden.shape[1], enc["attention_mask"])
         pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    recenter_linear(model.classifier, pooled)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    extractor.save_pretrained(out_dir)
+    return out_dir
+
+
+def _build_whisper_classification(out_dir: str) -> str:
+    """A Whisper encoder with a classification head (mean-pooled projection), over the
+    published WhisperFeatureExtractor (80 mel bins, 30 s windows)."""
+    from transformers import WhisperConfig, WhisperForAudioClassification
+
+    from pipelines.tiny_models.whisper import feature_extractor as whisper_extractor
+
+    torch.manual_seed(SEED + 13)
+    config = WhisperConfig(
+        num_mel_bins=80, d_model=16, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32,
+        decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=32, max_source_positions=1500,
+        classifier_proj_size=8, num_labels=len(KEYWORDS), id2label=dict(enumerate(KEYWORDS)),
+        label2id={label: i for i, label in enumerate(KEYWORDS)},
+    )
+    model = WhisperForAudioClassification(config).eval()
+    extractor = whisper_extractor()
+    with torch.no_grad():
+        features = extractor(calibration_waveforms(8), sampling_rate=SAMPLING_RATE, return_tensors="pt")
+        pooled = model.projector(model.encoder(features["input_features"]).last_hidden_state).mean(dim=1)
     recenter_linear(model.classifier, pooled)
     model.save_pretrained(out_dir, safe_serialization=True)
     extractor.save_pretrained(out_dir)

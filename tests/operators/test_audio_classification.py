@@ -143,3 +143,30 @@ def test_options_are_validated(model_dir):
         Op(model_dir, max_batch_samples=0)
     with pytest.raises(ValueError, match="unknown_option"):
         Op(model_dir, unknown_option=1)
+
+
+def test_every_feature_extractor_of_the_task(tiny_model, clips):
+    """Models whose extractor computes features (Whisper's log-mel here; AST's filterbanks in
+    tests/checkpoints/test_audio_tier.py) run through the operator's spectrogram variant:
+    the extractor's own output per clip, stacked unpadded, equal to the pipeline's answer."""
+    from transformers import pipeline
+
+    model_dir = tiny_model("audio-classification", "whisper")
+    op = get_operator("audio-classification")(model_dir, top_k=2, max_batch_samples=4 * 30 * sounds.RATE)
+    assert type(op).__name__ == "SpectrogramClassificationOperator"
+    assert op.plan_batches(op.preprocess({"audio": clips[:6]})["features"]) == [[0, 1, 2, 3], [4, 5]]
+    out = op({"audio": clips[:6]})
+    classifier = pipeline("audio-classification", model=model_dir, device="cpu")
+    assert out["error"] == [None] * 6
+    for i, clip in enumerate(clips[:6]):
+        expected = classifier(clip, top_k=2)
+        assert [s["label"] for s in out["scores"][i]] == [e["label"] for e in expected], f"clip {i}"
+        assert [s["score"] for s in out["scores"][i]] == pytest.approx([e["score"] for e in expected], abs=SCORE_TOL)
+    assert len(set(out["label"])) >= 2, "labels should vary with the clip"
+    # The waveform class, used directly, names what it got and where to look.
+    from operators.tasks.audio_classification import AudioClassificationOperator
+
+    direct = AudioClassificationOperator.__new__(AudioClassificationOperator)  # without a model: no variant picked
+    direct.__init__(model_dir)
+    with pytest.raises(ValueError, match="got WhisperFeatureExtractor .* picks the operator for that extractor"):
+        direct.processor
