@@ -39,6 +39,7 @@ What differs, and why:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import torch
 
@@ -57,6 +58,52 @@ MAX_INITIAL_TIMESTAMP_INDEX = 50
 NUM_TIMESTAMPS = 1501  # <|0.00|> ... <|30.00|> in 0.02 s steps
 
 
+@dataclass(frozen=True)
+class WhisperProfile:
+    """What differs between the published Whisper checkpoints that the builders rebuild."""
+
+    languages: int = 99  # language tokens, in transformers' LANGUAGES order
+    no_speech_token: str = "<|nocaptions|>"  # renamed <|nospeech|> in large-v3's vocabulary
+    num_mel_bins: int = 80
+    d_model: int = 48
+    encoder_layers: int = 2
+    encoder_heads: int = 6
+    decoder_layers: int = 4
+    decoder_heads: int = 6
+    alignment_heads: tuple[tuple[int, int], ...] = tuple(map(tuple, ALIGNMENT_HEADS))
+    # large-v3 also suppresses <|translate|> and <|transcribe|> and pads with the last BPE
+    # piece (id 50256), not <|endoftext|> (50257).
+    suppress_task_tokens: bool = False
+    pad_is_last_piece: bool = False
+    # whisper-tiny's generation config forces [[1, None], [2, <|transcribe|>]]; large-v3's holds
+    # no forced_decoder_ids (generate() then detects the language and transcribes by default).
+    forced_decoder_ids: bool = True
+    # Not published (see MAX_NEW_TOKENS): what keeps a test's generate() calls short.
+    max_new_tokens: int = MAX_NEW_TOKENS
+
+
+# openai/whisper-tiny: the builder the seed tests use.
+WHISPER_TINY = WhisperProfile()
+# openai/whisper-large-v3: 128 mel bins, Cantonese as the 100th language, <|nospeech|>, its
+# suppress list and pad token, and its alignment heads, which name decoder layers up to 25 and
+# heads up to 18, so the decoder keeps large-v3's 32 layers of 20 heads (2 wide each).
+WHISPER_LARGE_V3 = WhisperProfile(
+    languages=100,
+    no_speech_token="<|nospeech|>",
+    num_mel_bins=128,
+    d_model=40,
+    encoder_layers=2,
+    encoder_heads=20,
+    decoder_layers=32,
+    decoder_heads=20,
+    alignment_heads=((7, 0), (10, 17), (12, 18), (13, 12), (16, 1), (17, 14), (19, 11), (21, 4), (24, 1), (25, 6)),
+    suppress_task_tokens=True,
+    pad_is_last_piece=True,
+    forced_decoder_ids=False,
+    max_new_tokens=12,  # 32 decoder layers per step
+)
+
+
 def _non_speech_symbols() -> tuple[list[str], set[str]]:
     """The symbols that openai-whisper's Tokenizer.non_speech_tokens suppresses."""
     symbols = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』')
@@ -65,7 +112,7 @@ def _non_speech_symbols() -> tuple[list[str], set[str]]:
     return symbols, miscellaneous
 
 
-def whisper_tokenizer():
+def whisper_tokenizer(profile: WhisperProfile = WHISPER_TINY):
     """A WhisperTokenizer: local byte-level BPE plus Whisper's special and timestamp tokens."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import AddedToken, WhisperTokenizer
@@ -81,8 +128,8 @@ def whisper_tokenizer():
     )
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    # The multilingual checkpoints list 99 languages; transformers' table adds Cantonese for v3.
-    languages = [f"<|{code}|>" for code in list(LANGUAGES)[:99]]
+    # The multilingual checkpoints up to large-v2 list 99 languages; large-v3 adds Cantonese.
+    languages = [f"<|{code}|>" for code in list(LANGUAGES)[: profile.languages]]
     specials = [
         "<|endoftext|>",
         "<|startoftranscript|>",
@@ -91,7 +138,7 @@ def whisper_tokenizer():
         "<|transcribe|>",
         "<|startoflm|>",
         "<|startofprev|>",
-        "<|nocaptions|>",
+        profile.no_speech_token,
         "<|notimestamps|>",
     ]
     tokenizer = WhisperTokenizer(vocab=model["vocab"], merges=merges, model_max_length=1024)
@@ -107,9 +154,10 @@ def whisper_tokenizer():
     return tokenizer
 
 
-def suppress_tokens(tokenizer) -> list[int]:
+def suppress_tokens(tokenizer, profile: WhisperProfile = WHISPER_TINY) -> list[int]:
     """openai-whisper's non_speech_tokens for this vocabulary, plus the special tokens the
-    multilingual checkpoints suppress (transformers' NON_SPEECH_TOKENS_MULTI ends with them)."""
+    multilingual checkpoints suppress (transformers' NON_SPEECH_TOKENS_MULTI ends with them;
+    large-v3's list also holds <|translate|> and <|transcribe|>)."""
     symbols, miscellaneous = _non_speech_symbols()
 
     def encode(text: str) -> list[int]:
@@ -120,7 +168,8 @@ def suppress_tokens(tokenizer) -> list[int]:
         for tokens in (encode(symbol), encode(" " + symbol)):
             if len(tokens) == 1 or symbol in miscellaneous:
                 result.add(tokens[0])
-    specials = ["<|startoftranscript|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>"]
+    tasks = ["<|translate|>", "<|transcribe|>"] if profile.suppress_task_tokens else []
+    specials = ["<|startoftranscript|>", *tasks, "<|startoflm|>", "<|startofprev|>", profile.no_speech_token]
     return sorted(result) + tokenizer.convert_tokens_to_ids(specials)
 
 
@@ -136,38 +185,40 @@ def unreadable_tokens(tokenizer) -> list[int]:
     return ids
 
 
-def feature_extractor():
+def feature_extractor(num_mel_bins: int = 80):
     from transformers import WhisperFeatureExtractor
 
-    # The published preprocessor_config.json: these are the class defaults.
+    # The published preprocessor_config.json: the class defaults but for the mel bins (128
+    # for large-v3, whose filters the extractor computes for that count).
     return WhisperFeatureExtractor(
-        feature_size=80, sampling_rate=16_000, hop_length=160, chunk_length=30, n_fft=400,
+        feature_size=num_mel_bins, sampling_rate=16_000, hop_length=160, chunk_length=30, n_fft=400,
         padding_value=0.0, return_attention_mask=False,
     )
 
 
-def build_whisper(out_dir: str) -> str:
+def build_whisper(out_dir: str, profile: WhisperProfile = WHISPER_TINY) -> str:
     from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperProcessor
 
     torch.manual_seed(SEED)
-    tokenizer = whisper_tokenizer()
+    tokenizer = whisper_tokenizer(profile)
     ids = tokenizer.convert_tokens_to_ids
     eos, sot = ids("<|endoftext|>"), ids("<|startoftranscript|>")
+    pad = eos - 1 if profile.pad_is_last_piece else eos
     config = WhisperConfig(
         vocab_size=len(tokenizer),
-        num_mel_bins=80,
-        d_model=48,
-        encoder_layers=2,
-        encoder_attention_heads=6,
-        encoder_ffn_dim=96,
-        decoder_layers=4,
-        decoder_attention_heads=6,
-        decoder_ffn_dim=96,
+        num_mel_bins=profile.num_mel_bins,
+        d_model=profile.d_model,
+        encoder_layers=profile.encoder_layers,
+        encoder_attention_heads=profile.encoder_heads,
+        encoder_ffn_dim=2 * profile.d_model,
+        decoder_layers=profile.decoder_layers,
+        decoder_attention_heads=profile.decoder_heads,
+        decoder_ffn_dim=2 * profile.d_model,
         max_source_positions=1500,
         max_target_positions=448,
         scale_embedding=False,
         tie_word_embeddings=True,
-        pad_token_id=eos,
+        pad_token_id=pad,
         bos_token_id=eos,
         eos_token_id=eos,
         decoder_start_token_id=sot,
@@ -182,14 +233,15 @@ def build_whisper(out_dir: str) -> str:
 
     from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-    lang_to_id = {f"<|{code}|>": ids(f"<|{code}|>") for code in list(LANGUAGES)[:99]}
-    model.generation_config = _generation_config(tokenizer, lang_to_id)
+    lang_to_id = {f"<|{code}|>": ids(f"<|{code}|>") for code in list(LANGUAGES)[: profile.languages]}
+    model.generation_config = _generation_config(tokenizer, lang_to_id, profile, pad)
     model.save_pretrained(out_dir, safe_serialization=True)
-    WhisperProcessor(feature_extractor=feature_extractor(), tokenizer=tokenizer).save_pretrained(out_dir)
+    extractor = feature_extractor(profile.num_mel_bins)
+    WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out_dir)
     return out_dir
 
 
-def _generation_config(tokenizer, lang_to_id: dict[str, int]):
+def _generation_config(tokenizer, lang_to_id: dict[str, int], profile: WhisperProfile, pad: int):
     from transformers import GenerationConfig
 
     ids = tokenizer.convert_tokens_to_ids
@@ -199,21 +251,21 @@ def _generation_config(tokenizer, lang_to_id: dict[str, int]):
         raise RuntimeError(f"the space is not one token in the tiny Whisper vocabulary: {space}")
     unreadable = unreadable_tokens(tokenizer)
     return GenerationConfig(
-        alignment_heads=ALIGNMENT_HEADS,
+        alignment_heads=[list(head) for head in profile.alignment_heads],
         begin_suppress_tokens=[space[0], eos],
         bos_token_id=eos,
         decoder_start_token_id=ids("<|startoftranscript|>"),
         eos_token_id=eos,
-        forced_decoder_ids=[[1, None], [2, ids("<|transcribe|>")]],
+        forced_decoder_ids=[[1, None], [2, ids("<|transcribe|>")]] if profile.forced_decoder_ids else None,
         is_multilingual=True,
         lang_to_id=lang_to_id,
         max_initial_timestamp_index=MAX_INITIAL_TIMESTAMP_INDEX,
         max_length=448,
-        max_new_tokens=MAX_NEW_TOKENS,
+        max_new_tokens=profile.max_new_tokens,
         no_timestamps_token_id=ids("<|notimestamps|>"),
-        pad_token_id=eos,
+        pad_token_id=pad,
         prev_sot_token_id=ids("<|startofprev|>"),
         return_timestamps=False,
-        suppress_tokens=sorted(set(suppress_tokens(tokenizer)) | set(unreadable)),
+        suppress_tokens=sorted(set(suppress_tokens(tokenizer, profile)) | set(unreadable)),
         task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
     )
