@@ -4,10 +4,12 @@ The per-task tests hold the CPU operators to transformers.pipeline; these hold t
 (device moves, pinned host buffers, the auto dtype) to the CPU's results:
 
 * float32 on CUDA, with TF32 off: the same labels and texts, numbers within FP32_TOL;
-* the auto dtype (bf16, else fp16): no row errors, the model in that dtype, and the same
-  output structure with finite numbers. The values themselves are not compared: the random
-  tiny models' labels, texts and masks flip at their near-ties (tests on a real model's
-  half-precision accuracy need weights we cannot ship).
+* the auto dtype (bf16, else fp16), every task: no row errors, the model in that dtype, and
+  the same output structure with finite numbers. Values are not compared on the tiny models:
+  their random labels, texts and masks flip at their near-ties;
+* the auto dtype's values, on the real all-MiniLM-L6-v2: embedding cosine and label agreement
+  with float32 on CUDA, held to tests/operators/precision_agreement.py's bars (the CPU's bf16
+  meets the same bars in tests/operators/test_precision.py).
 
 CI has no GPU and deselects these (`-m "not gpu"`).
 """
@@ -22,7 +24,7 @@ import numpy as np
 import pytest
 
 from operators import get_operator
-from tests.operators import sounds
+from tests.operators import precision_agreement, sounds
 from tests.operators.images import one_pixel_png, varied_images
 from tests.operators.texts import VARIED_TEXTS
 
@@ -118,6 +120,16 @@ def test_auto_dtype_on_cuda_runs_and_keeps_the_structure(case, tiny_model):
     # hold is finite numbers in the same places, vectors of the same length, decodable images.
     differences = list(_differences(full, half, math.inf, exact_labels=False))
     assert not differences, "\n".join(differences[:10])
+
+
+def test_auto_dtype_on_cuda_agrees_with_float32_on_real_minilm(minilm_path, tmp_path):
+    """What the GPU default (bf16) costs in agreement, on a real encoder and a classifier of it:
+    a bar that can fail, unlike the structure-only check above."""
+    classifier = precision_agreement.classifier(minilm_path, str(tmp_path / "classifier"))
+    full = precision_agreement.run(minilm_path, classifier, "cuda", "float32")
+    reduced = precision_agreement.run(minilm_path, classifier, "cuda", "auto")
+    assert reduced[2].dtype in (torch.bfloat16, torch.float16) and full[2].dtype == torch.float32
+    precision_agreement.check(full[:2], reduced[:2])
 
 
 def _without(out: dict[str, list], rows: set[int]) -> dict[str, list]:
