@@ -12,7 +12,13 @@ Reading the files (`read_sentence_modules`) needs no weights and no torch: the C
 when it loads the tokenizer. `SentenceHead` holds the Dense weights and runs the modules on
 the device, on the transformer's last hidden state. The pooling follows sentence-transformers
 6.3's `Pooling._forward_padded` step by step; see the comments there for the few places where we
-differ on purpose.
+differ on purpose. Why a copy, not a call: sentence-transformers is the tests' reference, not a
+runtime dependency (it pulls scikit-learn into every worker image), and its modules
+take the whole features dict of one padded batch; tests/checkpoints/test_embedding_checkpoints.py
+holds every pooling mode, Dense and Normalize to `encode()`.
+
+The token limit is not re-derived here: the operator's (operators/text_inputs.py) caps the
+tokenizer's model_max_length by the model's positions, less RoBERTa's reserved two.
 """
 
 from __future__ import annotations
@@ -366,17 +372,15 @@ def read_checkpoint_json(load_options: LoadOptions, filename: str, subfolder: st
 
 def load_sentence_tokenizer(load_options: LoadOptions, transformer: TransformerModule):
     """The tokenizer as sentence-transformers' Transformer module sets it up: model_max_length
-    from max_seq_length (else capped by the model's positions), and do_lower_case."""
-    from operators.loading import load_config, load_processor
+    from max_seq_length, and do_lower_case. (Without max_seq_length, sentence-transformers caps
+    by max_position_embeddings, which is 2 past RoBERTa's last usable position; the operator's
+    token limit caps by the positions the model really has.)"""
+    from operators.loading import load_processor
 
     kwargs = dict(transformer.processor_kwargs)
     if transformer.max_seq_length is not None:
         kwargs.setdefault("model_max_length", transformer.max_seq_length)
     tokenizer = load_processor("tokenizer", load_options, **kwargs)
-    if "model_max_length" not in kwargs:
-        positions = getattr(load_config(load_options), "max_position_embeddings", None)
-        if isinstance(positions, int) and positions > 0:
-            tokenizer.model_max_length = min(tokenizer.model_max_length, positions)
     if transformer.do_lower_case:
         _lowercase(tokenizer)
     return tokenizer
