@@ -22,6 +22,6 @@ def describe() -> str:
         "(JPEG, or PNG for flat drawings) with boxes, masks and depth colours drawn on them; audio as its first "
         f"{AUDIO_PREVIEW_SECONDS:.0f} s (mono Opus, {AUDIO_PREVIEW_RATE // 1000} kHz). Images over the operators' "
         f"pixel limit, audio over {AUDIO_MAX_SOURCE_SECONDS / 60:.0f} min and media that does not decode are left "
-        "out with a note; texts are cut at {TEXT_LIMIT} characters, drawings at {MAX_DRAWN} "
+        f"out with a note; texts are cut at {TEXT_LIMIT} characters, drawings at {MAX_DRAWN} "
         "boxes or masks. Input media appears only when the job kept its column (keep_columns)."
     )

@@ -45,6 +45,14 @@ def _score(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
 
 
+def _shown_score(value: Any) -> str:
+    """A score as shown (3 decimals), carrying its exact value (`<data value>`), so that what a
+    card shows can be checked against the output row it names."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "–"
+    return f'<data class="score" value="{float(value)!r}">{value:.3f}</data>'
+
+
 def _swatch(label: Any, colours: Palette) -> str:
     return f'<span class="swatch" style="background:{drawing.css_colour(colours(label))}"></span>'
 
@@ -78,7 +86,7 @@ def _top_scores(scores: Any, colours: Palette) -> str:
     if not isinstance(scores, list) or not scores:
         return ""
     items = "".join(
-        f"<li>{_swatch(s.get('label'), colours)}{escape(str(s.get('label')))} <span class=num>{_score(s.get('score'))}</span></li>"
+        f"<li>{_swatch(s.get('label'), colours)}<span class=label>{escape(str(s.get('label')))}</span> <span class=num>{_shown_score(s.get('score'))}</span></li>"
         for s in scores[:TABLE_ROWS] if isinstance(s, dict)
     )
     return f'<ol class="scores">{items}</ol>'
@@ -86,7 +94,7 @@ def _top_scores(scores: Any, colours: Palette) -> str:
 
 def _classified(task: TaskColumns, row: dict[str, Any], colours: Palette) -> str:
     label = _result(task, row, "label")
-    return _facts([("label", f"{_swatch(label, colours)}<b>{escape(str(label))}</b>"), ("score", _score(_result(task, row, "score")))]) + _top_scores(
+    return _facts([("label", f'{_swatch(label, colours)}<b class="label">{escape(str(label))}</b>'), ("score", _shown_score(_result(task, row, "score")))]) + _top_scores(
         _result(task, row, "scores"), colours
     )
 
@@ -152,7 +160,7 @@ def _render_object_detection(task: TaskColumns, row: dict[str, Any], colours: Pa
         notes.append("boxes drawn on a blank canvas")
     figure = _img(drawing.draw_boxes(preview, drawn, scale, colours), "detections") if preview is not None else ""
     rows = "".join(
-        f"<tr><td>{_swatch(o.get('label'), colours)}{escape(str(o.get('label')))}</td><td class=num>{_score(o.get('score'))}</td>"
+        f"<tr><td>{_swatch(o.get('label'), colours)}<span class=label>{escape(str(o.get('label')))}</span></td><td class=num>{_shown_score(o.get('score'))}</td>"
         f"<td class=num>{escape(_box_text(o.get('box')))}</td></tr>"
         for o in objects[:TABLE_ROWS]
     )
@@ -187,7 +195,7 @@ def _render_image_segmentation(task: TaskColumns, row: dict[str, Any], colours: 
         notes.append("masks drawn on a blank canvas")
     figure = _img(drawing.overlay_masks(preview, masks, colours), "segmentation masks") if preview is not None else ""
     legend = "".join(
-        f"<li>{_swatch(s.get('label'), colours)}{escape(str(s.get('label')))} <span class=num>{_score(s.get('score'))}</span></li>"
+        f"<li>{_swatch(s.get('label'), colours)}<span class=label>{escape(str(s.get('label')))}</span> <span class=num>{_shown_score(s.get('score'))}</span></li>"
         for s in segments[:TABLE_ROWS]
     )
     result = f'<ul class="legend">{legend}</ul>' if segments else note("no segments")
@@ -265,7 +273,7 @@ def _render_token_classification(task: TaskColumns, row: dict[str, Any], colours
         parts.append(missing)
     listed = "".join(
         f"<li>{_swatch(e.get('entity_group', e.get('entity')), colours)}{escape(str(e.get('entity_group', e.get('entity'))))}: "
-        f"{escape(str(e.get('word')))} <span class=num>{_score(e.get('score'))}</span></li>"
+        f"{escape(str(e.get('word')))} <span class=num>{_shown_score(e.get('score'))}</span></li>"
         for e in entities[:TABLE_ROWS]
     )
     parts.append(f'<ul class="legend">{listed}</ul>' if entities else note("no entities"))
@@ -284,7 +292,7 @@ def _render_question_answering(task: TaskColumns, row: dict[str, Any], colours: 
             parts.append(note("the answer's offsets do not fall in the shown context"))
     else:
         parts.append(c_missing)
-    parts.append(_facts([("answer", f"<b>{_text(answer)}</b>"), ("score", _score(_result(task, row, "score")))]))
+    parts.append(_facts([("answer", f'<b class="answer">{_text(answer)}</b>'), ("score", _shown_score(_result(task, row, "score")))]))
     return "".join(parts)
 
 

@@ -132,6 +132,9 @@ class Chromium:
     # -- page helpers
 
     def open(self, url: str) -> None:
+        # An earlier page's load event must not count as this one's: wait_event returns a
+        # recorded event first, and the DOM would be read while this page still parses.
+        self.events = [e for e in self.events if e["method"] != "Page.loadEventFired"]
         self.send("Page.navigate", session=True, url=url)
         self.wait_event("Page.loadEventFired")
 

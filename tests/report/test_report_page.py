@@ -1,7 +1,8 @@
 """`taskray report` end to end: a finished multi-task output (tests/report/conftest.py) becomes
 one page, which a real headless Chromium opens from disk. The page must load with no console
 error and no request, show every sampled row and failed row, decode every image and audio
-clip, and keep hostile ids as text. The screenshot lands in .test-artifacts/report.png."""
+clip, and keep hostile ids as text; what each card and chart shows must equal the output's
+values. The screenshot lands in .test-artifacts/report.png."""
 
 from __future__ import annotations
 
@@ -190,3 +191,103 @@ def test_report_reads_an_output_on_s3(bare_output, tmp_path):
     page = _Collect()
     page.feed((tmp_path / "s3.html").read_text())
     assert page.cards == 2 and "s3://report-test/labels" in (tmp_path / "s3.html").read_text()
+
+
+CARD_VALUES = """(() => {
+  const text = (root, selector) => { const e = root.querySelector(selector); return e ? e.textContent : null; };
+  const score = e => e ? {shown: e.textContent, value: parseFloat(e.getAttribute('value'))} : null;
+  const items = (root, selector) => Array.from(root.querySelectorAll(selector)).map(
+      e => [text(e, '.label'), score(e.querySelector('data.score'))]);
+  const cards = Array.from(document.querySelectorAll('article.card')).map(c => ({
+    task: c.dataset.task, rowId: c.dataset.rowId,
+    label: text(c, 'dl.facts b.label'), score: score(c.querySelector('dl.facts data.score')),
+    transcript: text(c, 'p.transcript'), answer: text(c, 'b.answer'), output: text(c, 'p.output'),
+    objects: items(c, 'table.list tr:not(:first-child)'), legend: items(c, 'ul.legend li'),
+  }));
+  const charts = {};
+  for (const s of document.querySelectorAll('section.task')) charts[s.id.slice(5)] = {
+    bars: Array.from(s.querySelectorAll('svg.chart g.bar')).map(g => [g.dataset.label, parseInt(g.dataset.count)]),
+    bins: Array.from(s.querySelectorAll('svg.chart rect.bin')).map(
+        r => [parseFloat(r.dataset.low), parseFloat(r.dataset.high), parseInt(r.dataset.count)]),
+    summary: Object.fromEntries(Array.from(s.querySelectorAll('table.summary tr')).map(r => [r.cells[0].textContent, r.cells[1].textContent])),
+  };
+  return {cards, charts};
+})()"""
+
+# Where each task's labels and scores are in a row: a plain column, or members of list items.
+LABELS = {
+    "image-classification": ("label", "score", None), "audio-classification": ("label", "score", None),
+    "text-classification": ("label", "score", None), "object-detection": (None, "score", "objects"),
+    "image-segmentation": (None, "score", "segments"), "token-classification": (None, "score", "entities"),
+    "question-answering": (None, "score", None),
+}
+
+
+def shown(value) -> dict:
+    return {"shown": f"{value:.3f}", "value": value}
+
+
+def expected_chart(rows: list[dict], task: str) -> tuple[dict, list[float]]:
+    label_column, score_column, items = LABELS[task]
+    labels, scores = {}, []
+    for row in rows:
+        if items:
+            for item in row[f"{task}.{items}"] or []:
+                label = item.get("entity_group", item.get("label"))
+                labels[label] = labels.get(label, 0) + 1
+                if item.get(score_column) is not None:
+                    scores.append(item[score_column])
+            continue
+        if label_column and row[f"{task}.{label_column}"] is not None:
+            labels[row[f"{task}.{label_column}"]] = labels.get(row[f"{task}.{label_column}"], 0) + 1
+        if row[f"{task}.{score_column}"] is not None:
+            scores.append(row[f"{task}.{score_column}"])
+    return labels, scores
+
+
+def test_cards_and_charts_show_the_output_values(report, job_output, browser):
+    """Each card's label, score, transcript, answer, summary, objects and segments equal the
+    output row it names, each task's row counts equal the output's, and each chart's counts
+    equal the counts over every row."""
+    browser.open("file://" + report.path)
+    page = browser.evaluate(CARD_VALUES)
+    table = pq.read_table(job_output).to_pylist()
+    rows = {row["id"]: row for row in table}
+    checked: dict[str, int] = {}
+    for card in page["cards"]:
+        task, row = card["task"], rows[card["rowId"]]
+        value = lambda column: row[f"{task}.{column}"]  # noqa: E731
+        if task in ("image-classification", "audio-classification", "text-classification"):
+            assert (card["label"], card["score"]) == (value("label"), shown(value("score"))), card
+        elif task == "automatic-speech-recognition":
+            assert card["transcript"] == value("text") and card["transcript"].strip()
+        elif task == "question-answering":
+            assert (card["answer"], card["score"]) == (value("answer"), shown(value("score"))), card
+        elif task == "summarization":
+            assert card["output"] == value("summary_text") and card["output"].strip()
+        elif task == "object-detection":
+            objects = sorted(value("objects"), key=lambda o: -o["score"])[:12]
+            assert card["objects"] == [[o["label"], shown(o["score"])] for o in objects], card
+        elif task == "image-segmentation":
+            segments = sorted(value("segments"), key=lambda s: -(s["score"] or 0.0))[:12]
+            assert card["legend"] == [[s["label"], shown(s["score"])] for s in segments], card
+        else:
+            continue
+        checked[task] = checked.get(task, 0) + 1
+    assert checked == {t: GALLERY_SAMPLE for t in (
+        "image-classification", "audio-classification", "text-classification", "automatic-speech-recognition",
+        "question-answering", "summarization", "object-detection", "image-segmentation")}
+
+    for t in TASKS:
+        failed = sum(row[f"{t['task']}.error"] is not None for row in table)
+        summary = page["charts"][t["task"]]["summary"]
+        assert (summary["rows"], summary["ok"], summary["failed"]) == (str(len(table)), str(len(table) - failed), str(failed))
+    for task in LABELS:
+        labels, scores = expected_chart(table, task)
+        chart = page["charts"][task]
+        assert dict(chart["bars"]) == labels and len(chart["bars"]) == len(labels)
+        assert sum(count for _, _, count in chart["bins"]) == len(scores) > 0, task
+        last = len(chart["bins"]) - 1
+        for i, (low, high, count) in enumerate(chart["bins"]):
+            inside = [s for s in scores if low <= s < high or (i == last and s == high)]
+            assert count == len(inside), (task, low, high, count, len(inside))
