@@ -62,3 +62,49 @@ def test_all_rows_bad_and_empty_batch(task_op):
     out = op({"text": [None, ""]})
     assert out == {column: [None, None], "error": ["input: expected text as str, got None", "input: empty text"]}
     assert op({"text": []}) == {column: [], "error": []}
+
+
+# ---------------------------------------------------------------------- the token limit
+# (operators/text_inputs.py: one limit for classification, NER, embeddings and QA windows)
+
+
+ROBERTA_LIKE = {"pad_token_id": 1, "max_position_embeddings": 514}
+
+
+@pytest.mark.parametrize(
+    "config_class, fields, auto_model, expected",
+    [
+        ("RobertaConfig", ROBERTA_LIKE, "AutoModelForSequenceClassification", 512),  # numbered from padding_idx + 1
+        ("XLMRobertaConfig", ROBERTA_LIKE, "AutoModelForTokenClassification", 512),
+        ("CamembertConfig", ROBERTA_LIKE, "AutoModelForSequenceClassification", 512),
+        ("MPNetConfig", {"max_position_embeddings": 512}, "AutoModel", 510),  # padding_idx 1, fixed by the model
+        ("BertConfig", {"max_position_embeddings": 512}, "AutoModelForQuestionAnswering", 512),  # numbered from 0
+        ("DistilBertConfig", {"max_position_embeddings": 512}, "AutoModelForSequenceClassification", 512),
+        # relative positions, no table: the config's max_position_embeddings
+        ("DebertaV2Config", {"max_position_embeddings": 512, "position_biased_input": False}, "AutoModel", 512),
+    ],
+)
+def test_model_positions_ask_the_models_own_embeddings(config_class, fields, auto_model, expected):
+    import transformers
+
+    from operators.text_inputs import model_positions
+
+    small = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    if config_class == "DistilBertConfig":
+        small = {"dim": 32, "n_layers": 1, "n_heads": 2, "hidden_dim": 64}
+    config = getattr(transformers, config_class)(**small, **fields)
+    assert model_positions(config, auto_model) == expected
+
+
+def test_token_limit_is_the_smallest_known_one():
+    from types import SimpleNamespace
+
+    from operators.text_inputs import UNSET_TOKENIZER_LIMIT, token_limit
+
+    unset = SimpleNamespace(model_max_length=UNSET_TOKENIZER_LIMIT)
+    assert token_limit(unset, 512) == 512  # cardiffnlp: no tokenizer_config.json
+    assert token_limit(unset, 512, option=4096) == 512
+    assert token_limit(unset, 512, option=64) == 64
+    assert token_limit(SimpleNamespace(model_max_length=128), 512) == 128
+    assert token_limit(SimpleNamespace(model_max_length=128), None, option=100) == 100
+    assert token_limit(unset, None) == 512  # nothing says: the usual encoder length
