@@ -112,3 +112,12 @@ def pil_pipeline(task: str, model_dir: str, **kwargs):
 
     processor = AutoImageProcessor.from_pretrained(model_dir, backend="pil")
     return pipeline(task, model=model_dir, image_processor=processor, device="cpu", **kwargs)
+
+
+def real_photos() -> list[bytes]:
+    """Fifteen real photographs (tests/fixtures/images, public domain or CC0; README there):
+    120-480 px, landscape, portrait, square, a strip and one grayscale, in a fixed order."""
+    import pathlib
+
+    folder = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "images"
+    return [path.read_bytes() for path in sorted(folder.glob("*.jpg"))]
