@@ -229,6 +229,9 @@ def _spans(source: ExportSource, layout: Layout, row: dict[str, Any], brush, res
             result.skipped_regions += 1  # a tokenizer without offsets: nothing to mark
             continue
         label = entity.get("entity_group", entity.get("entity"))
+        # Python's offsets count code points, as Label Studio's Text does since
+        # label-studio-frontend#308 (HumanSignal/label-studio#1008: JS string lengths put spans
+        # after an emoji off by one).
         value = {"start": start, "end": end, "text": text[start:end], "labels": [str(label)]}
         regions.append(_region(f"r{len(regions)}", layout, "labels", value, entity.get("score")))
     return regions, _mean_score(regions)
