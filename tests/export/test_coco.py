@@ -183,3 +183,31 @@ def test_export_reads_an_output_on_s3(detection_output, tmp_path):
     strip = lambda d: {k: v for k, v in d.items() if k != "info"}  # noqa: E731 - info names the source
     assert strip(json.load(open(result.path))) == strip(json.load(open(local.path)))
     assert result.annotations > 0
+
+
+def test_semantic_segmentation_has_masks_without_scores(tiny_model, tmp_path):
+    """Semantic segmentation gives one mask per class present and no score (as pipeline());
+    both formats export its masks and leave the score out."""
+    from pycocotools import mask as mask_api
+
+    from label_studio_sdk.converter.brush import decode_rle
+    from tests.report.conftest import write_job_output
+
+    output = write_job_output(str(tmp_path), tiny_model, [{"task": SEG, "options": {"subtask": "semantic"}}], ["image"], files=1)
+    rows = rows_by_id(output)
+    coco = load(export_labels(output, str(tmp_path / "coco.json"), "coco").path)
+    studio = {t["data"]["row_id"]: t for t in json.load(open(export_labels(output, str(tmp_path / "ls.json"), "label-studio").path))}
+    masks = 0
+    for image in coco.imgs.values():
+        segments = rows[image["row_id"]]["segments"]
+        anns = coco.imgToAnns[image["id"]]
+        regions = studio[image["row_id"]]["predictions"][0]["result"]
+        assert len(anns) == len(regions) == len(segments) > 0
+        assert "score" not in studio[image["row_id"]]["predictions"][0]
+        for ann, region, segment in zip(anns, regions, segments):
+            png = np.asarray(Image.open(io.BytesIO(segment["mask"])))
+            assert segment["score"] is None and "score" not in ann and "score" not in region
+            assert np.array_equal(mask_api.decode(coco.annToRLE(ann)).astype(bool), png == 255)
+            assert np.array_equal(decode_rle(region["value"]["rle"]).reshape(*png.shape, 4)[:, :, 3], png)
+            masks += 1
+    assert masks > len(coco.imgs)  # several classes per image
