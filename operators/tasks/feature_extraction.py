@@ -136,7 +136,8 @@ class FeatureExtractionOperator(EncoderTextOperator):
         features = super().preprocess_rows([{"text": prompt + r["text"]} for r in rows])
         count = self._prompt_length(prompt)
         for f in features:
-            f["prompt_length"] = count
+            if isinstance(f, dict):  # not a row refused for its length (truncation off)
+                f["prompt_length"] = count
         return features
 
     def _prompt_length(self, prompt: str) -> int:

@@ -3,9 +3,10 @@
 See checkpoints.py for the rules a builder follows.
 
 Each keeps the published config flags (position count and the padding_idx that RoBERTa-style
-embeddings reserve, type vocabulary, id2label, problem_type), the tokenizer's class, special
-tokens and offsets behaviour, and which tokenizer files the hub repository ships; only widths,
-layer counts and the vocabulary (trained locally on the standard library's prose) shrink.
+embeddings reserve, type vocabulary, id2label, problem_type) and the tokenizer's class, special
+tokens, model_max_length and offsets behaviour; cardiffnlp's models also keep the repository's
+tokenizer files (no tokenizer_config.json). Only widths, layer counts and the vocabulary
+(trained locally on the standard library's prose) shrink.
 Random heads are re-centred on calibration texts so that labels vary with the input.
 """
 

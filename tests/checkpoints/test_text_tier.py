@@ -236,3 +236,27 @@ def test_twitter_roberta_embeddings_match_encode_and_long_rows_are_capped(build)
     reference.max_seq_length = 512
     want = reference.encode(texts, batch_size=1)
     np.testing.assert_allclose(np.asarray(out["embedding"]), want, rtol=1e-4, atol=EMBED_ATOL)
+
+
+@pytest.mark.parametrize(
+    "task, hub_id, options",
+    [
+        ("token-classification", "Davlan/xlm-roberta-base-ner-hrl", {"aggregation_strategy": "simple"}),
+        ("feature-extraction", "cardiffnlp/twitter-roberta-base", {"prompt": "query: "}),
+    ],
+)
+def test_truncation_off_refuses_only_the_long_row(build, task, hub_id, options):
+    op = get_operator(task)(build(hub_id), **options)
+    column = op.output_columns[0]
+    clean = op({"text": VARIED_TEXTS[:2]})
+    out = op.with_options(truncation=False)({"text": [VARIED_TEXTS[0], long_texts()[0], VARIED_TEXTS[1]]})
+    assert out["error"][1].startswith("preprocess: input has ")
+    assert out["error"][1].endswith("the model takes at most 512 (truncation is off)")
+    assert out["error"][0] is None and out["error"][2] is None
+    assert out[column][1] is None
+    if task == "feature-extraction":
+        np.testing.assert_allclose([out[column][0], out[column][2]], clean[column], atol=EMBED_ATOL)
+    else:
+        for got, want in zip([out[column][0], out[column][2]], clean[column]):
+            assert [{**e, "score": None} for e in got] == [{**e, "score": None} for e in want]
+            assert [e["score"] for e in got] == pytest.approx([e["score"] for e in want], abs=ENTITY_TOL)
