@@ -1,4 +1,10 @@
-"""Logits to scores and labels, as transformers' classification pipelines compute them."""
+"""Logits to scores and labels, as transformers' classification pipelines compute them.
+
+text-classification calls TextClassificationPipeline.postprocess itself (operators/text_inputs.py
+`pipeline_steps`). This module is the same rule for the image and audio classifiers, whose
+operators keep it: their pipelines' postprocess methods differ in shape (top_k clipped to
+num_labels, the logits' dtype handling) and their tests hold these scores to the pipelines.
+"""
 
 from __future__ import annotations
 
