@@ -1,9 +1,9 @@
 """Logits to scores and labels, as transformers' classification pipelines compute them.
 
 text-classification calls TextClassificationPipeline.postprocess itself (operators/text_inputs.py
-`pipeline_steps`). This module is the same rule for the image and audio classifiers, whose
-operators keep it: their pipelines' postprocess methods differ in shape (top_k clipped to
-num_labels, the logits' dtype handling) and their tests hold these scores to the pipelines.
+`pipeline_steps`). The image and audio classifiers still use this copy of the same rule
+(Image/AudioClassificationPipeline.postprocess could replace it the same way); their tests hold
+these scores to the pipelines.
 """
 
 from __future__ import annotations
