@@ -216,7 +216,11 @@ def taskray_run(workload: Workload, input_dir: str, output_dir: str) -> Measurem
         peak_rss_bytes=run.peak_rss_bytes,
         spilled_bytes=run.spilled_bytes,
         first_output_s=run.first_output_s,
-        config={"command": " ".join(argv), "job_wall_s": manifest.get("wall_s"), "picks": picks, "spec": manifest.get("spec")},
+        config={
+            "command": " ".join(argv), "job_wall_s": manifest.get("wall_s"), "picks": picks, "spec": manifest.get("spec"),
+            # The dtype the job computed in, as its forward actors resolved `auto` (the agreement bars follow it).
+            "dtype": next(iter(manifest.get("tasks", {}).values()), {}).get("dtype"),
+        },
     )
 
 

@@ -42,6 +42,17 @@ TARGETS: dict[str, dict[str, float]] = {
     "classify-images": {"best pipeline": 1.2},
     "asr": {"best pipeline": 1.3},
 }
+# Agreement with the references, by the dtype taskray computed in (its _SUCCESS manifest):
+# embeddings' lowest cosine, else the share of equal labels or transcripts. float32 (the CPU's
+# default) is held to the parity tests' bars: cosine as the checkpoint tier holds embeddings to
+# SentenceTransformer.encode (tests/checkpoints/test_embedding_checkpoints.py COSINE_MIN), labels
+# and transcripts equal. A GPU's default bf16/fp16 is held to the precision bars of
+# tests/operators/precision_agreement.py (cosine 0.999, 97% of labels); its competitors compute
+# in the same dtype, but batches padded in half precision round differently from one item alone.
+AGREEMENT_BARS: dict[str, dict[str, float]] = {
+    "float32": {"embed-text": 0.9999, "classify-images": 1.0, "asr": 1.0},
+    "reduced": {"embed-text": 0.999, "classify-images": 0.97, "asr": 0.97},
+}
 SCALE_LIMITS = {"wall": 10.5, "rss": 1.3}
 SCALE_ROWS = 2000  # --scale's N without --rows
 COMPETITORS = ("forward", "pipeline", "st", "naive", "taskray")
@@ -75,6 +86,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("naive Ray Data")
     g.add_argument("--naive-actors", type=int, default=None, help="Actor pool size (default: GPUs, else CPUs - 1, at least 1).")
     g.add_argument("--naive-cpus", type=float, default=1.0, help="CPUs per actor (Ray sets OMP_NUM_THREADS from it).")
+    p.add_argument(
+        "--tamper-reference", action="store_true",
+        help="Check the agreement gate itself: change the first item of every reference before comparing "
+        "(an embedding turned around, a label or transcript altered); the run must then exit 1.",
+    )
     p.add_argument("--work-dir", default=None, help="Where data, outputs and the commands' logs go (default: a temporary directory).")
     args = p.parse_args(argv)
     if args.rows is not None and args.rows < 1:
@@ -133,12 +149,17 @@ def compare(workload: Workload, args: argparse.Namespace, work_dir: str) -> list
         m = c.taskray_run(workload, input_dir, output_dir)
         if pipeline_outputs or st_outputs is not None:
             taskray_outputs = c.read_taskray_output(output_dir, RESULT_COLUMN[workload.name])
+        if args.tamper_reference:
+            pipeline_outputs = {k: tampered(v) for k, v in pipeline_outputs.items()}
+            st_outputs = None if st_outputs is None else tampered(st_outputs)
         if pipeline_outputs:
             # The reference is the pipeline on one item at a time where it ran: a batched
             # pipeline pads its unsorted batches, and on the tiny random CTC model that alone
             # changed 525 of 600 transcripts (bs=8 vs bs=1; taskray matched bs=1 on all 600).
             reference = pipeline_outputs.get(1, pipeline_outputs[best_batch])
             m.config["agrees_with_pipeline"] = agreement(workload.name, taskray_outputs, reference)
+            if workload.name == "embed-text":
+                m.config["min_cosine_with_pipeline"] = float(cosines(taskray_outputs, reference).min())
         if st_outputs is not None:
             m.config["agrees_with_sentence_transformers"] = agreement(workload.name, taskray_outputs, st_outputs)
             m.config["min_cosine_with_sentence_transformers"] = float(cosines(taskray_outputs, st_outputs).min())
@@ -154,6 +175,37 @@ def agreement(workload: str, taskray: list, reference: list) -> float:
     if workload == "embed-text":
         return float((cosines(taskray, reference) >= 0.999).mean())
     return float(np.mean([x == y for x, y in zip(taskray, reference)]))
+
+
+def tampered(reference: list) -> list:
+    """`reference` with its first item changed so that no correct result can match it."""
+    import numpy as np
+
+    first = reference[0]
+    changed = f"{first} (tampered)" if isinstance(first, str) else (-np.asarray(first, np.float64)).tolist()
+    return [changed, *reference[1:]]
+
+
+def agreement_failures(workload: str, results: list[Measurement]) -> list[str]:
+    """Why taskray's results fall below the workload's agreement bar (AGREEMENT_BARS), one line
+    per reference; empty when they meet it, or when no reference ran."""
+    taskray = next((m for m in results if m.competitor == "taskray run"), None)
+    if taskray is None:
+        return []
+    dtype = taskray.config.get("dtype") or "float32"
+    bar = AGREEMENT_BARS["float32" if dtype == "float32" else "reduced"][workload]
+    if workload == "embed-text":
+        measured = {who: taskray.config.get(f"min_cosine_with_{key}") for key, who in
+                    (("pipeline", "pipeline"), ("sentence_transformers", "sentence-transformers"))}
+        what = "lowest embedding cosine"
+    else:
+        measured = {"pipeline": taskray.config.get("agrees_with_pipeline")}
+        what = "share of equal " + ("labels" if workload == "classify-images" else "transcripts")
+    return [
+        f"{workload}: taskray's {what} with {who} is {value:.6g}, below the bar {bar:g} ({dtype})"
+        for who, value in measured.items()
+        if value is not None and value < bar
+    ]
 
 
 def cosines(a: list, b: list) -> "np.ndarray":  # noqa: F821
@@ -284,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print("machine:", json.dumps(info), flush=True)
     report: dict[str, Any] = {"machine": info, "argv": sys.argv[1:], "workloads": {}}
+    failures: list[str] = []
     started = time.perf_counter()
     try:
         if args.scale:
@@ -298,7 +351,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(table(name, results), flush=True)
                 for line in [*target_lines(name, results), *agreement_lines(results)]:
                     print(line, flush=True)
-                report["workloads"][name] = {"rows": rows, "results": [m.as_dict() for m in results]}
+                failed = agreement_failures(name, results)
+                for line in failed:
+                    print(f"  AGREEMENT FAIL: {line}", flush=True)
+                failures += failed
+                report["workloads"][name] = {"rows": rows, "results": [m.as_dict() for m in results], "agreement_failures": failed}
     finally:
         if args.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -307,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2, default=str)
+    if failures:
+        # Fast and wrong is no result: a run whose answers left the references fails.
+        print(f"agreement with the references below the bar on {len(failures)} check(s); exit 1", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
