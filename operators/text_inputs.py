@@ -103,6 +103,11 @@ class TokenLimit:
     def max_tokens(self, option: int | None = None) -> int:
         return token_limit(self.processor, self.position_limit(), option)
 
+    def load(self):
+        super().load()
+        self.position_limit()  # now, so that with_options copies (a Serve request's) share it
+        return self
+
 
 def refuse_long_rows(features: list[dict[str, Any]], limit: int) -> list[Any]:
     """With truncation off, a row over the limit fails alone in preprocess: past the model's
