@@ -257,6 +257,21 @@ def build_operator(args: EndpointArgs, load: bool = True):
     return op.load()
 
 
+def refuse_gpus_on_the_ingress(args: EndpointArgs) -> None:
+    """An isolated endpoint's ingress holds no weights: a GPU given to it is one the model
+    replicas lack, and they would run on the CPU. `taskray serve` gives a TaskEndpoint entry's
+    resources to the model; `serve run`/`serve deploy` apply the entry to the ingress itself."""
+    import ray
+
+    if ray.get_gpu_ids():
+        raise ValueError(
+            f"{args.task}: the TaskEndpoint ingress was given GPUs {ray.get_gpu_ids()}, but with isolate_model "
+            f"(the default) the model runs in the {MODEL_DEPLOYMENT_NAME} deployment: under `serve run`/`serve deploy` "
+            f"put ray_actor_options and autoscaling in a deployments entry named {MODEL_DEPLOYMENT_NAME} "
+            "(`taskray serve` maps a TaskEndpoint entry itself), or set isolate_model: false"
+        )
+
+
 def run_jobs(operator, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
     """Run a batch: one operator call per distinct `parameters`, split back per request."""
     results: list[dict[str, list] | BaseException | None] = [None] * len(jobs)
@@ -290,6 +305,8 @@ class TaskEndpoint:
         self.args = EndpointArgs.model_validate(args)
         self.model = model
         self.retry_after_s = retry_after_s
+        if model is not None:
+            refuse_gpus_on_the_ingress(self.args)
         self.op = build_operator(self.args, load=model is None)
         self.infer_batch.set_max_batch_size(self.args.max_batch_size)
         self.infer_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
@@ -538,10 +555,16 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     return build_endpoint(args)
 
 
-def build_endpoint(args: dict[str, Any], override: dict[str, Any] | None = None) -> serve.Application:
+def build_endpoint(
+    args: dict[str, Any], override: dict[str, Any] | None = None, model_override: dict[str, Any] | None = None
+) -> serve.Application:
+    """`override`: a config's TaskEndpoint entry (the replicas' resources and limits, mapped
+    to the model and the ingress below); `model_override`: a TaskModel entry, applied last."""
     endpoint = EndpointArgs.model_validate(args)
     options = endpoint_options(endpoint, override)
     if not endpoint.isolate_model:
+        if model_override:
+            raise ValueError(f"a {MODEL_DEPLOYMENT_NAME} deployments entry needs isolate_model (the default); this endpoint sets it false")
         return TaskEndpoint.options(**options).bind(dict(args))
     # The model deployment takes the replicas' resources and scales with batches in flight
     # (one per replica at a time, as the single inference thread runs them); the ingress
@@ -550,6 +573,7 @@ def build_endpoint(args: dict[str, Any], override: dict[str, Any] | None = None)
     model_options.update(max_ongoing_requests=1, max_queued_requests=-1)
     if "autoscaling_config" in model_options:
         model_options["autoscaling_config"] = {**model_options["autoscaling_config"], "target_ongoing_requests": 1.0}
+    model_options.update({k: v for k, v in (model_override or {}).items() if k != "name"})
     model = TaskModel.options(**model_options).bind(dict(args))
     ingress_options = {**options, "ray_actor_options": {"num_cpus": 0}}
     retry_after_s = (options.get("backpressure_config") or {}).get("retry_after_s", 1.0)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 APP_IMPORT_PATH = "pipelines.serve.app:build_app"
 HEALTH_IMPORT_PATH = "pipelines.serve.app:build_health_app"
 DEPLOYMENT_NAME = "TaskEndpoint"
-MODEL_DEPLOYMENT_NAME = "TaskModel"  # the model behind TaskEndpoint when isolate_model is set
+MODEL_DEPLOYMENT_NAME = "TaskModel"  # the model behind TaskEndpoint with isolate_model (the default)
 HEALTH_APP_NAME = "health"
 TOKEN_ENV = "TASKRAY_API_TOKEN"
 
@@ -54,11 +54,13 @@ class EndpointArgs(BaseModel):
     )
     max_inputs: int = Field(64, ge=1, description="Most inputs in one request's `inputs` list.")
     isolate_model: bool = Field(
-        False,
+        True,
         description="Run the model in a deployment of its own (TaskModel) behind a light ingress "
         "(TaskEndpoint, no CPU or GPU reserved). A model replica that dies mid-request (OOM kill, "
         "segfault, lost node) then costs its requests a 503 with Retry-After instead of Serve's "
-        "500, while Serve restarts it. Costs one more process per replica and one hop per batch.",
+        "500, while Serve restarts it. Costs one more process per replica (the ingress, without "
+        "weights) and one hop per batch (benchmarks/RESULTS.md). false: one process per replica, "
+        "and a crash answers its requests in flight 500.",
     )
     auth_token_sha256: str | None = Field(
         None,

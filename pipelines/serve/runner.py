@@ -12,7 +12,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pipelines.serve.config import APP_IMPORT_PATH, DEPLOYMENT_NAME, HEALTH_IMPORT_PATH, validate_serve_config
+from pipelines.serve.config import (
+    APP_IMPORT_PATH,
+    DEPLOYMENT_NAME,
+    HEALTH_IMPORT_PATH,
+    MODEL_DEPLOYMENT_NAME,
+    validate_serve_config,
+)
 
 TERMINAL_FAILURES = ("DEPLOY_FAILED", "UNHEALTHY")
 
@@ -23,10 +29,16 @@ def _application(app: dict[str, Any]):
     path = app["import_path"]
     if path == APP_IMPORT_PATH:
         overrides = {d["name"]: d for d in app.get("deployments") or []}
-        unknown = sorted(set(overrides) - {DEPLOYMENT_NAME})
+        unknown = sorted(set(overrides) - {DEPLOYMENT_NAME, MODEL_DEPLOYMENT_NAME})
         if unknown:
-            raise ValueError(f"application {app['name']!r}: unknown deployments {unknown}; expected {DEPLOYMENT_NAME}")
-        return build_endpoint(app.get("args") or {}, overrides.get(DEPLOYMENT_NAME))
+            raise ValueError(
+                f"application {app['name']!r}: unknown deployments {unknown}; expected {DEPLOYMENT_NAME} "
+                f"(and {MODEL_DEPLOYMENT_NAME}, the model behind it with isolate_model)"
+            )
+        try:
+            return build_endpoint(app.get("args") or {}, overrides.get(DEPLOYMENT_NAME), overrides.get(MODEL_DEPLOYMENT_NAME))
+        except ValueError as e:
+            raise ValueError(f"application {app['name']!r}: {e}") from None
     if path == HEALTH_IMPORT_PATH:
         return build_health_app(app.get("args"))
     raise ValueError(
@@ -78,8 +90,10 @@ def check_cuda(config: dict[str, Any]) -> None:
         if app["import_path"] != APP_IMPORT_PATH:
             continue
         args = EndpointArgs.model_validate(app.get("args") or {})
-        override = next((d for d in app.get("deployments") or [] if d.get("name") == DEPLOYMENT_NAME), None)
-        actor = endpoint_options(args, override).get("ray_actor_options") or {}
+        entries = {d.get("name"): d for d in app.get("deployments") or []}
+        actor = endpoint_options(args, entries.get(DEPLOYMENT_NAME)).get("ray_actor_options") or {}
+        if args.isolate_model and MODEL_DEPLOYMENT_NAME in entries:
+            actor = entries[MODEL_DEPLOYMENT_NAME].get("ray_actor_options", actor)
         if actor.get("num_gpus") or args.device.startswith("cuda"):
             resources = {"num_gpus": actor.get("num_gpus") or 0, "resources": dict(actor.get("resources") or {})}
             requests[app["name"]] = (args.device, resources)

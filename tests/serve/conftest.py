@@ -22,7 +22,7 @@ SLOW_ROUTE = "/v1/test/slow"
 # POST /v1/embeddings's second application (the example endpoints hold the first).
 SECURE_ROUTE = "/v1/test/secure-embeddings"
 SECURE_EMBEDDINGS_APP = "test-secure-embeddings"
-CRASH_ROUTE = "/v1/test/crash"  # isolate_model: the model runs in a TaskModel deployment of its own
+CRASH_ROUTE = "/v1/test/crash"  # the default configuration: the model in a TaskModel deployment of its own
 CRASH_APP = "test-crash"
 CRASH_RETRY_AFTER_S = 2
 AUTH_TOKEN = "s3cret-token-for-tests-5d1f0a"
@@ -30,7 +30,7 @@ API_MAX_BATCH = 4
 API_MAX_BODY = 4096
 SLOW_WAIT_S = 1.5  # the one admitted request of the slow endpoint waits this long for company
 # Test files that need the 13 example endpoints of configs/serve.yaml.
-EXAMPLE_ENDPOINT_TESTS = ("test_parity.py", "test_clients.py")
+EXAMPLE_ENDPOINT_TESTS = ("test_parity.py", "test_clients.py", "test_openai_transcriptions.py")
 
 
 def free_port() -> int:
@@ -62,8 +62,7 @@ def _test_endpoints(model: str) -> list:
         AppSpec(
             name=CRASH_APP,
             route_prefix=CRASH_ROUTE,
-            args=EndpointArgs(task="text-classification", model=model, max_batch_size=4, max_inputs=32,
-                              isolate_model=True),
+            args=EndpointArgs(task="text-classification", model=model, max_batch_size=4, max_inputs=32),
             deployment=DeploymentOptions(num_cpus=0, retry_after_s=CRASH_RETRY_AFTER_S),
         ),
     ]
@@ -104,6 +103,9 @@ def example_config_with_tiny_models(tiny_model, port: int) -> dict:
                 app["args"]["options"] = {**app["args"].get("options", {}), **extra}
             for deployment in app.get("deployments", []):
                 deployment["ray_actor_options"] = {"num_cpus": 0, "num_gpus": 0}
+            # One process per endpoint instead of two: parity does not depend on where the model
+            # runs, and the test endpoints above run the default (isolated) layout.
+            app["args"]["isolate_model"] = False
         apps.append(app)
     config["applications"] = apps
     return config

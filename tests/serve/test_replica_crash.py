@@ -1,8 +1,8 @@
 """A model replica SIGKILLed under load: Serve restarts it, clients see 200 or a retryable 503
 with Retry-After (never a 500), and the endpoint answers again within RECOVERY_S.
 
-The crash endpoint runs with `isolate_model` (tests/serve/conftest.py): the model lives in a
-TaskModel deployment behind the TaskEndpoint ingress. Serve's router re-sends a request that
+The crash endpoint runs the default configuration (tests/serve/conftest.py; isolate_model is on
+by default): the model lives in a TaskModel deployment behind the TaskEndpoint ingress. Serve's router re-sends a request that
 the dead replica had not accepted yet (it waits for the new replica and gets 200); a batch the
 replica was running when it died reaches the ingress as ActorDiedError, answered 503 with
 Retry-After. Which of the two a kill under load hits is timing, so the second path is also
@@ -138,3 +138,23 @@ def test_batch_lost_with_the_model_replica_is_a_503_with_retry_after(error):
     for r in results:
         assert isinstance(r, RequestError) and r.status == 503
         assert r.headers == {"Retry-After": "2"}  # whole seconds, rounded up
+
+
+def test_the_default_endpoint_isolates_the_model():
+    """The layout that answers a crash with 503 is the default: the ingress reserves nothing,
+    and a config's TaskEndpoint resources (or a TaskModel entry's) go to the model replicas."""
+    from pipelines.serve.app import build_endpoint
+    from pipelines.serve.config import EndpointArgs
+
+    assert EndpointArgs(task="text-classification", model="m").isolate_model is True
+    gpu = {"name": "TaskEndpoint", "ray_actor_options": {"num_cpus": 1, "num_gpus": 1}, "max_queued_requests": 7}
+    ingress = build_endpoint({"task": "text-classification", "model": "m"}, gpu)._bound_deployment
+    model = ingress.init_args[1]._bound_deployment
+    assert (ingress.name, model.name) == ("TaskEndpoint", "TaskModel")
+    assert ingress.ray_actor_options == {"num_cpus": 0} and ingress.max_queued_requests == 7
+    assert model.ray_actor_options == {"num_cpus": 1, "num_gpus": 1} and model.max_ongoing_requests == 1
+    entry = {"name": "TaskModel", "ray_actor_options": {"num_cpus": 2, "num_gpus": 0.5}}
+    model = build_endpoint({"task": "text-classification", "model": "m"}, None, entry)._bound_deployment.init_args[1]
+    assert model._bound_deployment.ray_actor_options == {"num_cpus": 2, "num_gpus": 0.5}
+    with pytest.raises(ValueError, match="TaskModel deployments entry needs isolate_model"):
+        build_endpoint({"task": "text-classification", "model": "m", "isolate_model": False}, None, entry)
