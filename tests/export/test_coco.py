@@ -211,3 +211,15 @@ def test_semantic_segmentation_has_masks_without_scores(tiny_model, tmp_path):
             assert np.array_equal(decode_rle(region["value"]["rle"]).reshape(*png.shape, 4)[:, :, 3], png)
             masks += 1
     assert masks > len(coco.imgs)  # several classes per image
+
+
+def test_file_name_column_can_be_chosen(labels_output, tmp_path):
+    rows = rows_by_id(labels_output)
+    coco = load(export_labels(labels_output, str(tmp_path / "t.json"), "coco", task=DET, file_name="text").path)
+    assert all(image["file_name"] == (rows[image["row_id"]]["text"] or image["row_id"]) for image in coco.imgs.values())
+    coco = load(export_labels(labels_output, str(tmp_path / "i.json"), "coco", task=DET, file_name="id").path)
+    assert all(image["file_name"] == image["row_id"] for image in coco.imgs.values())
+    with pytest.raises(ExportError, match="--file-name 'audio' is a binary column"):
+        export_labels(labels_output, str(tmp_path / "x.json"), "coco", task=DET, file_name="audio")
+    with pytest.raises(ExportError, match="--file-name 'nope': the output has no such column"):
+        export_labels(labels_output, str(tmp_path / "x.json"), "coco", task=DET, file_name="nope")
