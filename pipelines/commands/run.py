@@ -3,8 +3,9 @@
 Exit codes: 0 the job finished (failed rows included, within the error budget), 1 it did not
 (or more than max_failed_fraction of a task's rows failed), 2 a bad spec: anything the
 preflight finds before the graph starts (input, columns, model config and options, output
-not writable, resources no node has), a non-empty output without --resume/--overwrite, and a
---resume over an output written by a job with another fingerprint.
+not writable, resources no node has, a GPU asked for where torch cannot use CUDA), a non-empty
+output without --resume/--overwrite, and a --resume over an output written by a job with
+another fingerprint.
 """
 
 from __future__ import annotations
