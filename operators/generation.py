@@ -13,6 +13,17 @@ Stages:
   decoder-only models (the new tokens must follow the prompt directly; generate() derives
   position_ids from the attention mask), the tokenizer's side (right) for encoders. Returns
   the new token ids of each row, trimmed after the first EOS.
+
+  A decoder-only row's answer must not depend on its neighbours, but generate() counts a
+  batch's left padding against `max_length` and `min_length` (a 21-token prompt padded to
+  77 stops 56 tokens early). So where a total length governs (max_length from the options,
+  task params or the model's generation config, e.g. TinyLlama-Chat's 2048, with no
+  max_new_tokens), each row gets the budget the pipeline's single-prompt call would give it:
+  max_new_tokens = max_length - its own prompt length (plus the prefix's tokens, as the
+  pipeline adds them). A micro-batch runs to its largest budget and a stopping criterion
+  ends each row at its own; beam search, whose beams cannot stop one row alone, and per-row
+  minimums run in micro-batches of equal budgets. Encoder-decoder models count decoder
+  tokens only, which no encoder padding touches.
 * postprocess (CPU): decode with special tokens skipped.
 
 Generation settings, highest priority first: the operator's options; the model config's
@@ -139,8 +150,15 @@ class GenerationOperator(Operator):
 
         try:
             return GenerationConfig.from_pretrained(str(self.model_id), **self.load_options.hub_kwargs())
-        except OSError:  # no generation_config.json: generate() derives one from the model config
-            return GenerationConfig.from_model_config(self.model_config)
+        except OSError:
+            # No generation_config.json (distilbart-cnn, older Marian and T5 repos): the call
+            # transformers' own from_pretrained makes then, reading the generation keys of
+            # config.json as written (max_length, num_beams, ...). from_model_config(config)
+            # would miss them: v5 configs do not keep those keys as attributes.
+            return GenerationConfig.from_pretrained(
+                str(self.model_id), config_file_name="config.json", _from_model_config=True,
+                **self.load_options.hub_kwargs(),
+            )
 
     def check_config(self) -> None:
         """The tokenizer can pad, and the generation settings (options over task params over
@@ -252,7 +270,57 @@ class GenerationOperator(Operator):
     def row_features(self, row: dict[str, Any], input_ids: np.ndarray) -> dict[str, Any]:
         return {"input_ids": input_ids}
 
+    # ------------------------------------------------------------------ generation lengths
+
+    def prefix_length(self) -> int:
+        """Tokens of the prompt prefix, which the text-generation pipeline adds to a total
+        length (max_length, min_length), tokenized as it does (no special tokens)."""
+        prefix = self.prompt_prefix()
+        return len(self.processor(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+
+    def total_lengths(self) -> tuple[int | None, int | None]:
+        """(max_length, min_length) where a total length, prompt included, bounds a
+        decoder-only model's generation (no max_new_tokens / min_new_tokens set), shifted by
+        the prefix's tokens as the pipeline shifts them; None where it does not (and always
+        for encoder-decoder models, whose lengths count decoder tokens only)."""
+        if self.is_encoder_decoder:
+            return None, None
+        shift = self.prefix_length()
+        max_length = self.resolved("max_length") if self.resolved("max_new_tokens") is None else None
+        min_length = self.resolved("min_length") if self.resolved("min_new_tokens") is None else None
+        return (
+            None if max_length is None else max_length + shift,
+            None if not min_length else min_length + shift,
+        )
+
+    def new_token_bounds(self, prompt_length: int) -> tuple[int | None, int | None]:
+        """(max_new_tokens, min_new_tokens) of one decoder-only prompt, from the total lengths
+        as generate() applies them to that prompt alone; None where no total length governs."""
+        max_length, min_length = self.total_lengths()
+        return (
+            None if max_length is None else max_length - prompt_length,
+            None if min_length is None else max(0, min_length - prompt_length),
+        )
+
     # ------------------------------------------------------------------ stage 2: forward
+
+    def plan_batches(self, features: list[dict[str, Any]]) -> list[list[int]]:
+        """Token-budget micro-batches, within groups of rows that must share their length
+        bounds: equal max_new_tokens under beam search, equal min_new_tokens (see the module
+        docstring). Greedy and sampled rows of different max_new_tokens share batches."""
+        max_length, min_length = self.total_lengths()
+        beams = self.resolved("num_beams") or 1
+        if (max_length is None or beams == 1) and min_length is None:
+            return super().plan_batches(features)
+        groups: dict[tuple, list[int]] = {}
+        for i, f in enumerate(features):
+            max_new, min_new = self.new_token_bounds(len(f["input_ids"]))
+            groups.setdefault((max_new if beams > 1 else None, min_new), []).append(i)
+        batches = []
+        for members in groups.values():
+            for batch in super().plan_batches([features[i] for i in members]):
+                batches.append([members[j] for j in batch])
+        return batches
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
         import torch
@@ -262,6 +330,7 @@ class GenerationOperator(Operator):
         ids, mask = pad_sequences(prompts, self.pad_token_id, side=side, dtype=np.int64)
         self.check_lengths(ids.shape[1])
         kwargs = dict(self.generation_settings)
+        row_limits = self._row_length_kwargs(kwargs, [len(p) for p in prompts], ids.shape[1])
         sampling = bool(self.resolved("do_sample"))
         seed = self.options.seed
         rng = nullcontext()
@@ -278,7 +347,39 @@ class GenerationOperator(Operator):
         # the decoder start token, which may itself be EOS (BART), so skip it before trimming.
         start = 1 if self.is_encoder_decoder else ids.shape[1]
         eos = self.eos_token_ids()
-        return [_trim_after_eos(row[start:], eos) for row in sequences]
+        # A row stopped at its own budget still receives tokens while its neighbours run
+        # (pad tokens only where the model has an EOS), so cut at the budget too.
+        limits = row_limits or [None] * len(features)
+        return [_trim_after_eos(row[start:][:limit], eos) for row, limit in zip(sequences, limits)]
+
+    def _row_length_kwargs(self, kwargs: dict[str, Any], prompt_lengths: list[int], padded: int) -> list[int] | None:
+        """Turn a total max_length / min_length into each row's own new-token bounds (see
+        the module docstring), in `kwargs` for generate(); the rows' max_new_tokens, or None
+        where no total length governs."""
+        bounds = [self.new_token_bounds(n) for n in prompt_lengths]
+        max_new = [b[0] for b in bounds]
+        min_new = {b[1] for b in bounds}
+        if max_new[0] is None and min_new == {None}:
+            return None
+        if len(min_new) > 1:
+            raise RuntimeError(f"rows of different min_new_tokens {sorted(min_new)} share a micro-batch")
+        # Totals over the padded batch: the same bounds as max_new_tokens / min_new_tokens,
+        # without generate()'s warning that those override the model config's max_length.
+        (min_new_tokens,) = min_new
+        if min_new_tokens is not None:
+            kwargs["min_length"] = padded + min_new_tokens
+        if max_new[0] is None:
+            return None
+        if min(max_new) < 1:
+            raise RowError("preprocess", f"the prompt leaves no room under max_length (max_new_tokens {min(max_new)})")
+        kwargs["max_length"] = padded + max(max_new)
+        if len(set(max_new)) > 1:
+            if (self.resolved("num_beams") or 1) > 1:
+                raise RuntimeError(f"beam search rows of different max_new_tokens {sorted(set(max_new))} share a micro-batch")
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_row_max_length([padded + m for m in max_new], self.device)])
+        return max_new
 
     def _row_seeded_sampling(self, prompts: list[np.ndarray], seed: int) -> dict[str, Any]:
         """generate() kwargs that sample each row from its own generator: our processors do
@@ -357,6 +458,23 @@ def _row_sampler(seeds: list[int], device):
             return forced.scatter_(1, choice, 0.0)
 
     return RowSeededSampler()
+
+
+def _row_max_length(limits: list[int], device):
+    """A stopping criterion that ends each row when its sequence (padded prompt included)
+    reaches its own length: generate() marks that row finished and pads it thereafter, as
+    its own MaxLengthCriteria would for a row run alone."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class RowMaxLength(StoppingCriteria):
+        def __init__(self):
+            self.limits = torch.tensor(limits, device=device)
+
+        def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+            return input_ids.shape[1] >= self.limits
+
+    return RowMaxLength()
 
 
 @contextmanager

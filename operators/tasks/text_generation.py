@@ -43,10 +43,13 @@ class TextGenerationOperator(GenerationOperator):
         try:
             self.prompt_limit()
         except ValueError as e:
-            raise option_error(type(self.options), "max_new_tokens", self.resolved("max_new_tokens"), f"{e} of model {self.model_id!r}") from None
+            name = "max_length" if str(e).startswith("max_length") else "max_new_tokens"
+            raise option_error(type(self.options), name, self.resolved(name), f"{e} of model {self.model_id!r}") from None
 
     def prompt_limit(self) -> int:
-        """Most prompt tokens that leave room for max_new_tokens in the model's positions."""
+        """Most prompt tokens that leave room for max_new_tokens in the model's positions, and
+        for at least one new token under a total max_length (generate() refuses a prompt that
+        fills max_length: the pipeline's call fails)."""
         config = self.model_config
         positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
         limit = self.options.max_input_tokens or positions or 1_000_000
@@ -55,6 +58,11 @@ class TextGenerationOperator(GenerationOperator):
             limit = min(limit, positions - (new_tokens or 1))
         if limit < 1:
             raise ValueError(f"max_new_tokens={new_tokens} leaves no room for a prompt in {positions} positions")
+        max_length, _ = self.total_lengths()
+        if max_length is not None:
+            if max_length < 2:
+                raise ValueError(f"max_length={self.resolved('max_length')} leaves no room for a prompt")
+            limit = min(limit, max_length - 1)
         return limit
 
     def preprocess_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -65,10 +73,15 @@ class TextGenerationOperator(GenerationOperator):
         for row, ids in zip(rows, encoded["input_ids"]):
             if len(ids) > limit:
                 if not self.options.truncation:
+                    bound = (
+                        f"max_new_tokens={self.resolved('max_new_tokens')}"
+                        if self.resolved("max_new_tokens") is not None
+                        else f"max_length={self.resolved('max_length')}"
+                    )
                     raise RowError(
                         "preprocess",
-                        f"prompt has {len(ids)} tokens; at most {limit} fit with max_new_tokens="
-                        f"{self.resolved('max_new_tokens')} (set truncation=True to keep the last {limit})",
+                        f"prompt has {len(ids)} tokens; at most {limit} fit with {bound} "
+                        f"(set truncation=True to keep the last {limit})",
                     )
                 ids = ids[-limit:]  # the end of a prompt is what the continuation follows
             features.append({"input_ids": np.asarray(ids, dtype=np.int32), "prompt": row["text"]})

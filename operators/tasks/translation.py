@@ -5,9 +5,11 @@ transformers 5 removed the translation pipeline; this follows transformers 4.57'
 * T5-style models: the prefix ("translate English to German: ") and generation settings from
   `task_specific_params["translation_<src>_to_<tgt>"]`; without src_lang/tgt_lang, the first
   translation entry there (as `pipeline("translation")` picks it).
-* Multilingual tokenizers with language codes (mBART, NLLB, M2M100): `src_lang` sets the
-  source code in the input and `tgt_lang` becomes `forced_bos_token_id`, through the
-  tokenizer's own `_build_translation_inputs`, as the pipeline calls it.
+* Multilingual tokenizers with language codes (mBART, mBART-50, NLLB, M2M100): `src_lang`
+  sets the source code in the input and `tgt_lang` the forced first generated token, both
+  from the tokenizer's own `_build_translation_inputs`, as the pipeline calls it, so each
+  family keeps its convention (M2M100 takes 'de' and forces '__de__'; NLLB 'deu_Latn';
+  mBART-50 'de_DE').
 
 Defaults max_new_tokens=256 and num_beams=4 apply where the model sets neither.
 """
@@ -28,10 +30,12 @@ logger = logging.getLogger(__name__)
 
 class TranslationOptions(GenerationOptions):
     src_lang: str | None = Field(
-        None, description="Source language: 'en' for T5 task params, a language code (en_XX) for mBART-style tokenizers."
+        None, description="Source language: 'en' for T5 task params; for tokenizers with language codes, "
+        "the code as the tokenizer takes it (mBART 'en_XX', NLLB 'eng_Latn', M2M100 'en')."
     )
     tgt_lang: str | None = Field(
-        None, description="Target language: 'de' for T5 task params, a language code (de_DE) for mBART-style tokenizers."
+        None, description="Target language: 'de' for T5 task params; for tokenizers with language codes, "
+        "the code as the tokenizer takes it (mBART 'de_DE', NLLB 'deu_Latn', M2M100 'de')."
     )
 
 
@@ -80,15 +84,21 @@ class TranslationOperator(GenerationOperator):
                 raise option_error(type(self.options), "tgt_lang", self.options.tgt_lang, str(e)) from None
         super().check_config()
 
+    def translation_inputs(self, texts: list[str], **kwargs: Any) -> dict[str, Any]:
+        """The tokenizer's own `_build_translation_inputs`, as 4.57's TranslationPipeline calls
+        it: the source code placed in the input and the target code's forced first token, in
+        the family's own convention (M2M100 'de' -> '__de__', NLLB 'deu_Latn', mBART-50
+        'de_DE'). Nothing here maps a code to a token by hand: that is where M2M100 went wrong."""
+        return self.processor._build_translation_inputs(
+            texts, return_tensors=None, src_lang=self.options.src_lang, tgt_lang=self.options.tgt_lang, **kwargs
+        )
+
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         if not self.uses_language_codes:
             return super().tokenize(texts)
         limit = self.max_input_tokens()
-        encoded = self.processor._build_translation_inputs(
+        encoded = self.translation_inputs(
             texts,
-            return_tensors=None,
-            src_lang=self.options.src_lang,
-            tgt_lang=self.options.tgt_lang,
             truncation=self.options.truncation,
             max_length=limit if self.options.truncation else None,
             return_attention_mask=False,
@@ -99,7 +109,10 @@ class TranslationOperator(GenerationOperator):
     def generation_settings(self) -> dict[str, Any]:
         settings = super().generation_settings
         if self.uses_language_codes and self.options.tgt_lang is not None:
-            settings.setdefault("forced_bos_token_id", self.processor.convert_tokens_to_ids(self.options.tgt_lang))
+            # The pipeline passes the tokenizer's forced_bos_token_id to generate() beside the
+            # input ids, over the model's own; it does not depend on the text, so one
+            # throwaway input gives it here, before any row is tokenized.
+            settings["forced_bos_token_id"] = int(self.translation_inputs([""])["forced_bos_token_id"])
         return settings
 
     def check_lengths(self, input_length: int) -> None:
@@ -129,3 +142,16 @@ def check_language_codes(tokenizer, options: TranslationOptions, model: str) -> 
         known = code in codes if codes else tokenizer.convert_tokens_to_ids(code) not in (None, tokenizer.unk_token_id)
         if not known:
             raise option_error(type(options), name, code, f"{code!r} is not a language code of model {model!r}{shown}")
+    # The tokenizer itself has the last word: the forced first token it gives for tgt_lang
+    # must be a real token (NLLB's convert_tokens_to_ids gives the unknown token for any code
+    # it lacks, and M2M100 raises).
+    try:
+        forced = tokenizer._build_translation_inputs(
+            [""], return_tensors=None, src_lang=options.src_lang, tgt_lang=options.tgt_lang
+        )["forced_bos_token_id"]
+    except (KeyError, ValueError) as e:
+        raise option_error(type(options), "tgt_lang", options.tgt_lang, f"the tokenizer of model {model!r} refuses it: {e!r}") from None
+    if forced is None or forced == tokenizer.unk_token_id:
+        raise option_error(
+            type(options), "tgt_lang", options.tgt_lang, f"the tokenizer of model {model!r} has no token for {options.tgt_lang!r}"
+        )
