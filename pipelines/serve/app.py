@@ -12,6 +12,8 @@ single worker thread, so the event loop keeps parsing requests while a batch run
     GET  {route}/healthz  this endpoint's readiness;  GET /healthz (health app): all endpoints
     POST /v1/embeddings, GET /v1/models (health app): OpenAI's API for the feature-extraction
                           application the request's `model` names, forwarded to it by handle
+    POST /v1/audio/transcriptions (health app): OpenAI's transcriptions API (a multipart file
+                          upload) for the automatic-speech-recognition application `model` names
 
 400 malformed JSON, 401 missing/wrong token, 411 chunked body (Serve's proxy drops it),
 413 body too large, 415 content type,
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
@@ -66,13 +68,19 @@ from pipelines.serve.config import (
 )
 from pipelines.serve.openai_api import (
     EmbeddingEndpoint,
+    OpenAIEndpoint,
     OpenAIError,
+    TranscriptionEndpoint,
     choose_endpoint,
     embeddings_response,
     load_json_body,
     models_response,
     no_endpoint_error,
     parse_embeddings_request,
+    parse_transcription_upload,
+    transcription_error,
+    transcription_response,
+    transcription_result,
 )
 
 logger = logging.getLogger("ray.serve")
@@ -439,6 +447,34 @@ class TaskEndpoint:
         except OpenAIError as e:
             return e.status, e.body(), e.headers
 
+    def transcription_endpoint(self) -> dict[str, Any] | None:
+        """What the root application needs to route POST /v1/audio/transcriptions here (None:
+        not an automatic-speech-recognition endpoint), as `embedding_endpoint` tells it."""
+        if self.op.task != "automatic-speech-recognition":
+            return None
+        return {
+            "model": self.args.model,
+            "max_body_bytes": self.args.max_body_bytes,
+            "auth_token_sha256": ingress.state.auth_token_sha256,
+            "retry_after_s": self.retry_after_s,
+        }
+
+    async def forwarded_transcription(
+        self, audio: bytes, parameters: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """An upload of POST /v1/audio/transcriptions, forwarded by the root application
+        (token and body size checked there): the file's bytes as a raw audio body of
+        POST {route} would arrive, through the same parameter checks and `infer_batch`.
+        Errors come back as (status, OpenAI body, headers)."""
+        try:
+            parameters = self._check_parameters(parameters)
+            result = await self._infer({"audio": [audio]}, parameters, ["file"])
+            answer = transcription_result(self.op.with_options(**parameters), audio, result["text"][0], result["chunks"][0])
+            return 200, answer, {}
+        except RequestError as e:
+            error = transcription_error(e)
+            return error.status, error.body(), error.headers
+
     async def _infer(self, columns: dict[str, list], parameters: dict[str, Any], fields: list[str]) -> dict[str, list]:
         """The operator's result columns for one request's rows, through the batcher; 422
         naming the input for a row the client must fix."""
@@ -596,10 +632,13 @@ DIRECTORY_TTL_S = 2.0
 
 class EmbeddingDirectory:
     """The feature-extraction applications of this Serve instance, with handles to their
-    TaskEndpoint ingress deployments (what `embedding_endpoint` told, per deployment of each)."""
+    TaskEndpoint ingress deployments (what `embedding_endpoint` told, per deployment of each);
+    or, with `describe` "transcription_endpoint", its automatic-speech-recognition ones."""
 
-    def __init__(self, own_app: str):
+    def __init__(self, own_app: str, describe: str = "embedding_endpoint", kind: type = EmbeddingEndpoint):
         self.own_app = own_app
+        self.describe = describe
+        self.kind = kind
         self.lock = asyncio.Lock()
         self.read_at = -math.inf
         self.endpoints: list[EmbeddingEndpoint] = []
@@ -623,12 +662,12 @@ class EmbeddingDirectory:
             if key not in self.described:
                 try:
                     handle = await asyncio.to_thread(serve.get_app_handle, name)
-                    info = await handle.embedding_endpoint.remote()
+                    info = await getattr(handle, self.describe).remote()
                 except Exception:  # an application going away between the two calls
                     logger.warning("could not describe application %r", name, exc_info=True)
                     continue
                 self.handles[name] = handle
-                self.described[key] = info and EmbeddingEndpoint(app=name, created=int(key[1]), **info)
+                self.described[key] = info and self.kind(app=name, created=int(key[1]), **info)
             described[key] = self.described[key]
             if described[key] is not None:
                 endpoints.append(described[key])
@@ -649,6 +688,9 @@ class EmbeddingDirectory:
 class Health:
     def __init__(self):
         self.directory = EmbeddingDirectory(serve.get_replica_context().app_name)
+        self.transcribers = EmbeddingDirectory(
+            serve.get_replica_context().app_name, "transcription_endpoint", TranscriptionEndpoint
+        )
 
     @health_ingress.get("/healthz")
     def healthz(self) -> JSONResponse:
@@ -709,24 +751,68 @@ class Health:
         status, answer, headers = await self._forward(endpoint, payload)
         return JSONResponse(answer, status_code=status, headers=headers)
 
-    async def _forward(self, endpoint: EmbeddingEndpoint, payload: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+    @health_ingress.post("/v1/audio/transcriptions")
+    async def transcriptions(self, request: Request) -> Response:
+        """OpenAI's transcriptions API for the automatic-speech-recognition application the
+        `model` field names, answered by that application with its token, body limit, audio
+        parsing and batches (pipelines/serve/openai_api.py)."""
+        task = "automatic-speech-recognition"
+        endpoints = await self.transcribers.list()
+        if not endpoints:
+            raise no_endpoint_error(task)
+        opened = self._opened(request, endpoints)
+        if not opened:
+            return unauthorized()
+        try:
+            body = await read_body(request, max(e.max_body_bytes for e in opened))
+        except RequestError as e:
+            raise OpenAIError.from_request_error(e) from None
+        upload = await parse_transcription_upload(request.headers.get("content-type", ""), body)
+        try:
+            endpoint = choose_endpoint(upload.request.model, opened, task)
+        except OpenAIError as e:
+            if e.status != 404:
+                raise
+            endpoints = await self.transcribers.list(refresh=True)
+            opened = self._opened(request, endpoints)
+            if any(other.named(upload.request.model) for other in endpoints if other not in opened):
+                return unauthorized()
+            endpoint = choose_endpoint(upload.request.model, opened, task)
+        if len(body) > endpoint.max_body_bytes:
+            raise OpenAIError(413, f"body of {len(body)} bytes exceeds the limit of {endpoint.max_body_bytes} bytes")
+        status, answer, headers = await self._forward(
+            endpoint, upload.audio, upload.request.operator_parameters(), directory=self.transcribers,
+            method="forwarded_transcription",
+        )
+        if status != 200:
+            return JSONResponse(answer, status_code=status, headers=headers)
+        content, media_type = transcription_response(upload.request, answer)
+        if media_type == "application/json":
+            return JSONResponse(content)
+        return Response(content, media_type=media_type)
+
+    async def _forward(
+        self, endpoint: OpenAIEndpoint, *payload: Any, directory: EmbeddingDirectory | None = None,
+        method: str = "forwarded_embeddings",
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         from ray.exceptions import RayActorError
         from ray.serve.exceptions import BackPressureError
 
+        directory = directory or self.directory
         try:
-            return await self.directory.handles[endpoint.app].forwarded_embeddings.remote(payload)
+            return await getattr(directory.handles[endpoint.app], method).remote(*payload)
         except (RayActorError, BackPressureError) as e:
             # The endpoint's queue is full, or its replica stopped: as its own route answers.
             logger.warning("application %r unavailable: %s", endpoint.app, type(e).__name__)
             retry_after = {"Retry-After": str(math.ceil(endpoint.retry_after_s))}
             error = OpenAIError(503, f"{endpoint.app} is overloaded or restarting; retry", headers=retry_after)
         except Exception:
-            logger.exception("POST /v1/embeddings failed in application %r", endpoint.app)
+            logger.exception("%s failed in application %r", method, endpoint.app)
             error = OpenAIError(500, f"inference failed in application {endpoint.app!r}")
         return error.status, error.body(), error.headers
 
     @staticmethod
-    def _opened(request: Request, endpoints: list[EmbeddingEndpoint]) -> list[EmbeddingEndpoint]:
+    def _opened(request: Request, endpoints: list[OpenAIEndpoint]) -> list[OpenAIEndpoint]:
         authorization = request.headers.get("authorization", "")
         return [e for e in endpoints if bearer_token_matches(authorization, e.auth_token_sha256)]
 
