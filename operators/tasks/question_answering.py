@@ -23,7 +23,7 @@ from pydantic import Field
 
 from operators.base import Operator
 from operators.batching import pad_sequences
-from operators.errors import RowError
+from operators.errors import RowError, option_error
 from operators.registry import register_operator
 from operators.text_inputs import TextLimitOptions, TokenLimit, check_text
 
@@ -63,17 +63,30 @@ class QuestionAnsweringOperator(TokenLimit, Operator):
             "context": check_text(row["context"], "context", limit),
         }
 
+    def check_config(self) -> None:
+        """What would fail every row fails here, before any row: a tokenizer that puts the
+        context first (4.57 supports it; we do not) and a doc_stride past the window."""
+        super().check_config()
+        side = self.processor.padding_side
+        if side != "right":
+            raise ValueError(
+                f"question-answering with {self.model_id!r}: its tokenizer pads on the {side}, which puts the "
+                "context first; only question-first (right-padding) tokenizers are supported"
+            )
+        self._window()
+
     def _window(self) -> tuple[int, int]:
         max_seq_len = self.max_tokens(self.options.max_seq_len or 384)
         doc_stride = self.options.doc_stride or min(max_seq_len // 2, 128)
         if doc_stride > max_seq_len:
-            raise ValueError(f"doc_stride ({doc_stride}) is larger than max_seq_len ({max_seq_len})")
+            raise option_error(
+                self.Options, "doc_stride", doc_stride,
+                f"doc_stride ({doc_stride}) is larger than the window ({max_seq_len} tokens) for {self.model_id}",
+            )
         return max_seq_len, doc_stride
 
     def preprocess_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         tokenizer = self.processor
-        if tokenizer.padding_side != "right":
-            raise RowError("preprocess", "only question-first (right-padding) tokenizers are supported")
         max_seq_len, doc_stride = self._window()
         encoded = tokenizer(
             [r["question"] for r in rows],

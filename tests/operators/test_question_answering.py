@@ -69,3 +69,21 @@ def test_bad_rows_are_isolated(model_dir):
     ]
     alone = op({"question": [good["question"]], "context": [good["context"]]})
     assert (out["answer"][0], out["start"][0]) == (alone["answer"][0], alone["start"][0])
+
+
+def test_settings_every_row_would_fail_on_are_refused_before_any_row(model_dir, tmp_path):
+    import json
+    import shutil
+
+    from pydantic import ValidationError
+
+    op = get_operator("question-answering")(model_dir).load()
+    assert op._window() == (128, 64)  # min(model_max_length 128, 384), half of it
+    with pytest.raises(ValidationError, match=r"doc_stride \(200\) is larger than the window \(128 tokens\)"):
+        op.with_options(doc_stride=200)
+    left = tmp_path / "left-padding"
+    shutil.copytree(model_dir, left)
+    config_path = left / "tokenizer_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "padding_side": "left"}))
+    with pytest.raises(ValueError, match="pads on the left, which puts the context first"):
+        get_operator("question-answering")(str(left)).check_config()
