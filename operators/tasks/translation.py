@@ -129,29 +129,32 @@ class TranslationOperator(GenerationOperator):
 
 
 def check_language_codes(tokenizer, options: TranslationOptions, model: str) -> None:
-    """Both codes given and known to the tokenizer: in its `lang_code_to_id` (mBART, M2M100),
-    else a token of its vocabulary other than the unknown token (NLLB)."""
+    """Both codes given, and each one that the tokenizer's own `_build_translation_inputs`
+    turns into a language token: a special token of the tokenizer, never an ordinary piece
+    ('de' is a piece of M2M100's and NLLB's vocabularies, whose codes are '__de__' and
+    'deu_Latn') nor the unknown token (NLLB maps any code it lacks to it). The known codes
+    come from `lang_code_to_id` (mBART, M2M100), else the tokenizer's extra special tokens."""
     from operators.errors import option_error
 
     codes = list(getattr(tokenizer, "lang_code_to_id", None) or ())
+    if not codes:
+        codes = [t for t in tokenizer.all_special_tokens if t not in set(tokenizer.special_tokens_map.values())]
+    shown = f"; it has {', '.join(codes[:12])}{', ...' if len(codes) > 12 else ''} ({len(codes)} codes)" if codes else ""
     for name in ("src_lang", "tgt_lang"):
-        code = getattr(options, name)
-        shown = f"; it has {', '.join(codes)}" if codes else ""
-        if code is None:
-            raise option_error(type(options), name, code, f"model {model!r} translates between language codes; set {name}{shown}")
-        known = code in codes if codes else tokenizer.convert_tokens_to_ids(code) not in (None, tokenizer.unk_token_id)
-        if not known:
-            raise option_error(type(options), name, code, f"{code!r} is not a language code of model {model!r}{shown}")
-    # The tokenizer itself has the last word: the forced first token it gives for tgt_lang
-    # must be a real token (NLLB's convert_tokens_to_ids gives the unknown token for any code
-    # it lacks, and M2M100 raises).
+        if getattr(options, name) is None:
+            raise option_error(type(options), name, None, f"model {model!r} translates between language codes; set {name}{shown}")
     try:
-        forced = tokenizer._build_translation_inputs(
+        built = tokenizer._build_translation_inputs(
             [""], return_tensors=None, src_lang=options.src_lang, tgt_lang=options.tgt_lang
-        )["forced_bos_token_id"]
-    except (KeyError, ValueError) as e:
-        raise option_error(type(options), "tgt_lang", options.tgt_lang, f"the tokenizer of model {model!r} refuses it: {e!r}") from None
-    if forced is None or forced == tokenizer.unk_token_id:
-        raise option_error(
-            type(options), "tgt_lang", options.tgt_lang, f"the tokenizer of model {model!r} has no token for {options.tgt_lang!r}"
         )
+    except (KeyError, ValueError) as e:  # M2M100 raises KeyError for a code it lacks
+        name = "src_lang" if options.src_lang not in codes else "tgt_lang"
+        code = getattr(options, name)
+        raise option_error(type(options), name, code, f"{code!r} is not a language code of model {model!r}{shown} ({e!r})") from None
+    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    # The empty text encodes to the source code and the special tokens around it only.
+    checks = (("src_lang", all(i in special for i in built["input_ids"][0])), ("tgt_lang", built["forced_bos_token_id"] in special))
+    for name, known in checks:
+        if not known:
+            code = getattr(options, name)
+            raise option_error(type(options), name, code, f"{code!r} is not a language code of model {model!r}{shown}")
