@@ -1,6 +1,6 @@
 """One module per task; importing this package registers every operator."""
 
-from operators.tasks import (  # noqa: F401  (imported for their @register_operator side effect)
+from operators.tasks import (  # noqa: F401  (imported for their @register_operator / @register_variant side effect)
     audio_classification,
     depth_estimation,
     feature_extraction,
@@ -8,6 +8,7 @@ from operators.tasks import (  # noqa: F401  (imported for their @register_opera
     image_segmentation,
     object_detection,
     question_answering,
+    seq2seq_recognition,
     spectrogram_classification,
     speech_recognition,
     summarization,
@@ -15,4 +16,5 @@ from operators.tasks import (  # noqa: F401  (imported for their @register_opera
     text_generation,
     token_classification,
     translation,
+    whisper_recognition,
 )

@@ -1,10 +1,10 @@
 """automatic-speech-recognition: CTC transcription (Wav2Vec2ForCTC) and Whisper, with long-form chunking.
 
-One task id serves both kinds of model, as `transformers.pipeline` does: constructing the
-operator reads the model's config and returns a `WhisperRecognitionOperator`
-(operators/whisper_recognition.py) for Whisper checkpoints, a `Seq2SeqRecognitionOperator`
-(operators/seq2seq_recognition.py) for other sequence-to-sequence speech models, and this class
-for CTC models.
+One task id serves every kind of model, as `transformers.pipeline` does: constructing the
+operator reads the model's config and returns the registered variant that serves it
+(`WhisperRecognitionOperator` in whisper_recognition.py for Whisper checkpoints,
+`Seq2SeqRecognitionOperator` in seq2seq_recognition.py for other sequence-to-sequence speech
+models), and this class for CTC models.
 
 Chunking (CTC) follows transformers' ASR pipeline for CTC models (pipelines/automatic_speech_recognition.py:
 `chunk_iter`, `rescale_stride` and the stride slicing in `postprocess`): overlapping chunks of
@@ -24,7 +24,7 @@ from operators.audio_inputs import AudioOperator, AudioOptions
 from operators.ctc_decoding import CtcDecoder
 from operators.errors import option_error
 from operators.loading import load_processor
-from operators.registry import register_operator
+from operators.registry import register_operator, task_variants
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -142,21 +142,15 @@ class SpeechRecognitionOperator(AudioOperator):
         cls, model: str | None = None, *args: Any, revision: str | None = None, trust_remote_code: bool = False,
         **kwargs: Any,
     ):
-        """The operator for the model's kind: Whisper or CTC, as the pipeline decides it."""
-        if cls is not SpeechRecognitionOperator or model is None:  # a subclass, or copy/pickle
+        """The variant for the model's kind (asr_model_kind: Whisper, other seq2seq), as the
+        pipeline decides it from the model; this class for CTC models."""
+        if cls is not SpeechRecognitionOperator or model is None:  # a variant, or copy/pickle
             return super().__new__(cls)
         from operators.loading import LoadOptions, load_config
 
         config = load_config(LoadOptions(model=str(model), revision=revision, trust_remote_code=trust_remote_code))
-        target = cls
-        if asr_model_kind(config) == "seq2seq_whisper":
-            from operators.whisper_recognition import WhisperRecognitionOperator
-
-            target = WhisperRecognitionOperator
-        elif asr_model_kind(config) == "seq2seq":
-            from operators.seq2seq_recognition import Seq2SeqRecognitionOperator
-
-            target = Seq2SeqRecognitionOperator
+        kind = asr_model_kind(config)
+        target = next((v for v in task_variants(cls.task) if v.serves(kind)), cls)
         operator = super().__new__(target)
         operator._config = config  # read once: AudioOperator.config would read it again
         return operator

@@ -222,7 +222,7 @@ def test_encoded_files_and_bad_rows(model_dir, clips):
 def test_windows_are_stored_compactly_and_rebuilt_exactly(model_dir, clips):
     from transformers import WhisperFeatureExtractor
 
-    from operators.whisper_recognition import _expand, _mask
+    from operators.tasks.whisper_recognition import _expand, _mask
 
     op = get_operator(TASK)(model_dir)
     extractor = WhisperFeatureExtractor.from_pretrained(model_dir)

@@ -21,6 +21,7 @@ import numpy as np
 
 from operators.generation import _trim_after_eos
 from operators.errors import option_error
+from operators.registry import register_variant
 from operators.tasks.speech_recognition import SpeechRecognitionOperator, SpeechRecognitionOptions
 
 # The ASR pipeline's generation defaults (AutomaticSpeechRecognitionPipeline._default_generation_config),
@@ -30,10 +31,16 @@ PIPELINE_GENERATION_DEFAULTS = {"max_new_tokens": 256, "num_beams": 5}
 GENERATE_OPTIONS = ("num_beams", "max_new_tokens")
 
 
+@register_variant("automatic-speech-recognition")
 class Seq2SeqRecognitionOperator(SpeechRecognitionOperator):
     """Sequence-to-sequence speech models under `automatic-speech-recognition`."""
 
     auto_model = "AutoModelForSpeechSeq2Seq"
+    model_kind = "seq2seq"  # asr_model_kind's name for the models this class serves
+
+    @classmethod
+    def serves(cls, kind: str) -> bool:
+        return kind == cls.model_kind
 
     # ------------------------------------------------------------------ loading and options
 

@@ -27,12 +27,16 @@ import numpy as np
 from operators.errors import RowError, option_error
 from operators.generation import _trim_after_eos
 from operators.loading import load_processor
-from operators.seq2seq_recognition import Seq2SeqRecognitionOperator
+from operators.registry import register_variant
+from operators.tasks.seq2seq_recognition import Seq2SeqRecognitionOperator
 from operators.tasks.speech_recognition import SpeechRecognitionOptions
 
 
+@register_variant("automatic-speech-recognition")
 class WhisperRecognitionOperator(Seq2SeqRecognitionOperator):
     """Whisper checkpoints under `automatic-speech-recognition`; see the module docstring."""
+
+    model_kind = "seq2seq_whisper"
 
     # ------------------------------------------------------------------ loading and options
 
