@@ -1,6 +1,6 @@
 """image-classification and depth-estimation with the published configurations of
 google/vit-base-patch16-224 and vinvino02/glpn-kitti (pipelines/tiny_models/checkpoints.py),
-held to transformers.pipeline with the PIL-backend processor the operators load.
+held to the plain transformers.pipeline() (the image processor backend it picks, as the operators do).
 
 Stands for: google/vit-base-patch16-224 (and other ViT/DeiT checkpoints with a fixed square
 bilinear resize: vit-large-patch16-224, deit-*-224); vinvino02/glpn-kitti and glpn-nyu (the
@@ -42,7 +42,7 @@ def test_vit_base_parity_with_pipeline(vit):
     assert processor.size == {"height": 224, "width": 224} and processor.resample == 2
     assert list(processor.image_mean) == [0.5] * 3 and list(processor.image_std) == [0.5] * 3
     out = op({"image": images})
-    assert op._direct, "ViT's one fixed-size PIL resize takes the direct shortcut, pixel-checked"
+    assert op._direct, "ViT's one fixed-size resize takes the direct shortcut, pixel-checked"
     assert out["error"] == [None] * len(images)
     reference = default_pipeline("image-classification", vit)
     for i, data in enumerate(images):

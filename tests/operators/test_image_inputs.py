@@ -176,7 +176,7 @@ def test_model_inputs_accept_column_store_features(vit_dir):
      ("object-detection", None, False), ("image-segmentation", None, False), ("depth-estimation", None, False)],
 )
 def test_direct_resize_only_where_it_is_the_whole_processor_call(tiny_model, task, variant, shortcut):
-    """ViT's processor is one fixed-size PIL resize; ConvNeXT crops, DETR and Mask2Former keep
+    """ViT's processor is one fixed-size resize (either backend); ConvNeXT crops, DETR and Mask2Former keep
     the aspect ratio, GLPN rounds to a divisor: those keep the processor."""
     op = get_operator(task)(tiny_model(task, variant))
     direct = DirectResize.matching(op.processor)
