@@ -34,6 +34,14 @@ files hold every id exactly once, each row with either its old or its retried va
 
 `_SUCCESS` stays in place during a retry: the data stay whole throughout; only its counts
 are stale until the end.
+
+tests/offline_reliability SIGKILLs a retry while it stages (test_retry_failed.py), and at
+named steps of the merge (pipelines/halt_points.py): inside a replacement and between two, on
+local disk (test_retry_failed.py) and on S3 (test_s3_job.py), checking every id once after
+each kill and after the rerun.
+
+A Lance output (`output_format: lance`) is refused: its rows live in a Lance dataset, not in
+Parquet files that can be replaced one at a time.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ import posixpath
 import time
 from typing import TYPE_CHECKING
 
+from pipelines.halt_points import halt_point
 from pipelines.manifest import SUCCESS_FILE, TIME_FORMAT, JobSummary
 from pipelines.spec import JobSpec, SpecError
 from pipelines.storage import Location, read_text, resolve, uri_of, write_text
@@ -71,6 +80,11 @@ def retry_failed(spec: JobSpec) -> JobSummary:
     from pipelines.job import _data_files, _finalize, run_job
     from pipelines.sources import plan_source
 
+    if spec.output_format != "parquet":
+        raise SpecError(
+            f"--retry-failed replaces failed rows in the Parquet files of an output; output_format "
+            f"{spec.output_format!r} has none. Rerun the job with --overwrite, or write Parquet to retry it"
+        )
     out = resolve(spec.output, spec.storage)
     retry_dir = posixpath.join(out.path, RETRY_DIR)
     source = plan_source(spec)
@@ -104,6 +118,7 @@ def retry_failed(spec: JobSpec) -> JobSummary:
     if present:
         merged_files = _merge(spec, staging, out, retry_dir, id_column, plan, staged)
         logger.info("replaced retried rows in %d files of %s", merged_files, out.uri)
+    halt_point("retry:merged")
     entry = {
         "mode": "retry-failed",
         "started": meta["started"],
@@ -227,19 +242,30 @@ def _merge(spec: JobSpec, staging: JobSpec, out: Location, retry_dir: str, id_co
                 name = spec.output_column(t, column)
                 new = staged.column(staging.output_column(t, column)).take(positions)
                 table = table.set_column(table.schema.get_field_index(name), name, _choose(mask, new, table.column(name)))
-        _replace_file(fs, table, posixpath.join(tmp_dir, posixpath.basename(path)), path)
         rewritten += 1
+        _replace_file(fs, table, posixpath.join(tmp_dir, posixpath.basename(path)), path, rewritten)
+        halt_point(f"retry:replaced:{rewritten}")  # test-only: between two replacements
     return rewritten
 
 
-def _replace_file(fs, table, tmp: str, path: str) -> None:
+def _replace_file(fs, table, tmp: str, path: str, number: int = 0) -> None:
     """Write `table` to `tmp`, then move it over `path`: the one step that changes what
-    readers of the output see (see the module docstring)."""
+    readers of the output see (see the module docstring). `number`: the file's place in the
+    merge, for the test-only halt points."""
+    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     with fs.open_output_stream(tmp) as f:
         pq.write_table(table, f)
-    fs.move(tmp, path)
+    halt_point(f"retry:written:{number}")  # test-only: inside a replacement, before the switch
+    if isinstance(fs, pafs.S3FileSystem):
+        # What pyarrow's S3 move does (CopyObject onto the key, which replaces the object at
+        # once, then DeleteObject), spelled out so that a test can stop between the two.
+        fs.copy_file(tmp, path)
+        halt_point(f"retry:copied:{number}")
+        fs.delete_file(tmp)
+    else:
+        fs.move(tmp, path)
 
 
 def _task_mask(ids, plan, id_column: str, task: str, staged_ids):

@@ -119,3 +119,22 @@ def test_differences_skip_an_unknown_hub_digest():
     assert differences(old, same) == []
     moved = {"tasks": {"t": {"model": "org/m", "model_digest": "commit:" + "b" * 40, "options": {"top_k": 1}}}}
     assert differences(old, moved) == [f"tasks.t.model_digest: 'commit:{'a' * 40}' -> 'commit:{'b' * 40}'"]
+
+
+def test_the_output_format_is_part_of_the_fingerprint_only_when_not_parquet(model_copy, text_input):
+    """A Lance output lays its rows out differently (pipelines/job.py), so resuming it as
+    Parquet (or the reverse) is refused; Parquet fingerprints stay as earlier versions wrote
+    them, and target_file_size (file layout only) is not in it."""
+    from pipelines.fingerprint import differences, job_fingerprint
+    from pipelines.preflight import check_input
+    from pipelines.spec import load_job_spec
+
+    def fingerprint(**flags):
+        spec = load_job_spec(None, {"task": "text-classification", "model": model_copy, "input": [text_input],
+                                    "output": "/tmp/unused", "columns": {"text": "body"}, **flags})
+        return job_fingerprint(spec, check_input(spec))
+
+    parquet = fingerprint()
+    assert "output_format" not in parquet
+    assert differences(parquet, fingerprint(target_file_size="1MiB")) == []
+    assert differences(parquet, fingerprint(output_format="lance")) == ["output_format: '<absent>' -> 'lance'"]

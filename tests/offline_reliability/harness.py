@@ -171,9 +171,10 @@ def text_shards(n_files: int, rows_per_file: int, none_every: int = 17) -> list[
     return shards
 
 
-def driver_job(tmp_path, model_dir: str, block_rows: int, out: str) -> list[str]:
+def driver_job(tmp_path, model_dir: str, block_rows: int, out: str, task: str = TASK, **fields) -> list[str]:
     """Write a one-task job over `tmp_path/in` (sized by taskray for the driver's Ray) and return
-    the argv that runs it with `taskray run` on a fresh local Ray of the driver's own."""
+    the argv that runs it with `taskray run` on a fresh local Ray of the driver's own.
+    `fields`: more job fields (target_file_size, output_format, ...)."""
     import sys
 
     import yaml
@@ -185,11 +186,36 @@ def driver_job(tmp_path, model_dir: str, block_rows: int, out: str) -> list[str]
                 "input": [str(tmp_path / "in")],
                 "output": out,
                 "block_rows": block_rows,
-                "tasks": [{"task": TASK, "model": model_dir, "batch_size": block_rows}],
+                "tasks": [{"task": task, "model": model_dir, "batch_size": block_rows}],
+                **fields,
             }
         )
     )
     return [sys.executable, "-m", "tests.offline_reliability.driver", "run", str(job_file)]
+
+
+def cli_job(path, spec) -> list[str]:
+    """Write `spec` (a JobSpec) as a job file at `path` and return the argv of `taskray run` on
+    it in a process of its own that starts no Ray itself (run_job starts one only when the job
+    has work for it: a retry whose staged rows are complete needs none)."""
+    import sys
+
+    import yaml
+
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    return [sys.executable, "-m", "pipelines.cli", "run", str(path)]
+
+
+def kill_at(spawn_driver, argv: list[str], step: str, marker, env: dict | None = None, timeout_s: float = 480) -> None:
+    """Run `argv` until it reaches the test-only halt point `step` (pipelines/halt_points.py),
+    then SIGKILL it with every process it started: a kill at an exact step, not after a guess."""
+    from pipelines.halt_points import HALT_AT, HALT_FILE
+
+    driver = spawn_driver(argv, env={**(env or {}), HALT_AT: step, HALT_FILE: str(marker)})
+    wait_until(lambda: os.path.exists(marker) or not driver.alive(), timeout_s, f"halt point {step}")
+    assert os.path.exists(marker), f"the run ended before {step} (rc={driver.proc.returncode}):\n{driver.output()[-3000:]}"
+    driver.kill()
+    os.unlink(marker)
 
 
 def write_shards(shards, directory: str, filesystem=None) -> None:
@@ -249,10 +275,37 @@ def assert_output_matches(table: "pyarrow.Table", expected: dict[str, dict]) -> 
 
 
 def read_output(directory: str, filesystem=None) -> "pyarrow.Table":  # noqa: F821
-    """The job's data files; `_SUCCESS`, `_checkpoint/` and dot files are skipped by pyarrow."""
+    """The job's data files; `_SUCCESS`, `_checkpoint/`, `_compact/` and dot files are skipped by pyarrow."""
     import pyarrow.parquet as pq
 
     return pq.read_table(directory, filesystem=filesystem)
+
+
+def data_file_sizes(directory: str, filesystem=None) -> dict[str, int]:
+    """Name -> bytes of the data files directly in an output directory."""
+    import pyarrow.fs as pafs
+
+    fs = filesystem or pafs.LocalFileSystem()
+    infos = fs.get_file_info(pafs.FileSelector(directory.rstrip("/"), recursive=False))
+    return {
+        os.path.basename(i.path): i.size
+        for i in infos
+        if i.type == pafs.FileType.File and i.path.endswith(".parquet") and not os.path.basename(i.path).startswith(("_", "."))
+    }
+
+
+def assert_files_of_target_size(sizes: dict[str, int], target: int) -> None:
+    """Compacted files of about `target` bytes, but for the last group (smaller); at most one
+    block file left over (a remainder of one block is not rewritten). "About": a group is
+    planned from its blocks' data bytes times the compression gain measured on the group
+    before (pipelines/compaction.py), so a file may land a little under the target, and one
+    block over it."""
+    compacted = sorted(size for name, size in sizes.items() if name.startswith("compacted-"))
+    blocks = [name for name in sizes if not name.startswith("compacted-")]
+    assert len(blocks) <= 1, f"block files left: {blocks}"
+    assert len(compacted) >= 2, sizes
+    assert all(size <= 2 * target for size in compacted), (target, compacted)
+    assert all(size >= 0.8 * target for size in compacted[1:]), (target, compacted)
 
 
 def read_manifest(directory: str, filesystem=None) -> dict | None:

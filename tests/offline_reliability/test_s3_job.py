@@ -104,3 +104,55 @@ def test_round_trip_through_an_endpoint_outage_mid_job(s3, job_ray, dataset, tin
     failed = sum(1 for r in dataset.values() if r["error"] is not None)
     assert manifest["rows"] == {"total": len(dataset), "ok": len(dataset) - failed, "failed": failed}
     assert not [k for k in s3.list_keys(out + "/") if "_checkpoint" in k], "checkpoint left after success"
+
+
+@pytest.mark.timeout(1200)
+def test_retry_failed_sigkilled_mid_swap_on_s3(s3, job_ray, tiny_model, tmp_path, spawn_driver, monkeypatch):
+    """`--retry-failed` on an S3 output, SIGKILLed inside a file replacement (the new object
+    copied onto the key, its staged copy not yet deleted: S3 has no rename) and between two
+    replacements: every id once after each kill, and the rerun finishes the retry in place.
+    (Local disk: test_retry_failed.py; the staging run killed: the same.)"""
+    import pipelines.retry
+    from pipelines.job import run_job
+    from tests.offline_reliability.harness import cli_job, data_file_sizes, kill_at
+    from tests.offline_reliability.test_retry_failed import assert_each_id_once, broken
+
+    model_dir = tiny_model(TASK)
+    fs = s3.check_fs()
+    good = text_shards(4, 20)  # every file has a row that fails for good (none_every=17)
+    expected = expected_rows(model_dir, good)
+    write_shards(broken(good, {0}), f"{s3.bucket}/retry-in", filesystem=fs)
+    out = f"{s3.bucket}/retry-out"
+
+    def spec(mode: str):
+        # A small target_file_size: several output files, so that the merge replaces several.
+        return job_spec(s3, model_dir, "retry-out/", mode).model_copy(
+            update={"input": [s3.uri("retry-in/")], "target_file_size": 1000}
+        )
+
+    run_job(spec("error-if-exists"))
+    files = data_file_sizes(out, fs)
+    assert len(files) >= 3, files
+    write_shards(good, f"{s3.bucket}/retry-in", filesystem=fs)  # the transient cause is gone
+
+    # Staged on the test's Ray, the merge stopped before it starts: the killed retries below
+    # find the staged rows complete and start no Ray.
+    monkeypatch.setattr(pipelines.retry, "_merge", lambda *a: (_ for _ in ()).throw(OSError("injected")))
+    with pytest.raises(OSError, match="injected"):
+        pipelines.retry.retry_failed(spec("retry-failed"))
+    monkeypatch.undo()
+    argv = cli_job(tmp_path / "retry.yaml", spec("retry-failed"))
+    for step in ("retry:copied:1", "retry:replaced:2"):
+        kill_at(spawn_driver, argv, step, tmp_path / "halted")
+        assert_each_id_once(read_output(out, fs), expected)
+        assert [h["mode"] for h in read_manifest(out, fs)["history"]] == ["run"], step
+        assert set(data_file_sizes(out, fs)) == set(files), step
+
+    summary = pipelines.retry.retry_failed(spec("retry-failed"))
+    assert_output_matches(read_output(out, fs), expected)
+    still_failed = sum(1 for r in expected.values() if r["error"] is not None)
+    manifest = read_manifest(out, fs)
+    assert summary.failed == manifest["rows"]["failed"] == still_failed
+    assert [h["mode"] for h in manifest["history"]] == ["run", "retry-failed"]
+    assert set(data_file_sizes(out, fs)) == set(files)
+    assert not [k for k in s3.list_keys("retry-out/") if "/_retry/" in k or "/_compact/" in k]
