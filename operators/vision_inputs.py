@@ -61,8 +61,8 @@ class ImageOptions(OperatorOptions):
         description="Opt-in padded buckets for models that read a pixel mask (DETR): images of "
         "different sizes share a micro-batch when each one's padding is at most this share of the "
         "batch's canvas. Fewer, larger micro-batches, but padding moves the backbone's features at "
-        "the padded edge, so answers differ from the image-alone answer (on real photos with DETR, "
-        "0.25 kept about half of the images' objects unchanged). 0, the default: only images of "
+        "the padded edge, so answers differ from the image-alone answer (15 real photos with DETR at "
+        "800/1333: 0.25 left 4 of them their image-alone objects, 0.1 left 10). 0, the default: only images of "
         "one exact size share a micro-batch, each with its image-alone answer.",
     )
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from operators import get_operator
+from tests.offline.conftest import ray_session, write_parquet  # noqa: F401  (ray_session: a fixture)
 from tests.operators.images import default_pipeline, open_for_pipeline, real_photos
 from tests.operators.test_image_segmentation import assert_same_segments
 from tests.operators.test_object_detection import assert_same_objects
@@ -145,6 +146,32 @@ def test_opt_in_padded_buckets_move_detr_answers_on_real_photos(checkpoint_model
 
     agree = sum(same(g, w) for g, w in zip(padded, alone))
     assert agree < len(photos), "padding left every answer unchanged; revisit the opt-in default"
+
+
+@pytest.mark.ray
+def test_taskray_run_with_default_options_gives_each_photo_its_image_alone_answer(
+    ray_session, checkpoint_model, detections, photos, tmp_path  # noqa: F811
+):
+    """The job path with no option: DETR (which reads a pixel mask, the one family that could
+    pad) over the 15 photos in one forward call, each photo's objects those pipeline() gives
+    it alone."""
+    import pyarrow.parquet as pq
+
+    from pipelines.cli import main as taskray
+
+    _, want = detections("facebook/detr-resnet-50@no_timm")
+    model_dir = checkpoint_model("facebook/detr-resnet-50@no_timm")
+    write_parquet(str(tmp_path / "in"), {"image": photos, "n": list(range(len(photos)))})
+    out = str(tmp_path / "out")
+    args = [
+        "run", "--task", "object-detection", "--model", model_dir, "--input", str(tmp_path / "in"),
+        "--output", out, "--keep-columns", "n",
+    ]
+    assert taskray(args) == 0
+    rows = pq.read_table(out).sort_by("n").to_pylist()
+    assert [r["error"] for r in rows] == [None] * len(photos)
+    for row, expected in zip(rows, want):
+        assert_same_objects(row["objects"], expected)
 
 
 # ---------------------------------------------------------------------------- segmentation
