@@ -325,7 +325,8 @@ def _processed_rows(workload: Workload) -> tuple[list[dict[str, np.ndarray]], di
         pad = {"input_ids": tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
         return rows, pad, [512, 1024, 2048, 8192]
     if workload.role == "image":
-        processor = AutoImageProcessor.from_pretrained(workload.model, backend="pil")
+        # the backend pipeline() and taskray pick here (torchvision's where it imports)
+        processor = AutoImageProcessor.from_pretrained(workload.model)
         rows = []
         for value in workload.values:
             image = workload.decode(value).convert("RGB")
