@@ -172,6 +172,40 @@ def test_xlm_roberta_ner_parity_with_pipeline(xlmr_ner, strategy):
     assert len(found) > 2, "the calibrated tiny model should find several entity types"
 
 
+@pytest.mark.parametrize("strategy", ["simple", "max"])
+def test_xlm_roberta_ner_stride_windows_match_the_pipelines(xlmr_ner, strategy):
+    """Long texts in overlapping windows (pipeline(stride=...)): entities from the whole text,
+    merged where windows overlap by the pipeline's own aggregate_overlapping_entities."""
+    from transformers import pipeline
+
+    texts = [VARIED_TEXTS[3], *long_texts()[:2]]
+    op = get_operator("token-classification")(xlmr_ner, aggregation_strategy=strategy, stride=64, max_batch_rows=4)
+    prepared = op.preprocess({"text": texts})
+    assert [len(f["chunks"]) for f in prepared["features"]][0] == 1
+    assert min(len(f["chunks"]) for f in prepared["features"][1:]) > 2
+    out = op.postprocess(op.forward(prepared), prepared)
+    assert out["error"] == [None] * len(texts)
+    reference = pipeline("token-classification", model=xlmr_ner, device="cpu", aggregation_strategy=strategy, stride=64)
+    truncated = op.with_options(stride=None)({"text": texts[1:]})
+    for i, text in enumerate(texts):
+        want = reference(text)
+        assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in out["entities"][i]] == [
+            (w["entity_group"], w["word"], w["start"], w["end"]) for w in want
+        ]
+        assert [e["score"] for e in out["entities"][i]] == pytest.approx([float(w["score"]) for w in want], abs=ENTITY_TOL)
+    for windowed, cut in zip(out["entities"][1:], truncated["entities"]):
+        assert max(e["end"] for e in windowed) > max(e["end"] for e in cut), "entities past the first 512 tokens"
+
+
+def test_ner_stride_settings_the_pipeline_refuses_are_refused_before_any_row(xlmr_ner):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="needs an aggregation_strategy other than none"):
+        get_operator("token-classification")(xlmr_ner, stride=64).check_config()
+    with pytest.raises(ValidationError, match=r"stride \(510\) must be below the 510 text tokens of a window"):
+        get_operator("token-classification")(xlmr_ner, stride=510, aggregation_strategy="simple").check_config()
+
+
 # ---------------------------------------------------------------------- question-answering
 
 
