@@ -59,7 +59,7 @@ from pydantic import Field, model_validator
 from operators.base import Operator
 from operators.batching import pad_sequences
 from operators.errors import RowError
-from operators.text_inputs import TextLimitOptions, check_text
+from operators.text_inputs import TextLimitOptions, TokenLimit, check_text
 
 # Options passed to generate() under the same name when set.
 GENERATE_OPTIONS = (
@@ -103,7 +103,8 @@ class GenerationOptions(TextLimitOptions):
         True, description="Truncate inputs longer than the model takes instead of failing the row."
     )
     max_input_tokens: int | None = Field(
-        None, ge=1, description="Token limit per input; default: the tokenizer's model_max_length."
+        None, ge=1, description="Token limit per encoder input; default: the tokenizer's model_max_length, "
+        "capped by the model's positions."
     )
     clean_up_tokenization_spaces: bool | None = Field(
         None, description="Clean up spaces before punctuation when decoding; default: the task's pipeline default."
@@ -121,7 +122,7 @@ class GenerationOptions(TextLimitOptions):
         return {k: getattr(self, k) for k in GENERATE_OPTIONS if getattr(self, k) is not None}
 
 
-class GenerationOperator(Operator):
+class GenerationOperator(TokenLimit, Operator):
     """Base of the generation operators. Subclasses set `pipeline_defaults`, the output
     column, and optionally `task_params_key()` / `prompt_prefix()`."""
 
@@ -237,8 +238,10 @@ class GenerationOperator(Operator):
         return set(eos) if isinstance(eos, (list, tuple)) else ({int(eos)} if eos is not None else set())
 
     def max_input_tokens(self) -> int:
-        limit = self.options.max_input_tokens or getattr(self.processor, "model_max_length", None) or 512
-        return int(min(limit, 1_000_000))
+        """The encoder's token limit, as every text task's (operators.text_inputs.token_limit):
+        the smallest of the option, the tokenizer's model_max_length unless unset (1e30 for
+        a tokenizer saved without one) and the model's positions."""
+        return self.max_tokens(self.options.max_input_tokens)
 
     # ------------------------------------------------------------------ stage 1: preprocess
 

@@ -123,6 +123,29 @@ def test_distilbart_settings_come_from_config_json_without_generation_config(che
     assert len(set(out["summary_text"])) == len(SOURCES)
 
 
+def test_summarization_input_limit_is_the_models_positions_without_a_tokenizer_limit(checkpoint_model, tmp_path):
+    """A tokenizer saved without model_max_length (1e30) leaves the limit to BART's 1024
+    learned positions: a longer text is truncated there, not sent past the position table
+    (an index error, on CUDA a device-side assert that kills the process)."""
+    import json
+    import shutil
+
+    model_dir = shutil.copytree(checkpoint_model("sshleifer/distilbart-cnn-12-6"), tmp_path / "no-limit")
+    config_path = model_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    del config["model_max_length"]
+    config_path.write_text(json.dumps(config))
+    op = get_operator("summarization")(str(model_dir), max_length=12, min_length=4)
+    assert op.processor.model_max_length > 10**20 and op.max_input_tokens() == 1024
+    long_text = " ".join(SOURCES * 40)
+    prepared = op.preprocess({"text": [long_text]})
+    assert len(prepared["features"][0]["input_ids"]) == 1024
+    out = op.postprocess(op.forward(prepared), prepared)
+    assert out["error"] == [None] and out["summary_text"][0]
+    refused = op.with_options(truncation=False)({"text": [long_text]})["error"][0]
+    assert refused is not None and "at most 1024" in refused
+
+
 def test_pegasus_xsum_parity_with_legacy_pipeline(checkpoint_model, legacy_pipeline):
     model_dir = checkpoint_model("google/pegasus-xsum")
     op = get_operator("summarization")(model_dir, max_batch_rows=2)
