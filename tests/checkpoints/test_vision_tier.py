@@ -22,15 +22,22 @@ from tests.operators.images import default_pipeline, open_for_pipeline, real_pho
 from tests.operators.test_image_segmentation import assert_same_segments
 from tests.operators.test_object_detection import assert_same_objects
 
-# fp32 on the CPU with the processor's own pixels; a batch changes summation order only
-# (measured <= 3e-6 on these models).
+# fp32 on the CPU with the processor's own pixels, bit for bit; a batch changes summation
+# order only, which moves scores in the sixth decimal.
 SCORE_TOL = 1e-5
-DEPTH_RTOL = 1e-4  # of the map's range; measured <= 2e-6
+DEPTH_RTOL = 1e-4  # of the map's range, for the same reason
 
 
 @pytest.fixture(scope="module")
 def photos() -> list[bytes]:
     return real_photos()
+
+
+@pytest.fixture(scope="module")
+def some_photos(photos) -> list[bytes]:
+    """Every other photo (8 of 15, still of mixed sizes and orientations), for the families
+    whose processor resizes to one fixed size or runs at 512 px and more: fewer model calls."""
+    return photos[::2]
 
 
 def photo_size(data: bytes) -> tuple[int, int]:
@@ -182,8 +189,9 @@ def test_taskray_run_with_default_options_gives_each_photo_its_image_alone_answe
     [("nvidia/segformer-b0-finetuned-ade-512-512", None), ("facebook/mask2former-swin-tiny-coco-panoptic", 0.5)],
 )
 def test_segmentation_with_default_options_gives_each_photo_its_image_alone_answer(
-    checkpoint_model, photos, hub_id, threshold
+    checkpoint_model, some_photos, hub_id, threshold
 ):
+    photos = some_photos
     model_dir = checkpoint_model(hub_id)
     kwargs = {} if threshold is None else {"threshold": threshold}
     op = get_operator("image-segmentation")(model_dir, **kwargs)
@@ -202,7 +210,8 @@ def test_segmentation_with_default_options_gives_each_photo_its_image_alone_answ
 
 
 @pytest.mark.parametrize("hub_id", ["Intel/dpt-large", "depth-anything/Depth-Anything-V2-Small-hf"])
-def test_depth_matches_pipeline(checkpoint_model, photos, hub_id):
+def test_depth_matches_pipeline(checkpoint_model, some_photos, hub_id):
+    photos = some_photos
     model_dir = checkpoint_model(hub_id)
     op = get_operator("depth-estimation")(model_dir)
     out = op({"image": photos})
