@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from operators.errors import RowError, describe
 from operators.loading import load_processor
 from operators.registry import register_variant
 from operators.tasks.audio_classification import AudioClassificationOperator
@@ -68,7 +69,17 @@ class SpectrogramClassificationOperator(AudioClassificationOperator):
         features = []
         for row in rows:
             wave = row["audio"]
-            encoded = self.processor(wave, sampling_rate=self.sampling_rate, return_tensors="np")
+            try:
+                encoded = self.processor(wave, sampling_rate=self.sampling_rate, return_tensors="np")
+            # The extractor's own failure, raised in many forms (AST's filterbank on a clip
+            # shorter than one 25 ms frame: "negative dimensions are not allowed"); the row
+            # error names the clip's length, which the extractor's message does not.
+            except Exception as e:
+                raise RowError(
+                    "preprocess",
+                    f"{type(self.processor).__name__} cannot compute features for a clip of {wave.size} samples "
+                    f"at {self.sampling_rate} Hz: {describe(e)}",
+                ) from e
             inputs = {name: np.ascontiguousarray(value[0]) for name, value in encoded.items()}
             # The model's cost follows the features' shape: a fixed window costs the same for
             # any clip (the extractor pads or cuts to it).

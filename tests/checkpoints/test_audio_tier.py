@@ -112,12 +112,19 @@ def test_ast_features_are_the_extractors_own(ast_dir, clips):
 
 def test_ast_bad_rows_fail_alone(ast_dir, ast_pipeline, clips):
     op = get_operator("audio-classification")(ast_dir)
-    out = op({"audio": [None, sounds.corrupt_bytes(), sounds.encode(clips["fox"], fmt="FLAC")]})
+    blip = np.full(100, 0.1, np.float32)  # under one 25 ms filterbank frame
+    out = op({"audio": [None, sounds.corrupt_bytes(), blip, sounds.encode(clips["fox"], fmt="FLAC")]})
     assert out["error"][0] == "input: expected audio bytes, got None"
     assert out["error"][1].startswith("decode: cannot decode audio: ")
-    assert out["error"][2] is None
+    assert out["error"][2] == (
+        "preprocess: ASTFeatureExtractor cannot compute features for a clip of 100 samples at 16000 Hz: "
+        "negative dimensions are not allowed"
+    )
+    with pytest.raises(ValueError, match="negative dimensions"):  # the pipeline fails on it too
+        ast_pipeline(blip)
+    assert out["error"][3] is None
     expected = ast_pipeline(clips["fox"], top_k=1)[0]
-    assert out["label"][2] == expected["label"] and out["score"][2] == pytest.approx(expected["score"], abs=SCORE_TOL)
+    assert out["label"][3] == expected["label"] and out["score"][3] == pytest.approx(expected["score"], abs=SCORE_TOL)
 
 
 # ---------------------------------------------------------------------------- Whisper large-v3
