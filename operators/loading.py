@@ -49,13 +49,15 @@ class CudaUnavailableError(RuntimeError):
     "succeeds" 50x slower."""
 
 
-# CUDA_VISIBLE_DEVICES values that assign no GPU: Ray sets "" for a process given none.
+# CUDA_VISIBLE_DEVICES values that assign no GPU (CUDA's own ways of hiding every device).
 _NO_GPU_ASSIGNED = ("", "-1", "NoDevFiles")
 
 
 def gpu_assigned() -> bool:
     """Whether this process was given a GPU: Ray sets CUDA_VISIBLE_DEVICES to the GPU ids of an
-    actor or task that asked for num_gpus, and an operator's shell sets it to pick one."""
+    actor or task that asked for num_gpus, and a user's shell sets it to pick one. For a
+    process given no GPU, Ray 2.60 leaves the variable as the node's environment has it
+    (ray-project/ray#54868), usually unset."""
     return os.environ.get("CUDA_VISIBLE_DEVICES", "") not in _NO_GPU_ASSIGNED
 
 

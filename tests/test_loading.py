@@ -16,7 +16,7 @@ from operators.loading import LoadOptions, resolve_device, resolve_dtype
 def test_auto_device_is_cpu_without_cuda(monkeypatch):
     """A CPU-only node with no GPU asked for picks the CPU by itself, silently."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for visible in (None, "", "-1"):  # unset; Ray's value for a process given no GPU
+    for visible in (None, "", "-1"):  # unset (a Ray process given no GPU); CUDA's "hide every device"
         if visible is None:
             monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
         else:
