@@ -195,7 +195,12 @@ class GenerationOperator(TokenLimit, Operator):
     def generation_settings(self) -> dict[str, Any]:
         """The kwargs for generate(): options over task params over the model's config, plus
         the pipeline defaults for keys nobody set (see the module docstring). Not cached:
-        `with_options` copies share this instance's cached attributes."""
+        `with_options` copies share this instance's cached attributes.
+
+        This restates v5's `Pipeline._prepare_generate_kwargs`, which cannot be called here:
+        it is a method of a pipeline built around loaded weights, and this runs in CPU stages
+        and check_config() without any. tests/checkpoints compare the two on gpt2,
+        Qwen2.5-Instruct and TinyLlama-Chat."""
         model_set = self._base_generation_config.to_diff_dict()
         task = {k: v for k, v in self.task_params().items() if k != "prefix"}
         user = self.options.generate_kwargs()
@@ -277,7 +282,8 @@ class GenerationOperator(TokenLimit, Operator):
 
     def prefix_length(self) -> int:
         """Tokens of the prompt prefix, which the text-generation pipeline adds to a total
-        length (max_length, min_length), tokenized as it does (no special tokens)."""
+        length (max_length, min_length), tokenized as it does (no special tokens). Restated
+        from its `_sanitize_parameters` and `_forward`, which need a pipeline instance."""
         prefix = self.prompt_prefix()
         return len(self.processor(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
 

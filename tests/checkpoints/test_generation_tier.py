@@ -216,6 +216,17 @@ def test_tinyllama_max_length_is_per_prompt_in_mixed_batches(tinyllama, tinyllam
     assert len(set(out["generated_text"])) == len(PROMPTS)
 
 
+def test_tinyllama_sampled_rows_under_max_length_do_not_depend_on_their_batch(tinyllama):
+    """Sampling (the pipeline's default here) with per-row seeds: each row's text alone equals
+    its text in a batch of three budgets."""
+    op = get_operator("text-generation")(tinyllama, max_length=40)
+    assert op.resolved("do_sample") is True and op.resolved("temperature") == 0.7
+    batched = op({"text": PROMPTS})
+    alone = [op({"text": [p]})["generated_text"][0] for p in PROMPTS]
+    assert batched["error"] == [None] * len(PROMPTS)
+    assert batched["generated_text"] == alone
+
+
 def test_tinyllama_beam_search_under_max_length_batches_equal_budgets(tinyllama, tinyllama_pipeline):
     """Beams cannot stop one row of a batch alone, so rows of different budgets run apart."""
     call = {"max_length": 36, "num_beams": 2, "do_sample": False}
