@@ -468,8 +468,16 @@ class TaskEndpoint:
         Errors come back as (status, OpenAI body, headers)."""
         try:
             parameters = self._check_parameters(parameters)
+            op = self.op.with_options(**parameters)
+            try:
+                # Against the checkpoint here too: an isolated endpoint's ingress never loads its
+                # operator, so with_options did not check (a language for a CTC model would fail
+                # the batch on the model replica instead of this request).
+                op.check_config()
+            except ValidationError as e:
+                raise RequestError(422, _first_validation_error(e, prefix="parameters")) from None
             result = await self._infer({"audio": [audio]}, parameters, ["file"])
-            answer = transcription_result(self.op.with_options(**parameters), audio, result["text"][0], result["chunks"][0])
+            answer = transcription_result(op, audio, result["text"][0], result["chunks"][0])
             return 200, answer, {}
         except RequestError as e:
             error = transcription_error(e)

@@ -176,3 +176,23 @@ def test_whisper_segments_as_verbose_json_srt_and_vtt(tiny_model, flac):
 def clock(seconds: float, separator: str) -> str:
     whole, millis = divmod(round(seconds * 1000), 1000)
     return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}{separator}{millis:03d}"
+
+
+# Serve's ingress wrapper defines `async def __del__`, so dropping an instance made outside a
+# replica leaves that coroutine unawaited; nothing of this test runs in it.
+@pytest.mark.filterwarnings("ignore:coroutine .*ASGIIngressWrapper.__del__. was never awaited:RuntimeWarning")
+def test_an_isolated_ingress_checks_the_request_against_the_checkpoint(tiny_model, flac):
+    """With isolate_model the ingress never loads (nor checks) its operator, so with_options
+    alone would let `language` for a CTC model through to fail the batch on the model replica;
+    the forwarded transcription checks it and refuses this request alone."""
+    import asyncio
+
+    from pipelines.serve.app import TaskEndpoint, build_operator
+    from pipelines.serve.config import EndpointArgs
+
+    endpoint = object.__new__(TaskEndpoint.func_or_class)  # the replica's state, without Serve
+    endpoint.args = EndpointArgs(task=ASR, model=tiny_model(ASR))
+    endpoint.op = build_operator(endpoint.args, load=False)
+    status, body, _ = asyncio.run(endpoint.forwarded_transcription(flac["fox"], {"language": "fr"}))
+    assert (status, body["error"]["param"]) == (400, "language")
+    assert body["error"]["message"].startswith("language: language applies to sequence-to-sequence models such as Whisper")
