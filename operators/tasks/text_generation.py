@@ -3,8 +3,10 @@
 As transformers' text-generation pipeline: `generated_text` is the prompt followed by the
 continuation (`return_full_text=False` gives the continuation only), the model's generation
 config applies with the pipeline's defaults (max_new_tokens=256, do_sample=True,
-temperature=0.7) for what it leaves unset. Prompts are batched with left padding; see
-operators.generation for seeds and the order of settings.
+temperature=0.7) for what it leaves unset. Prompts are batched with left padding; a total
+`max_length` (option or generation config) is turned into each prompt's own budget, as the
+pipeline's single-prompt call counts it; see operators.generation for that, seeds and the
+order of settings.
 """
 
 from __future__ import annotations

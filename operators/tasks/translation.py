@@ -17,6 +17,7 @@ Defaults max_new_tokens=256 and num_beams=4 apply where the model sets neither.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from operators.generation import GenerationOperator, GenerationOptions
 from operators.registry import register_operator
 
 logger = logging.getLogger(__name__)
+_TOKENIZER_LANGUAGE = threading.Lock()
 
 
 class TranslationOptions(GenerationOptions):
@@ -89,9 +91,12 @@ class TranslationOperator(GenerationOperator):
         it: the source code placed in the input and the target code's forced first token, in
         the family's own convention (M2M100 'de' -> '__de__', NLLB 'deu_Latn', mBART-50
         'de_DE'). Nothing here maps a code to a token by hand: that is where M2M100 went wrong."""
-        return self.processor._build_translation_inputs(
-            texts, return_tensors=None, src_lang=self.options.src_lang, tgt_lang=self.options.tgt_lang, **kwargs
-        )
+        # It sets the tokenizer's src_lang and then encodes: one call at a time, since
+        # with_options copies (Serve requests) with other languages share the tokenizer.
+        with _TOKENIZER_LANGUAGE:
+            return self.processor._build_translation_inputs(
+                texts, return_tensors=None, src_lang=self.options.src_lang, tgt_lang=self.options.tgt_lang, **kwargs
+            )
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         if not self.uses_language_codes:
@@ -144,9 +149,10 @@ def check_language_codes(tokenizer, options: TranslationOptions, model: str) -> 
         if getattr(options, name) is None:
             raise option_error(type(options), name, None, f"model {model!r} translates between language codes; set {name}{shown}")
     try:
-        built = tokenizer._build_translation_inputs(
-            [""], return_tensors=None, src_lang=options.src_lang, tgt_lang=options.tgt_lang
-        )
+        with _TOKENIZER_LANGUAGE:
+            built = tokenizer._build_translation_inputs(
+                [""], return_tensors=None, src_lang=options.src_lang, tgt_lang=options.tgt_lang
+            )
     except (KeyError, ValueError) as e:  # M2M100 raises KeyError for a code it lacks
         name = "src_lang" if options.src_lang not in codes else "tgt_lang"
         code = getattr(options, name)
