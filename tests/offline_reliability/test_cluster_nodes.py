@@ -138,8 +138,6 @@ def test_gpu_asked_where_torch_cannot_use_cuda_exits_before_reading_data(cluster
 
 @pytest.mark.timeout(900)
 def test_forward_actors_only_on_gpu_nodes(cluster, dataset, tiny_model, tmp_path):
-    import ray
-
     from pipelines.job import run_job
 
     inp, expected = dataset
@@ -153,6 +151,7 @@ def test_forward_actors_only_on_gpu_nodes(cluster, dataset, tiny_model, tmp_path
     nodes = read_manifest(out)["tasks"][TASK]["nodes"]
     assert set(nodes) <= gpu_nodes, f"forward ran on non-GPU nodes {set(nodes) - gpu_nodes}"
     assert sum(nodes.values()) == len(expected)
+    assert read_manifest(out)["tasks"][TASK]["dtype"] == "float32"  # device cpu, chosen: its auto dtype
     # The same from the GCS's own records of where the forward actors lived.
     forward = forward_actor_nodes()
     assert forward and set(forward.values()) <= gpu_nodes, forward
