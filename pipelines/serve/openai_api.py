@@ -189,7 +189,6 @@ def models_response(endpoints: Sequence[EmbeddingEndpoint]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ POST /v1/audio/transcriptions (root)
 
-TRANSCRIPTION_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 # Formats whose answer is built from Whisper's segments (the operator's return_timestamps).
 TIMED_FORMATS = ("srt", "vtt")
 
