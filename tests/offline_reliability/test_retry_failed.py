@@ -19,11 +19,15 @@ import pytest
 
 from tests.offline_reliability.harness import (
     TASK,
+    assert_files_of_target_size,
     assert_output_matches,
     checkpoint_state,
+    cli_job,
     committed_ids,
+    data_file_sizes,
     driver_job,
     expected_rows,
+    kill_at,
     read_manifest,
     read_output,
     text_shards,
@@ -72,8 +76,10 @@ def test_resume_then_retry_failed_after_sigkills_keep_every_id_once(tmp_path, ti
     """One output through both recoveries, each from a driver SIGKILLed with its whole Ray (one
     test, so that the retry's finished output is the resumed run's instead of a third full run):
 
-    1. `taskray run`, killed once some blocks are committed; `--resume` finishes the job with
-       every id once and recomputes exactly the rows that were not committed.
+    1. `taskray run` with a small target_file_size, SIGKILLed mid-job in the middle of a
+       compaction (its compacted file moved into the output, its blocks not yet deleted: ids
+       twice on disk); `--resume` finishes the job with every id once, in files of the target
+       size, and recomputes exactly the rows that were not committed.
     2. The input is fixed; `--retry-failed`, killed once retried blocks are committed, leaves
        every id once and the first _SUCCESS; a second `--retry-failed` finishes, keeping the
        blocks committed before the kill.
@@ -87,24 +93,23 @@ def test_resume_then_retry_failed_after_sigkills_keep_every_id_once(tmp_path, ti
     expected_first, expected = expected_rows(model_dir, first_input), expected_rows(model_dir, good)
     out = str(tmp_path / "out")
     # `taskray run` on a fresh local Ray of the driver's own (see driver.py).
-    argv = driver_job(tmp_path, model_dir, block_rows, out)
+    # About six blocks of this data per file (a block's Parquet file is about 1 KiB, ~400 B of it data).
+    target = 2500
+    argv = driver_job(tmp_path, model_dir, block_rows, out, target_file_size=target)
     env = {"RAY_ADDRESS": "local"}
 
-    # 1. Resume after the driver is killed mid-job.
-    first = spawn_driver(argv, env=env)
-    wait_until(
-        lambda: not first.alive() or len(checkpoint_state(out)["committed"]) >= 2,
-        480,
-        "two committed blocks from the first run",
-    )
-    assert first.alive(), f"first run ended before the kill (rc={first.proc.returncode}):\n{first.output()[-3000:]}"
-    killed = first.kill()
-    assert len(killed) > 1, "the driver had started no Ray processes; was it running the job?"
+    # 1. Resume after the driver is killed mid-job, mid-compaction (pipelines/compaction.py).
+    kill_at(spawn_driver, argv, "compact:moved", tmp_path / "halted", env=env)
 
     state = checkpoint_state(out)
     done_before = committed_ids(out)
     assert read_manifest(out) is None, "a killed run must not leave _SUCCESS"
     assert 0 < len(done_before) < len(expected), f"kill was not mid-job: {len(done_before)} of {len(expected)} committed"
+    # File by file: mid-job, a block whose rows all failed is still typed null (finalize unifies).
+    import pyarrow.parquet as pq
+
+    on_disk = collections.Counter(i for n in data_file_sizes(out) for i in pq.read_table(os.path.join(out, n), columns=["id"]).column("id").to_pylist())
+    assert max(on_disk.values()) == 2, "the kill should have left a compaction mid-swap"
     print(f"after SIGKILL: {len(state['data'])} data files, {len(state['committed'])} committed and "
           f"{len(state['pending'])} pending checkpoints, {len(done_before)} rows committed")
 
@@ -118,6 +123,7 @@ def test_resume_then_retry_failed_after_sigkills_keep_every_id_once(tmp_path, ti
     # still pending are deleted and recomputed.
     assert manifest["rows_processed"] == len(expected) - len(done_before)
     assert not os.path.exists(os.path.join(out, "_checkpoint")), "checkpoint left after success"
+    assert_files_of_target_size(data_file_sizes(out), target)
 
     # 2. Retry the failed rows, killed midway, then again.
     failed_first = manifest["rows"]["failed"]
@@ -159,7 +165,9 @@ def test_resume_then_retry_failed_after_sigkills_keep_every_id_once(tmp_path, ti
 
 
 @pytest.mark.timeout(1200)
-def test_multi_task_retry_replaces_failed_rows_in_place(job_ray, tmp_path, tiny_model, monkeypatch):
+def test_multi_task_retry_replaces_failed_rows_in_place_through_sigkills_mid_merge(job_ray, tmp_path, tiny_model, monkeypatch, spawn_driver):
+    """A two-task retry in place, SIGKILLed inside a file replacement and between two (local
+    disk; S3: test_s3_job.py), every id once after each kill and after the rerun."""
     import pipelines.retry
     from pipelines.job import run_job
     from pipelines.spec import JobSpec, TaskSpec
@@ -176,7 +184,9 @@ def test_multi_task_retry_replaces_failed_rows_in_place(job_ray, tmp_path, tiny_
     out = str(tmp_path / "out")
 
     def spec(mode: str) -> JobSpec:
+        # A small target_file_size: several output files, so that the merge replaces several.
         return JobSpec(
+            target_file_size=1500,
             input=[str(tmp_path / "in")],
             output=out,
             tasks=[
@@ -195,23 +205,29 @@ def test_multi_task_retry_replaces_failed_rows_in_place(job_ray, tmp_path, tiny_
     digests = file_digests(out)
     write_shards(good, str(tmp_path / "in"))
 
-    # A retry that dies after replacing one file (injected: the second file replacement
-    # raises), as a kill mid-merge would leave it.
-    real_replace, calls = pipelines.retry._replace_file, []
+    assert len(digests) >= 3 and len({n for n in digests if n.startswith("compacted-")}) >= 3, digests
 
-    def replace_then_die(*args):
-        calls.append(args)
-        if len(calls) > 1:
-            raise OSError("injected: killed mid-merge")
-        real_replace(*args)
+    # The retried rows are staged here, on the test's Ray, and the merge is stopped before it
+    # starts; the killed retries below then find the staged rows complete and start no Ray.
+    def no_merge(*args):
+        raise OSError("injected: stopped before the merge")
 
-    monkeypatch.setattr(pipelines.retry, "_replace_file", replace_then_die)
+    monkeypatch.setattr(pipelines.retry, "_merge", no_merge)
     with pytest.raises(OSError, match="injected"):
         pipelines.retry.retry_failed(spec("retry-failed"))
-    assert len(calls) == 2, "the merge should have replaced one file before the injected failure"
-    assert_each_id_once(read_output(out), expected)
-    assert [h["mode"] for h in read_manifest(out)["history"]] == ["run"]
-    monkeypatch.setattr(pipelines.retry, "_replace_file", real_replace)
+    monkeypatch.undo()
+    argv = cli_job(tmp_path / "retry.yaml", spec("retry-failed"))
+    # SIGKILLed inside the first replacement (its new file written, not yet moved over the old),
+    # then between the first and the second: each time every id once, the first _SUCCESS.
+    # A replacement is a rename onto the name: the file's inode tells whether it happened (its
+    # bytes may not: a file whose failed rows fail again is rewritten as it was).
+    inodes = {n: os.stat(os.path.join(out, n)).st_ino for n in digests}
+    for step, replaced in (("retry:written:1", 0), ("retry:replaced:1", 1)):
+        kill_at(spawn_driver, argv, step, tmp_path / "halted")
+        assert_each_id_once(read_output(out), expected)
+        assert [h["mode"] for h in read_manifest(out)["history"]] == ["run"], step
+        now = {n: os.stat(os.path.join(out, n)).st_ino for n in file_digests(out)}
+        assert set(now) == set(inodes) and sum(now[n] != inodes[n] for n in now) == replaced, step
 
     summary = pipelines.retry.retry_failed(spec("retry-failed"))
 
