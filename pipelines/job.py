@@ -481,12 +481,14 @@ def _ensure_ray(spec: JobSpec) -> None:
 def _finalize(
     spec: JobSpec, out: Location, id_column: str, snapshot: dict, wall_s: float,
     history: list[dict] | None = None, rows_processed: int | None = None, fingerprint: dict[str, Any] | None = None,
+    compact: bool = True,
 ) -> JobSummary:
     """Make every data file share one schema, count rows from the files themselves, check
     that no id was written twice and that each task is within the error budget, then write
     _SUCCESS and drop the checkpoint.
     `history` and `rows_processed` (default: from `snapshot`): see pipelines/retry.py.
-    `fingerprint`: see write_success."""
+    `fingerprint`: see write_success. `compact`: compact the committed blocks first
+    (pipelines/compaction.py); a retry, which replaced files in place under their names, does not."""
     from pipelines import error_budget
     from pipelines.error_budget import ErrorBudget
 
@@ -494,7 +496,7 @@ def _finalize(
     import pyarrow.dataset as pads
 
     data = data_location(spec, out)
-    compactor = _compactor(spec, out, data)
+    compactor = _compactor(spec, out, data) if compact else None
     if compactor is not None:
         compacted = compactor.compact(final=True)
         logger.info("final compaction: %d files written", compacted)

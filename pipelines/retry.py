@@ -140,6 +140,7 @@ def retry_failed(spec: JobSpec) -> JobSummary:
         time.time() - meta["started_unix"],
         history=[*history, entry],
         rows_processed=staged_summary.rows_processed,
+        compact=False,  # the files were replaced in place, under their names
     )
     _delete_dir(out, retry_dir)
     return summary
