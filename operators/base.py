@@ -184,8 +184,14 @@ class Operator:
     def load(self) -> "Operator":
         """Check the configuration, then load processor and weights now (actor constructors
         call this to fail fast)."""
-        self._check_config_once()
+        self.checked()
         _ = self.processor, self.model
+        return self
+
+    def checked(self) -> "Operator":
+        """Check the configuration now, without weights (a front end that parses requests for
+        a model elsewhere); from then on with_options() checks each request's options too."""
+        self._check_config_once()
         return self
 
     @property

@@ -257,7 +257,9 @@ def build_operator(args: EndpointArgs, load: bool = True):
         **{**ENDPOINT_DEFAULTS.get(args.task, {}), **args.options},
     )
     if not load:
-        return op
+        # No weights, but the configuration checked: with_options() then checks every request's
+        # options against the checkpoint here, where a bad one is that request's 422.
+        return op.checked()
     if args.torch_threads:
         import torch
 
@@ -287,9 +289,9 @@ def run_jobs(operator, jobs: list[Job]) -> list[dict[str, list] | BaseException]
     for i, job in enumerate(jobs):
         groups.setdefault(json.dumps(job.parameters, sort_keys=True), []).append(i)
     for members in groups.values():
-        op = operator.with_options(**jobs[members[0]].parameters)
-        columns = {r: [v for i in members for v in jobs[i].columns[r]] for r in op.input_roles}
         try:
+            op = operator.with_options(**jobs[members[0]].parameters)
+            columns = {r: [v for i in members for v in jobs[i].columns[r]] for r in op.input_roles}
             out = op(columns)
         except Exception as e:  # a failed call fails its own requests, never the replica
             logger.exception("operator call failed for %d requests", len(members))
@@ -469,13 +471,6 @@ class TaskEndpoint:
         try:
             parameters = self._check_parameters(parameters)
             op = self.op.with_options(**parameters)
-            try:
-                # Against the checkpoint here too: an isolated endpoint's ingress never loads its
-                # operator, so with_options did not check (a language for a CTC model would fail
-                # the batch on the model replica instead of this request).
-                op.check_config()
-            except ValidationError as e:
-                raise RequestError(422, _first_validation_error(e, prefix="parameters")) from None
             result = await self._infer({"audio": [audio]}, parameters, ["file"])
             answer = transcription_result(op, audio, result["text"][0], result["chunks"][0])
             return 200, answer, {}

@@ -182,9 +182,10 @@ def clock(seconds: float, separator: str) -> str:
 # replica leaves that coroutine unawaited; nothing of this test runs in it.
 @pytest.mark.filterwarnings("ignore:coroutine .*ASGIIngressWrapper.__del__. was never awaited:RuntimeWarning")
 def test_an_isolated_ingress_checks_the_request_against_the_checkpoint(tiny_model, flac):
-    """With isolate_model the ingress never loads (nor checks) its operator, so with_options
-    alone would let `language` for a CTC model through to fail the batch on the model replica;
-    the forwarded transcription checks it and refuses this request alone."""
+    """With isolate_model the ingress holds no weights, but its operator's configuration is
+    checked, so with_options checks each request against the checkpoint there: `language` for a
+    CTC model is this request's 400 (POST {route}'s 422), not a failed batch on the model replica,
+    and a bad option that reaches a batch anyway fails only its own requests."""
     import asyncio
 
     from pipelines.serve.app import TaskEndpoint, build_operator
@@ -196,3 +197,15 @@ def test_an_isolated_ingress_checks_the_request_against_the_checkpoint(tiny_mode
     status, body, _ = asyncio.run(endpoint.forwarded_transcription(flac["fox"], {"language": "fr"}))
     assert (status, body["error"]["param"]) == (400, "language")
     assert body["error"]["message"].startswith("language: language applies to sequence-to-sequence models such as Whisper")
+
+    from pipelines.serve.app import Job, run_jobs
+    from pipelines.serve.codec import RequestError
+
+    with pytest.raises(RequestError) as refused:
+        endpoint._check_parameters({"language": "fr"})
+    assert refused.value.status == 422 and "language" in str(refused.value)
+    loaded = build_operator(endpoint.args)
+    good, bad = Job({"audio": [flac["fox"]]}, {}), Job({"audio": [flac["fox"]]}, {"language": "fr"})
+    results = run_jobs(loaded, [bad, good])
+    assert isinstance(results[0], BaseException) and "language" in str(results[0])
+    assert results[1]["error"] == [None] and isinstance(results[1]["text"][0], str)
