@@ -430,14 +430,7 @@ class TaskEndpoint:
         """What the root application needs to route POST /v1/embeddings here (None: not a
         feature-extraction endpoint): the model, the body limit, and the token digest this
         replica checks."""
-        if self.op.task != "feature-extraction":
-            return None
-        return {
-            "model": self.args.model,
-            "max_body_bytes": self.args.max_body_bytes,
-            "auth_token_sha256": ingress.state.auth_token_sha256,
-            "retry_after_s": self.retry_after_s,
-        }
+        return self._root_route("feature-extraction")
 
     async def forwarded_embeddings(self, payload: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
         """POST /v1/embeddings forwarded by the root application, which checked the token and
@@ -452,7 +445,10 @@ class TaskEndpoint:
     def transcription_endpoint(self) -> dict[str, Any] | None:
         """What the root application needs to route POST /v1/audio/transcriptions here (None:
         not an automatic-speech-recognition endpoint), as `embedding_endpoint` tells it."""
-        if self.op.task != "automatic-speech-recognition":
+        return self._root_route("automatic-speech-recognition")
+
+    def _root_route(self, task: str) -> dict[str, Any] | None:
+        if self.op.task != task:
             return None
         return {
             "model": self.args.model,

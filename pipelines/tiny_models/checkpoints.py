@@ -17,7 +17,6 @@ import json
 import os
 from typing import Callable
 
-import numpy as np
 import torch
 
 from pipelines.tiny_models.calibration import recenter_linear
@@ -216,29 +215,31 @@ def build_glpn_kitti(out_dir: str) -> str:
 WAV2VEC2_960H_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
 
 
+def wav2vec2_960h_tokenizer(out_dir: str):
+    """The published LibriSpeech 32-symbol character CTC tokenizer of the wav2vec2 960h
+    checkpoints, its vocab.json written into out_dir."""
+    from transformers import Wav2Vec2CTCTokenizer
+
+    vocab_file = os.path.join(out_dir, "vocab.json")
+    _write_json(vocab_file, {token: i for i, token in enumerate(WAV2VEC2_960H_VOCAB)})
+    return Wav2Vec2CTCTokenizer(
+        vocab_file, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        word_delimiter_token="|", do_lower_case=False,
+    )
+
+
 def build_wav2vec2_base_960h(out_dir: str) -> str:
     """facebook/wav2vec2-base-960h: group norm in the conv feature encoder
     (feat_extract_norm "group", do_stable_layer_norm false, conv_bias false), the real conv
     kernels and strides, a 128-wide positional conv in 16 groups, the published 32-symbol CTC
     vocabulary, and a feature extractor that returns NO attention mask (so zero padding
     changes the model's output). Shrunk: conv channels 16, hidden 32, 2 layers."""
-    from transformers import (
-        Wav2Vec2Config,
-        Wav2Vec2CTCTokenizer,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2ForCTC,
-        Wav2Vec2Processor,
-    )
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
 
     from pipelines.tiny_models.audio import calibration_waveforms
 
     torch.manual_seed(SEED + 6)
-    vocab_file = os.path.join(out_dir, "vocab.json")
-    _write_json(vocab_file, {token: i for i, token in enumerate(WAV2VEC2_960H_VOCAB)})
-    tokenizer = Wav2Vec2CTCTokenizer(
-        vocab_file, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        word_delimiter_token="|", do_lower_case=False,
-    )
+    tokenizer = wav2vec2_960h_tokenizer(out_dir)
     config = Wav2Vec2Config(
         vocab_size=len(WAV2VEC2_960H_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, hidden_act="gelu", feat_extract_activation="gelu",

@@ -135,24 +135,13 @@ def build_wav2vec2_large_lv60_self(out_dir: str) -> str:
     (do_stable_layer_norm: norm before attention), a 128-wide positional conv in 16 groups,
     LibriSpeech's 32-symbol CTC vocabulary, and a feature extractor that returns an attention
     mask, so padded clips batch together. Shrunk: conv channels 16, hidden 32, 2 layers, 2 heads."""
-    from transformers import (
-        Wav2Vec2Config,
-        Wav2Vec2CTCTokenizer,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2ForCTC,
-        Wav2Vec2Processor,
-    )
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
 
     from pipelines.tiny_models.audio import calibration_waveforms
-    from pipelines.tiny_models.checkpoints import WAV2VEC2_960H_VOCAB
+    from pipelines.tiny_models.checkpoints import wav2vec2_960h_tokenizer
 
     torch.manual_seed(SEED + 1)
-    vocab_file = os.path.join(out_dir, "vocab.json")
-    _write_json(vocab_file, {token: i for i, token in enumerate(WAV2VEC2_960H_VOCAB)})
-    tokenizer = Wav2Vec2CTCTokenizer(
-        vocab_file, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        word_delimiter_token="|", do_lower_case=False,
-    )
+    tokenizer = wav2vec2_960h_tokenizer(out_dir)
     config = Wav2Vec2Config(
         **{k: v for k, v in WAV2VEC2_LV60_CONFIG.items() if k != "model_type"},
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[16] * 7,
