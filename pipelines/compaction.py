@@ -39,6 +39,7 @@ import json
 import logging
 import posixpath
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -53,9 +54,12 @@ COMPACTED_PREFIX = "compacted-"
 # thousands; small enough that one file is a reasonable unit for Spark or `datasets` to read
 # (and for --retry-failed to rewrite). Parquet writers commonly aim at 128 MiB-1 GiB.
 DEFAULT_TARGET_FILE_BYTES = 128 * 1024 * 1024
-# How often the driver thread looks for a full group while the job runs: two LISTs (the
-# output and its checkpoint) every 2 s.
-POLL_S = 2.0
+# How often the driver thread looks for a full group while the job runs: a look is two LISTs
+# (the output and its checkpoint), milliseconds on local disk, seconds on S3 once the checkpoint
+# holds many thousands of blocks. The wait after each look is POLL_COST_FACTOR times what it
+# took, within [POLL_MIN_S, POLL_MAX_S], so the thread spends at most a sixth of its time
+# looking, and a fast local job is compacted while it runs rather than all at the end.
+POLL_MIN_S, POLL_MAX_S, POLL_COST_FACTOR = 0.2, 10.0, 5.0
 
 
 class Compactor:
@@ -234,7 +238,7 @@ def _delete_empty_dir(out: Location, path: str) -> None:
 
 
 @contextmanager
-def compacting(compactor: Compactor | None, poll_s: float = POLL_S) -> Iterator[None]:
+def compacting(compactor: Compactor | None) -> Iterator[None]:
     """Compact full groups from a driver thread while the body (the Ray Data write) runs.
     A failure there is logged and stops the thread: the final compaction tries again."""
     if compactor is None:
@@ -243,12 +247,15 @@ def compacting(compactor: Compactor | None, poll_s: float = POLL_S) -> Iterator[
     stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(poll_s):
+        wait = POLL_MIN_S
+        while not stop.wait(wait):
+            started = time.monotonic()
             try:
                 compactor.compact(final=False)
             except Exception:  # broad on purpose: the job must not die of a compaction; finalize retries it
                 logger.exception("compaction while the job runs failed; the rest is compacted at the end")
                 return
+            wait = min(POLL_MAX_S, max(POLL_MIN_S, POLL_COST_FACTOR * (time.monotonic() - started)))
 
     thread = threading.Thread(target=loop, name="taskray-compaction", daemon=True)
     thread.start()
