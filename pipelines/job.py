@@ -241,7 +241,8 @@ def describe_plan(spec: JobSpec, hardware=None) -> str:
     for i, stage in enumerate(stages, 1):
         lines.append(f"{i}. {stage.describe()}")
     lines.append(
-        f"{len(stages) + 1}. write       output={spec.output}, format=parquet, min_rows_per_file={sizing.block_rows}, "
+        f"{len(stages) + 1}. write       output={spec.output.rstrip('/')}{'/' + LANCE_STAGING_DIR if spec.output_format == 'lance' else ''}, "
+        f"format=parquet, min_rows_per_file={sizing.block_rows}, "
         f"num_cpus={sizing.io_cpus}, checkpoint={spec.output.rstrip('/')}/{CHECKPOINT_DIR}"
     )
     if spec.output_format == "lance":
