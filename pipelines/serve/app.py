@@ -720,33 +720,15 @@ class Health:
         """OpenAI's embeddings API for the feature-extraction application the `model` field
         names (its application name or model id), answered by that application: the same
         token, body limit, parsing and batches as its own POST {route}/embeddings."""
-        endpoints = await self.directory.list()
-        if not endpoints:
-            raise no_endpoint_error()
-        # Before reading the body: a caller whose token opens no endpoint sends nothing more.
-        opened = self._opened(request, endpoints)
-        if not opened:
-            return unauthorized()
-        try:
-            body = await read_body(request, max(e.max_body_bytes for e in opened))
-        except RequestError as e:
-            raise OpenAIError.from_request_error(e) from None
+        read = await self._open_and_read(request, self.directory, "feature-extraction")
+        if isinstance(read, Response):
+            return read
+        opened, body = read
         payload = load_json_body(body)
         model = parse_embeddings_request(payload, max_inputs=sys.maxsize).model  # the endpoint applies its own limit
-        try:
-            # Among the endpoints the token opens: two applications may serve one model with
-            # different tokens, and the 404 lists only what the caller may use.
-            endpoint = choose_endpoint(model, opened)
-        except OpenAIError as e:
-            if e.status != 404:
-                raise
-            endpoints = await self.directory.list(refresh=True)
-            opened = self._opened(request, endpoints)
-            if any(other.named(model) for other in endpoints if other not in opened):
-                return unauthorized()
-            endpoint = choose_endpoint(model, opened)
-        if len(body) > endpoint.max_body_bytes:
-            raise OpenAIError(413, f"body of {len(body)} bytes exceeds the limit of {endpoint.max_body_bytes} bytes")
+        endpoint = await self._choose(request, self.directory, "feature-extraction", model, opened, len(body))
+        if isinstance(endpoint, Response):
+            return endpoint
         status, answer, headers = await self._forward(endpoint, payload)
         return JSONResponse(answer, status_code=status, headers=headers)
 
@@ -756,29 +738,14 @@ class Health:
         `model` field names, answered by that application with its token, body limit, audio
         parsing and batches (pipelines/serve/openai_api.py)."""
         task = "automatic-speech-recognition"
-        endpoints = await self.transcribers.list()
-        if not endpoints:
-            raise no_endpoint_error(task)
-        opened = self._opened(request, endpoints)
-        if not opened:
-            return unauthorized()
-        try:
-            body = await read_body(request, max(e.max_body_bytes for e in opened))
-        except RequestError as e:
-            raise OpenAIError.from_request_error(e) from None
+        read = await self._open_and_read(request, self.transcribers, task)
+        if isinstance(read, Response):
+            return read
+        opened, body = read
         upload = await parse_transcription_upload(request.headers.get("content-type", ""), body)
-        try:
-            endpoint = choose_endpoint(upload.request.model, opened, task)
-        except OpenAIError as e:
-            if e.status != 404:
-                raise
-            endpoints = await self.transcribers.list(refresh=True)
-            opened = self._opened(request, endpoints)
-            if any(other.named(upload.request.model) for other in endpoints if other not in opened):
-                return unauthorized()
-            endpoint = choose_endpoint(upload.request.model, opened, task)
-        if len(body) > endpoint.max_body_bytes:
-            raise OpenAIError(413, f"body of {len(body)} bytes exceeds the limit of {endpoint.max_body_bytes} bytes")
+        endpoint = await self._choose(request, self.transcribers, task, upload.request.model, opened, len(body))
+        if isinstance(endpoint, Response):
+            return endpoint
         status, answer, headers = await self._forward(
             endpoint, upload.audio, upload.request.operator_parameters(), directory=self.transcribers,
             method="forwarded_transcription",
@@ -809,6 +776,45 @@ class Health:
             logger.exception("%s failed in application %r", method, endpoint.app)
             error = OpenAIError(500, f"inference failed in application {endpoint.app!r}")
         return error.status, error.body(), error.headers
+
+    async def _open_and_read(
+        self, request: Request, directory: EmbeddingDirectory, task: str
+    ) -> tuple[list[OpenAIEndpoint], bytes] | Response:
+        """The endpoints of `task` the caller's token opens (401 when none) and the body, read
+        within the largest of their limits."""
+        endpoints = await directory.list()
+        if not endpoints:
+            raise no_endpoint_error(task)
+        # Before reading the body: a caller whose token opens no endpoint sends nothing more.
+        opened = self._opened(request, endpoints)
+        if not opened:
+            return unauthorized()
+        try:
+            return opened, await read_body(request, max(e.max_body_bytes for e in opened))
+        except RequestError as e:
+            raise OpenAIError.from_request_error(e) from None
+
+    async def _choose(
+        self, request: Request, directory: EmbeddingDirectory, task: str, model: str,
+        opened: list[OpenAIEndpoint], body_bytes: int,
+    ) -> OpenAIEndpoint | Response:
+        """The opened endpoint `model` names, looking again once for applications deployed
+        since (401 when the model is served only behind another token), within its body limit."""
+        try:
+            # Among the endpoints the token opens: two applications may serve one model with
+            # different tokens, and the 404 lists only what the caller may use.
+            endpoint = choose_endpoint(model, opened, task)
+        except OpenAIError as e:
+            if e.status != 404:
+                raise
+            endpoints = await directory.list(refresh=True)
+            opened = self._opened(request, endpoints)
+            if any(other.named(model) for other in endpoints if other not in opened):
+                return unauthorized()
+            endpoint = choose_endpoint(model, opened, task)
+        if body_bytes > endpoint.max_body_bytes:
+            raise OpenAIError(413, f"body of {body_bytes} bytes exceeds the limit of {endpoint.max_body_bytes} bytes")
+        return endpoint
 
     @staticmethod
     def _opened(request: Request, endpoints: list[OpenAIEndpoint]) -> list[OpenAIEndpoint]:
