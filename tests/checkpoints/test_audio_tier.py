@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from operators import get_operator
+from tests.checkpoints.test_whisper import assert_parity
 from tests.operators import sounds
 
 SPEECH = Path(__file__).resolve().parents[1] / "fixtures" / "speech"
@@ -142,21 +143,6 @@ def whisper_pipeline(whisper_dir):
     return pipeline(ASR, model=whisper_dir, device="cpu")
 
 
-def whisper_reference(asr, clip, options: dict) -> dict:
-    call = {k: v for k, v in options.items() if k in ("return_timestamps", "chunk_length_s", "stride_length_s")}
-    generate = {k: v for k, v in options.items() if k not in call}
-    out = asr(clip, **call, generate_kwargs=generate)
-    return {"text": out["text"], "chunks": out.get("chunks")}
-
-
-def assert_whisper_parity(op, asr, waves, options) -> dict:
-    out = op({"audio": waves})
-    assert out["error"] == [None] * len(waves)
-    for i, wave in enumerate(waves):
-        assert {"text": out["text"][i], "chunks": out["chunks"][i]} == whisper_reference(asr, wave, options), f"row {i}"
-    return out
-
-
 def test_whisper_large_v3_published_settings(whisper_dir):
     from transformers import AutoConfig, AutoFeatureExtractor, AutoTokenizer, GenerationConfig
 
@@ -184,7 +170,7 @@ def test_whisper_large_v3_short_clips_batched(whisper_dir, whisper_pipeline, cli
     op = get_operator(ASR)(whisper_dir, max_batch_samples=4 * 30 * 16_000, **GREEDY)
     assert type(op).__name__ == "WhisperRecognitionOperator"
     sizes = count_batches(op, monkeypatch)
-    out = assert_whisper_parity(op, whisper_pipeline, [clips[n] for n in SHORT], GREEDY)
+    out = assert_parity(op, whisper_pipeline, [clips[n] for n in SHORT], GREEDY)
     assert sizes == [4]
     assert all(out["text"]) and len(set(out["text"])) == len(SHORT), "texts should vary with the clip"
 
@@ -193,7 +179,7 @@ def test_whisper_large_v3_cantonese(whisper_dir, whisper_pipeline, clips):
     # <|yue|> exists only in large-v3's vocabulary (the 100th language).
     options = {"language": "cantonese", "task": "translate", **GREEDY}
     op = get_operator(ASR)(whisper_dir, **options)
-    out = assert_whisper_parity(op, whisper_pipeline, [clips["bonjour"], clips["fox"]], options)
+    out = assert_parity(op, whisper_pipeline, [clips["bonjour"], clips["fox"]], options)
     detected = get_operator(ASR)(whisper_dir, **GREEDY)({"audio": [clips["bonjour"], clips["fox"]]})["text"]
     assert out["text"] != detected, "forcing language and task should change the decoder prompt"
 
@@ -201,7 +187,7 @@ def test_whisper_large_v3_cantonese(whisper_dir, whisper_pipeline, clips):
 def test_whisper_large_v3_long_form_with_timestamps(whisper_dir, whisper_pipeline, clips):
     options = {"return_timestamps": True, **GREEDY}
     op = get_operator(ASR)(whisper_dir, max_batch_samples=8 * 30 * 16_000, **options)
-    out = assert_whisper_parity(op, whisper_pipeline, [clips[LONG], clips["fox"]], options)
+    out = assert_parity(op, whisper_pipeline, [clips[LONG], clips["fox"]], options)
     assert all(len(chunks) >= 1 for chunks in out["chunks"])
     assert out["chunks"][0][-1]["timestamp"][1] > 30, "the lecture's segments run past the first window"
 
