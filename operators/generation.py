@@ -332,8 +332,6 @@ class GenerationOperator(TokenLimit, Operator):
         return batches
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
-        import torch
-
         side = "right" if self.is_encoder_decoder else "left"
         prompts = [f["input_ids"] for f in features]
         ids, mask = pad_sequences(prompts, self.pad_token_id, side=side, dtype=np.int64)
