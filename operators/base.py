@@ -212,9 +212,25 @@ class Operator:
         first preprocess(), in with_options() of a checked operator, and in the job driver
         before any data is read, so a bad configuration fails the job or the Serve replica
         instead of each row. Tasks extend it, calling super().check_config() first."""
-        from operators.model_checks import check_architecture
+        self.check_architecture()
 
-        check_architecture(self)
+    def check_architecture(self, auto_classes: Sequence[str] | None = None) -> None:
+        """The checkpoint's config class is one that the task's auto classes load (default:
+        `auto_model`), as `AutoModelFor<X>.from_pretrained` would decide it, but from the config
+        alone: a text-classification checkpoint given to object-detection fails here, before
+        any weights are read or any row is processed."""
+        import transformers
+
+        config = self.model_config
+        if self.load_options.trust_remote_code and getattr(config, "auto_map", None):
+            return  # remote code registers its own classes; transformers' mappings cannot tell
+        classes = tuple(auto_classes or (self.auto_model,))
+        if any(type(config) in getattr(transformers, name)._model_mapping for name in classes):
+            return
+        raise ValueError(
+            f"model {self.model_id!r} is a {config.model_type!r} checkpoint ({type(config).__name__}) that "
+            f"{' or '.join(classes)} cannot load; task {self.task!r} needs a model of that kind"
+        )
 
     def _check_config_once(self) -> None:
         if not self._config_checked:

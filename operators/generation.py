@@ -357,7 +357,7 @@ class GenerationOperator(TokenLimit, Operator):
         # A row stopped at its own budget still receives tokens while its neighbours run
         # (pad tokens only where the model has an EOS), so cut at the budget too.
         limits = row_limits or [None] * len(features)
-        return [_trim_after_eos(row[start:][:limit], eos) for row, limit in zip(sequences, limits)]
+        return [trim_after_eos(row[start:][:limit], eos) for row, limit in zip(sequences, limits)]
 
     def _row_length_kwargs(self, kwargs: dict[str, Any], prompt_lengths: list[int], padded: int) -> list[int] | None:
         """Turn a total max_length / min_length into each row's own new-token bounds (see
@@ -423,7 +423,7 @@ class GenerationOperator(TokenLimit, Operator):
         )
 
 
-def _trim_after_eos(ids: np.ndarray, eos: set[int]) -> np.ndarray:
+def trim_after_eos(ids: np.ndarray, eos: set[int]) -> np.ndarray:
     """New tokens up to and including the first EOS; what follows is padding of finished rows."""
     for i, token in enumerate(ids):
         if int(token) in eos:

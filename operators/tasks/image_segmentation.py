@@ -57,13 +57,11 @@ class ImageSegmentationOperator(ImageOperator):
     Options = ImageSegmentationOptions
 
     def check_config(self) -> None:
-        from operators.model_checks import check_architecture
-
         from operators.vision_inputs import check_timm_importable
 
         # build_model picks one of these by the config's model type, so the base's one-class
         # architecture check is replaced, not extended; the timm check still applies.
-        check_architecture(self, ("AutoModelForUniversalSegmentation", "AutoModelForSemanticSegmentation"))
+        self.check_architecture(("AutoModelForUniversalSegmentation", "AutoModelForSemanticSegmentation"))
         check_timm_importable(self.model_config, self.model_id)
 
     def build_model(self):

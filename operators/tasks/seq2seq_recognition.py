@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from operators.generation import _trim_after_eos
+from operators.generation import trim_after_eos
 from operators.errors import option_error
 from operators.registry import register_variant
 from operators.tasks.speech_recognition import SpeechRecognitionOperator, SpeechRecognitionOptions
@@ -155,7 +155,7 @@ class Seq2SeqRecognitionOperator(SpeechRecognitionOperator):
         """A generated row without the padding of a batch whose other rows ran longer (the
         pipeline, one window at a time, never has it): up to the first EOS after the decoder
         start token, which may itself be EOS."""
-        return np.concatenate([sequence[:1], _trim_after_eos(sequence[1:], self.eos_token_ids)])
+        return np.concatenate([sequence[:1], trim_after_eos(sequence[1:], self.eos_token_ids)])
 
     @property
     def eos_token_ids(self) -> set[int]:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from operators.errors import RowError, option_error
-from operators.generation import _trim_after_eos
+from operators.generation import trim_after_eos
 from operators.loading import load_processor
 from operators.registry import register_variant
 from operators.tasks.seq2seq_recognition import Seq2SeqRecognitionOperator
@@ -147,7 +147,7 @@ class WhisperRecognitionOperator(Seq2SeqRecognitionOperator):
 
     def unpadded(self, sequence: np.ndarray) -> np.ndarray:
         # Whisper's generate() returns the tokens after its decoder prompt.
-        return _trim_after_eos(sequence, self.eos_token_ids)
+        return trim_after_eos(sequence, self.eos_token_ids)
 
     # ------------------------------------------------------------------ stage 3: postprocess
 
