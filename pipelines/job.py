@@ -295,22 +295,32 @@ def run_job(spec: JobSpec) -> JobSummary:
     source = check_input(spec)  # input and column errors first, before touching the output
     out = resolve(spec.output, spec.storage)
     check_output_format(spec, out)
+    # The operators' check (transformers and torch imported, each task's config and processor
+    # read: 2 s here) runs in a thread beside the Ray start-up below (4 s), which is mostly
+    # other processes starting; its SpecError is raised where fingerprint() is first called.
+    # Ray is started from this thread, not a helper: Ray's processes die with the thread that
+    # started them (PR_SET_PDEATHSIG), and ray.init sets its SIGTERM handler in the main thread only.
+    operators_checked = _in_thread(check_operators, spec)
 
     @functools.cache
     def fingerprint() -> dict[str, Any]:
         # Processors and configs first: they name a bad option clearly, and a hub model's
         # files are then in the local cache, where its digest (the commit) is read.
-        check_operators(spec)
+        operators_checked.result()
         return job_fingerprint(spec, source)
 
     # A non-empty output without --resume/--overwrite is refused before any model loads.
     done = _prepare_output(spec, out, fingerprint)
     if done is not None:
         return done
+    try:
+        _ensure_ray(spec)
+    except BaseException:
+        fingerprint()  # a bad spec is what to report (exit 2), not what followed it
+        raise
     fingerprint()
     # Nothing is deleted (--overwrite) until every check that can fail has passed.
     check_output(out)
-    _ensure_ray(spec)
     sizing = job_sizing(spec)
     logger.info("sizing: %s", "; ".join(sizing.lines()))
     check_resources(spec, sizing)
@@ -325,7 +335,7 @@ def run_job(spec: JobSpec) -> JobSummary:
     import ray
     from ray.data.checkpoint import CheckpointConfig
 
-    from pipelines.stages import JobStats
+    from pipelines.job_stats import JobStats
 
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -452,6 +462,23 @@ def _write_job_file(out: Location, spec: JobSpec, fingerprint: dict[str, Any]) -
     write_text(out, path, json.dumps({"fingerprint": fingerprint, "spec": spec.model_dump(mode="json")}, indent=2))
 
 
+def _in_thread(fn: Callable[..., Any], *args: Any) -> "concurrent.futures.Future":
+    """`fn(*args)` started in a daemon thread; the Future's result() returns or raises its outcome."""
+    import concurrent.futures
+    import threading
+
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as e:  # handed to whoever calls result(), in the calling thread
+            future.set_exception(e)
+
+    threading.Thread(target=run, name=f"taskray-{fn.__name__}", daemon=True).start()
+    return future
+
+
 def _ensure_ray(spec: JobSpec) -> None:
     import ray
 
@@ -467,6 +494,12 @@ def _ensure_ray(spec: JobSpec) -> None:
     address = spec.ray_address or os.environ.get("RAY_ADDRESS") or "local"
     kwargs: dict[str, Any] = {}
     if address == "local":
+        # A Ray started here inherits this process's environment (the raylet is our child and
+        # its workers are the raylet's), so the variables reach the workers without a
+        # runtime_env. With one, Ray starts every worker through setup_worker.py (a second
+        # interpreter and `import ray`) and cannot use the workers it prestarted without it:
+        # measured in benchmarks/RESULTS.md (cold start).
+        env = {}
         # Ray's own count of logical CPUs (the machine's cores): pipelines/hardware.py sizes
         # the actors' reservations to leave room for the read and write tasks and resume's
         # filter, and sets torch threads from the same count.

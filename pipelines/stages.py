@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from operators.base import MEDIA_ROLES
 from operators.errors import error_kind
+from pipelines.job_stats import JobStats  # noqa: F401  (its home before pipelines/job_stats.py)
 from pipelines.torch_threads import ThreadShare
 
 if TYPE_CHECKING:
@@ -270,43 +271,3 @@ def _node_id() -> str:
 
 class ErrorBudgetExceeded(RuntimeError):
     """Raised in a forward actor when its task's failed rows pass the job's error budget."""
-
-
-class JobStats:
-    """A tiny Ray actor that counts forward rows per task and node, and error kinds, for
-    this run, and judges the error budget as blocks arrive. Used as
-    `ray.remote(num_cpus=0)(JobStats)`."""
-
-    def __init__(self, budget: "ErrorBudget | None" = None) -> None:
-        self._nodes: dict[str, dict[str, int]] = {}
-        self._dtypes: dict[str, set[str]] = {}
-        self._errors: dict[str, dict[str, int]] = {}
-        self._examples: dict[str, dict[str, str]] = {}
-        self._budget = budget
-        self._verdict: str | None = None
-
-    def add(
-        self, task: str, node: str, rows: int, errors: dict[str, int], examples: dict[str, str] | None = None,
-        dtype: str | None = None,
-    ) -> str | None:
-        """Count one forwarded block (computed in `dtype`). Returns why the job must stop once a
-        task has failed more rows than the budget allows (and from then on, to every caller), else None."""
-        if dtype is not None:
-            self._dtypes.setdefault(task, set()).add(dtype)
-        nodes = self._nodes.setdefault(task, {})
-        nodes[node] = nodes.get(node, 0) + rows
-        kinds = self._errors.setdefault(task, {})
-        for kind, n in errors.items():
-            kinds[kind] = kinds.get(kind, 0) + n
-        for kind, text in (examples or {}).items():
-            self._examples.setdefault(task, {}).setdefault(kind, text)
-        if self._verdict is None and self._budget is not None:
-            failed = sum(kinds.values())
-            worst = max(kinds, key=kinds.get) if kinds else None
-            example = self._examples.get(task, {}).get(worst) if worst else None
-            self._verdict = self._budget.verdict(task, sum(nodes.values()), failed, kinds, example, final=False)
-        return self._verdict
-
-    def snapshot(self) -> dict[str, Any]:
-        dtypes = {task: sorted(names) for task, names in self._dtypes.items()}
-        return {"nodes": self._nodes, "dtypes": dtypes, "errors": self._errors, "verdict": self._verdict}

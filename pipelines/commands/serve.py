@@ -137,7 +137,12 @@ def main(args: argparse.Namespace) -> int:
     from pipelines.serve.runner import deploy
 
     # "local" starts a fresh Ray even where `ray start` left a cluster behind.
-    ray.init(address=args.address or os.environ.get("RAY_ADDRESS") or "local", namespace="serve")
+    address = args.address or os.environ.get("RAY_ADDRESS") or "local"
+    # A Ray started here runs no dashboard, as `taskray run`'s does not: its head and nine
+    # module processes start beside the Serve controller, proxy and replicas and take the
+    # cores they need to start (benchmarks/RESULTS.md, Serve cold start). Serve itself, its
+    # Python API (serve.status) and the endpoints do not use it.
+    ray.init(address=address, namespace="serve", **({"include_dashboard": False} if address == "local" else {}))
     stop = threading.Event()
     # SIGTERM (e.g. from a supervisor) shuts down as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,0 +1,113 @@
+"""Cold start (issue 27, item 1): what keeps a small job's start-up short stays in place.
+
+The timings are benchmarks (benchmarks/cold_start.py, RESULTS.md); these tests check the
+mechanisms: a local Ray started without a runtime_env, the operators' check run beside Ray's
+start-up and still refusing a bad spec with exit 2, and a stats actor
+whose process imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from pipelines import job as job_module
+from pipelines.spec import JobSpec, SpecError
+
+
+def _spec(**fields) -> JobSpec:
+    return JobSpec.model_validate(
+        {"input": ["/nonexistent/in"], "output": "/nonexistent/out", "tasks": [{"task": "text-classification", "model": "m"}], **fields}
+    )
+
+
+def _captured_init(monkeypatch) -> dict:
+    import ray
+
+    seen: dict = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: seen.update(kwargs))
+    return seen
+
+
+def test_a_local_ray_is_started_without_a_runtime_env(monkeypatch):
+    # A runtime_env makes Ray start every worker through setup_worker.py (a second
+    # interpreter and `import ray`) and leaves its prestarted workers unused.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    seen = _captured_init(monkeypatch)
+    job_module._ensure_ray(_spec())
+    assert seen["address"] == "local" and seen["runtime_env"] is None
+
+
+def test_a_remote_cluster_still_gets_the_environment_through_a_runtime_env(monkeypatch):
+    # Workers of a cluster that this process did not start do not inherit its environment.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    seen = _captured_init(monkeypatch)
+    job_module._ensure_ray(_spec(ray_address="ray://head:10001"))
+    assert seen["address"] == "ray://head:10001"
+    env = seen["runtime_env"]["env_vars"]
+    assert env["HF_HUB_OFFLINE"] == "1" and env["AWS_REGION"] == "eu-west-1"
+
+
+def test_in_thread_runs_elsewhere_and_hands_back_the_result_or_the_error():
+    ran_in = []
+
+    def ok(x):
+        ran_in.append(threading.current_thread())
+        return x + 1
+
+    assert job_module._in_thread(ok, 1).result(timeout=10) == 2
+    assert ran_in and ran_in[0] is not threading.main_thread()
+
+    def bad():
+        raise SpecError("tasks[x].options.y: no")
+
+    with pytest.raises(SpecError, match="options.y"):
+        job_module._in_thread(bad).result(timeout=10)
+
+
+def test_the_stats_actor_module_imports_nothing_heavy():
+    # Its actor's process imports it: pipelines.stages (the operators, numpy, pydantic) cost
+    # that process 2.5 s of a 2-core machine's start-up.
+    code = (
+        "import sys, pipelines.job_stats as m; "
+        "heavy = sorted(n for n in ('operators', 'numpy', 'pydantic', 'torch', 'transformers', 'pyarrow', 'ray') if n in sys.modules); "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
+    from pipelines.job_stats import JobStats
+    from pipelines.stages import JobStats as FromStages
+
+    assert FromStages is JobStats
+
+
+def test_a_checkpoint_refused_beside_ray_start_exits_2(tiny_model, tmp_path):
+    # The operators' check (a text-classification checkpoint cannot summarize) runs in a
+    # thread while Ray starts; its error is still the one reported (exit 2, the task named),
+    # before the output is touched.
+    from tests.offline.conftest import write_parquet
+
+    model = tiny_model("text-classification")
+    src = str(tmp_path / "in")
+    write_parquet(src, {"text": ["a", "b"]})
+    out = tmp_path / "out"
+    code = (
+        "from pipelines.cli import main; "
+        f"rc = main(['run', '--task', 'summarization', '--model', {model!r}, '--input', {src!r}, "
+        f"'--output', {str(out)!r}]); "
+        "print('RC', rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "RC 2" in proc.stdout, proc.stdout + proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "tasks[summarization]" in last and "AutoModelForSeq2SeqLM" in last, proc.stderr
+    assert not out.exists()
