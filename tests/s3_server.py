@@ -5,7 +5,7 @@ Generic on purpose (offline jobs, serve, anything that speaks S3):
 
     with s3_endpoint(bucket="taskray-test") as s3:      # sets the AWS_* variables
         s3.uri("in/part-0.parquet")                     # "s3://taskray-test/in/part-0.parquet"
-        ray.init(runtime_env=s3.runtime_env())          # Ray workers see the same endpoint
+        ray.init(address="local")                       # a local Ray's workers inherit them
         with s3.proxy.outage(seconds=5, mode="http503"):  # only with proxied=True
             ...
 
@@ -288,10 +288,6 @@ class S3Endpoint:
 
     def uri(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key.lstrip('/')}"
-
-    def runtime_env(self) -> dict:
-        """For `ray.init(runtime_env=...)`: Ray workers get the endpoint and credentials."""
-        return {"env_vars": dict(self.env)}
 
     def s3fs(self):
         import s3fs

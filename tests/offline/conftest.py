@@ -23,7 +23,9 @@ def ray_session():
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
+        # No runtime_env: a local Ray's workers inherit this process's environment (the offline
+        # flags of tests/conftest.py), and a runtime_env would start each worker through Ray's
+        # setup_worker.py, a second interpreter per worker.
     )
     for attempt in range(3):
         try:

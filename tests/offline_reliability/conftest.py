@@ -36,8 +36,9 @@ def s3() -> Iterator[S3Endpoint]:
 @pytest.fixture(scope="package")
 def job_ray(s3) -> Iterator[None]:
     """One local Ray for the jobs these tests run in-process (test_retry_failed, test_s3_job):
-    starting one costs seconds of CPU. Workers get the S3 endpoint through runtime_env as well,
-    although taskray pickles an explicit filesystem: Ray Data's own S3 access (checkpoint
-    filter) must reach moto too. test_cluster_nodes, which runs first, owns a Cluster instead."""
-    with own_ray(num_cpus=2, runtime_env=s3.runtime_env()):
+    starting one costs seconds of CPU. Its workers inherit the S3 endpoint's AWS_* variables
+    from this process (set by the `s3` fixture before Ray starts), although taskray pickles an
+    explicit filesystem: Ray Data's own S3 access (checkpoint filter) must reach moto too.
+    test_cluster_nodes, which runs first, owns a Cluster instead."""
+    with own_ray(num_cpus=2):
         yield

@@ -9,7 +9,6 @@ can miss Ray's fixed 30 s registration window (measured: twice in a row at load 
 
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -19,12 +18,12 @@ ATTEMPTS = 3
 def start_ray() -> None:
     import ray
 
-    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    # No runtime_env: the local Ray's workers inherit this process's environment (AWS_*, the
+    # offline flags), as `taskray run` starts its own.
     kwargs = dict(
         address="local",  # never attach to another Ray on this machine
         num_cpus=2,  # the size of the machine the suite targets; CPU counts in the specs fit it
         include_dashboard=False,
-        runtime_env={"env_vars": env} if env else None,
     )
     for attempt in range(1, ATTEMPTS + 1):
         try:

@@ -46,7 +46,7 @@ def own_ray(**init_kwargs) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def own_cluster(head: dict, workers: list[dict], env_vars: dict | None = None):
+def own_cluster(head: dict, workers: list[dict]):
     """A `ray.cluster_utils.Cluster` with the driver connected; always torn down on exit.
 
     Yields the cluster; `cluster.worker_nodes` are the nodes a test may remove. Nodes are
@@ -63,7 +63,7 @@ def own_cluster(head: dict, workers: list[dict], env_vars: dict | None = None):
         for args in workers:
             add_cluster_node(cluster, **args)
         cluster.wait_for_nodes(timeout=120)
-        ray.init(address=cluster.address, runtime_env={"env_vars": env_vars} if env_vars else None)
+        ray.init(address=cluster.address)
         yield cluster
     finally:
         ray.shutdown()

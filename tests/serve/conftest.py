@@ -116,9 +116,13 @@ def _init_local_ray(attempts: int = 3) -> None:
 
     for attempt in range(attempts):
         try:
-            # "local": a fresh Ray even where something left a `ray start` cluster behind.
-            ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve",
-                     runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}})
+            # One OpenMP thread per replica (some 20 share 2 cores), through the environment that
+            # the raylet and so every worker inherit: a runtime_env would start each worker
+            # through Ray's setup_worker.py, a second interpreter per replica.
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("OMP_NUM_THREADS", "1")
+                # "local": a fresh Ray even where something left a `ray start` cluster behind.
+                ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve")
             return
         except Exception as e:  # only Ray's startup timeout is retried
             # Ray waits a hard-coded 30 s for its raylet to register (ray/_private/node.py);
