@@ -19,9 +19,8 @@ from collections import defaultdict
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field
 
-from operators.base import Operator, OperatorOptions
+from operators.base import Operator, OperatorOptions, server_option
 from operators.batching import budget_batches
 from operators.decoding.audio import DEFAULT_MAX_SECONDS, decode_audio
 from operators.errors import RowError
@@ -29,10 +28,10 @@ from operators.loading import load_processor
 
 
 class AudioOptions(OperatorOptions):
-    max_seconds: float = Field(
+    max_seconds: float = server_option(
         DEFAULT_MAX_SECONDS, gt=0, description="Clips longer than this many seconds are refused per row after decoding."
     )
-    max_batch_samples: int | None = Field(
+    max_batch_samples: int | None = server_option(
         None,
         ge=1,
         description="Padded size budget of one micro-batch in samples at the model's rate "

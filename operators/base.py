@@ -40,6 +40,7 @@ from operators.batching import budget_batches
 from operators.errors import RowError, describe, option_error, row_error
 from operators.loading import LoadOptions, check_dtype, load_model, load_processor, resolve_device, resolve_dtype
 from operators.out_of_memory import MicroBatchScale, free_device_memory, is_out_of_memory
+from operators.responses import ResponseShape, fields
 
 logger = logging.getLogger(__name__)
 
@@ -54,37 +55,64 @@ MEDIA_ROLES = frozenset({"image", "audio"})
 AttentionKernel = Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"]
 
 
+# The role of an option, in its field's metadata (`role` in json_schema_extra):
+# - "request" (the default): what a row's answer means (top_k, threshold, max_new_tokens...);
+#   a job task's options or a Serve request's `parameters` may set it.
+# - "server": bounds the server's own work (micro-batch planning, input size limits); a job or
+#   an endpoint sets it, a request may not.
+# - "model": decides how the model is built; fixed when the model loads (with_options copies
+#   share it), so a request may not change it either.
+OPTION_ROLES = ("request", "server", "model")
+
+
+def server_option(default: Any, **field: Any) -> Any:
+    """A field whose role is "server" (see OPTION_ROLES)."""
+    return Field(default, json_schema_extra={"role": "server"}, **field)
+
+
+def model_option(default: Any, **field: Any) -> Any:
+    """A field whose role is "model" (see OPTION_ROLES)."""
+    return Field(default, json_schema_extra={"role": "model"}, **field)
+
+
 class OperatorOptions(BaseModel):
-    """Options every operator accepts. Task operators subclass this with their own fields."""
+    """Options every operator accepts. Task operators subclass this with their own fields,
+    each with its role (OPTION_ROLES)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_batch_rows: int = Field(
+    @classmethod
+    def with_role(cls, *roles: str) -> frozenset[str]:
+        """The names of the fields whose role is one of `roles`."""
+        unknown = set(roles) - set(OPTION_ROLES)
+        if unknown:
+            raise ValueError(f"unknown option roles {sorted(unknown)}; roles are {OPTION_ROLES}")
+        return frozenset(
+            name for name, field in cls.model_fields.items()
+            if (field.json_schema_extra or {}).get("role", "request") in roles
+        )
+
+    max_batch_rows: int = server_option(
         64, ge=1, description="Most rows in one forward micro-batch."
     )
-    batch_budget: int | None = Field(
+    batch_budget: int | None = server_option(
         None,
         ge=1,
         description="Padded size budget of one micro-batch: rows x longest row, in tokens. "
         "Bounds padding waste and memory for token inputs (audio uses max_batch_samples). "
         "Default: 512 per torch thread on the CPU, 16384 on CUDA.",
     )
-    attn_implementation: AttentionKernel | None = Field(
+    attn_implementation: AttentionKernel | None = model_option(
         None,
         description="transformers' attention kernel. Default: transformers' choice, SDPA where "
         "the model supports it (all the tasks' families but GLPN and Mask2Former), else eager.",
     )
-    torch_compile: bool = Field(
+    torch_compile: bool = model_option(
         False,
         description="Compile the model's forward with torch.compile (dynamic shapes, Inductor). "
         "Each process's first calls wait while it compiles (MiniLM on 2 CPU cores: 9-14 s); on "
         "the CPU it needs a C++ compiler.",
     )
-
-
-# Options that decide how the model is built. with_options copies share the loaded model, so a
-# request cannot change them.
-MODEL_BUILD_OPTIONS = frozenset({"attn_implementation", "torch_compile"})
 
 
 # Measured with all-MiniLM-L6-v2 on 2 CPU cores (benchmarks/RESULTS.md): 16384 tokens per
@@ -107,6 +135,12 @@ class Operator:
     # Result columns of float32 vectors. Offline jobs write them as list<float32>; Arrow
     # would infer list<double> from the Python floats and store every value twice as wide.
     float32_columns: ClassVar[tuple[str, ...]] = ()
+    # The answer to one input over HTTP, shaped as pipeline() returns it (operators/responses.py).
+    # None: every result column, as an object.
+    response: ClassVar[ResponseShape | None] = None
+    # Where the HF Inference API's defaults differ from pipeline()'s (which the options follow),
+    # a Serve endpoint starts from these; its `options`, then a request's parameters, override them.
+    endpoint_defaults: ClassVar[dict[str, Any]] = {}
     auto_model: ClassVar[str] = "AutoModel"
     processor_kind: ClassVar[str] = "tokenizer"
     Options: ClassVar[type[OperatorOptions]] = OperatorOptions
@@ -115,6 +149,10 @@ class Operator:
     # 39 rows/s at 64 rows per call and 58 at 256 (benchmarks/RESULTS.md). Media rows are
     # larger in the object store, so they keep 64.
     rows_per_call: ClassVar[int] = 64
+
+    @classmethod
+    def response_shape(cls) -> ResponseShape:
+        return cls.response or ResponseShape(fields(*cls.output_columns))
 
     def __init__(
         self,
@@ -253,7 +291,7 @@ class Operator:
         """A shallow copy with some options changed, sharing the loaded model and processor."""
         if not options:
             return self
-        for name in MODEL_BUILD_OPTIONS & options.keys():
+        for name in self.Options.with_role("model") & options.keys():
             if options[name] != getattr(self.options, name):
                 # The copy shares the loaded model, which these options built.
                 raise option_error(

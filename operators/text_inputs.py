@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from operators.base import Operator, OperatorOptions
+from operators.base import Operator, OperatorOptions, server_option
 from operators.batching import pad_sequences
 from operators.errors import RowError
 
@@ -143,7 +143,7 @@ def pipeline_steps(pipeline_class: type, tokenizer, config):
 class TextLimitOptions(OperatorOptions):
     """The input-size limit every text operator applies before tokenizing."""
 
-    max_text_chars: int = Field(
+    max_text_chars: int = server_option(
         DEFAULT_MAX_TEXT_CHARS, ge=1, description="Inputs with more characters are refused per row before tokenizing."
     )
 

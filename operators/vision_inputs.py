@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from operators.base import Operator, OperatorOptions
+from operators.base import Operator, OperatorOptions, server_option
 from operators.batching import padded_batches, padded_canvas, shape_batches
 from operators.decoding.image import DEFAULT_MAX_PIXELS, decode_image
 from operators.direct_resize import DirectResize
@@ -41,13 +41,13 @@ logger = logging.getLogger(__name__)
 
 
 class ImageOptions(OperatorOptions):
-    max_image_pixels: int = Field(
+    max_image_pixels: int = server_option(
         DEFAULT_MAX_PIXELS,
         ge=1,
         description="Images whose header claims more pixels (width x height) are refused per row "
         "before any pixel is decoded; guards against decompression bombs.",
     )
-    max_batch_pixels: int = Field(
+    max_batch_pixels: int = server_option(
         1 << 24,
         ge=1,
         description="Most pixels in one forward micro-batch, padding included (rows x the "

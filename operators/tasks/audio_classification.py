@@ -18,6 +18,7 @@ from pydantic import Field
 from operators.audio_inputs import AudioOperator, AudioOptions
 from operators.registry import register_operator, task_variants
 from operators.scoring import class_scores, top_labels
+from operators.responses import ResponseShape, ranked
 
 
 class AudioClassificationOptions(AudioOptions):
@@ -34,6 +35,12 @@ class AudioClassificationOptions(AudioOptions):
 @register_operator("audio-classification")
 class AudioClassificationOperator(AudioOperator):
     output_columns = ("label", "score", "scores")
+    response = ResponseShape(ranked)
+    # The top 5 labels, as the HF Inference API, image-classification, and the default that
+    # AudioClassificationPipeline.__init__ sets; the operator names only the best label unless
+    # top_k is set. A deliberate difference: transformers 5's pipeline call, whose own
+    # top_k=None overrides that default, returns every label.
+    endpoint_defaults = {"top_k": 5}
     auto_model = "AutoModelForAudioClassification"
     Options = AudioClassificationOptions
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from operators.registry import register_operator
 from operators.vision_inputs import ImageOperator, ImageOptions
+from operators.responses import ResponseShape, fields
 
 
 def png_depth16(depth: np.ndarray) -> bytes:
@@ -42,6 +43,7 @@ def png_depth16(depth: np.ndarray) -> bytes:
 @register_operator("depth-estimation")
 class DepthEstimationOperator(ImageOperator):
     output_columns = ("depth", "predicted_depth")
+    response = ResponseShape(fields("depth", "predicted_depth"))
     auto_model = "AutoModelForDepthEstimation"
     Options = ImageOptions
 

@@ -32,6 +32,7 @@ from operators.sentence_modules import (
     read_sentence_modules,
 )
 from operators.text_inputs import EncoderTextOperator, TextOptions
+from operators.responses import ResponseShape, column
 
 
 class FeatureExtractionOptions(TextOptions):
@@ -63,6 +64,7 @@ class FeatureExtractionOptions(TextOptions):
 @register_operator("feature-extraction")
 class FeatureExtractionOperator(EncoderTextOperator):
     output_columns = ("embedding",)
+    response = ResponseShape(column("embedding"))
     float32_columns = ("embedding",)
     auto_model = "AutoModel"
     Options = FeatureExtractionOptions

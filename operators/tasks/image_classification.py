@@ -10,6 +10,7 @@ from pydantic import Field
 from operators.registry import register_operator
 from operators.scoring import class_scores, top_labels
 from operators.vision_inputs import ImageOperator, ImageOptions
+from operators.responses import ResponseShape, ranked
 
 
 class ImageClassificationOptions(ImageOptions):
@@ -27,6 +28,7 @@ class ImageClassificationOptions(ImageOptions):
 @register_operator("image-classification")
 class ImageClassificationOperator(ImageOperator):
     output_columns = ("label", "score", "scores")
+    response = ResponseShape(ranked)
     auto_model = "AutoModelForImageClassification"
     Options = ImageClassificationOptions
 

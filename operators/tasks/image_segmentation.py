@@ -12,6 +12,7 @@ from pydantic import Field
 
 from operators.registry import register_operator
 from operators.vision_inputs import ImageOperator, ImageOptions
+from operators.responses import ResponseShape, column
 
 # Model outputs that processors' post_process_*_segmentation read; others (hidden states,
 # auxiliary logits) stay on the device.
@@ -53,6 +54,7 @@ class ImageSegmentationOperator(ImageOperator):
     recorded so that exports know it even for a row with no segment."""
 
     output_columns = ("segments", "image_width", "image_height")
+    response = ResponseShape(column("segments"))
     auto_model = "AutoModelForImageSegmentation"
     Options = ImageSegmentationOptions
 

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from operators.registry import register_operator
 from operators.vision_inputs import ImageOperator, ImageOptions
+from operators.responses import ResponseShape, column
 
 BOX_KEYS = ("xmin", "ymin", "xmax", "ymax")
 
@@ -28,6 +29,7 @@ class ObjectDetectionOperator(ImageOperator):
     exports (COCO, Label Studio) know it without reading the images again."""
 
     output_columns = ("objects", "image_width", "image_height")
+    response = ResponseShape(column("objects"))
     auto_model = "AutoModelForObjectDetection"
     Options = ObjectDetectionOptions
 

@@ -26,6 +26,7 @@ from operators.batching import pad_sequences
 from operators.errors import RowError, option_error
 from operators.registry import register_operator
 from operators.text_inputs import TextLimitOptions, TokenLimit, check_text
+from operators.responses import ResponseShape
 
 _MASKED = -10000.0  # what 4.57 writes over logits that cannot be part of an answer
 
@@ -46,11 +47,20 @@ class QuestionAnsweringOptions(TextLimitOptions):
     align_to_words: bool = Field(True, description="Widen answers to whole words.")
 
 
+def best_answers(row) -> object:
+    """The HTTP answer: the k best answers when top_k was asked for, else the best one
+    (pipeline() returns a lone answer unwrapped even for top_k=1)."""
+    if row.get("answers") is not None and len(row["answers"]) > 1:
+        return list(row["answers"])
+    return {n: row[n] for n in ("answer", "score", "start", "end")}
+
+
 @register_operator("question-answering")
 class QuestionAnsweringOperator(TokenLimit, Operator):
     modality = "text"
     input_roles = ("question", "context")
     output_columns = ("answer", "score", "start", "end", "answers")
+    response = ResponseShape(best_answers)
     auto_model = "AutoModelForQuestionAnswering"
     processor_kind = "tokenizer"
     Options = QuestionAnsweringOptions

@@ -25,6 +25,7 @@ from operators.ctc_decoding import CtcDecoder
 from operators.errors import option_error
 from operators.loading import load_processor
 from operators.registry import register_operator, task_variants
+from operators.responses import ResponseShape
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -130,9 +131,16 @@ def kept_frames(chunk: Chunk, align_to: int) -> tuple[int, int]:
     return left, token_n - right
 
 
+def transcript(row) -> dict:
+    """The HTTP answer: the text, and "chunks" only with return_timestamps, as pipeline() adds it."""
+    chunks = {"chunks": row["chunks"]} if row.get("chunks") is not None else {}
+    return {"text": row["text"], **chunks}
+
+
 @register_operator("automatic-speech-recognition")
 class SpeechRecognitionOperator(AudioOperator):
     output_columns = ("text", "chunks")
+    response = ResponseShape(transcript)
     auto_model = "AutoModelForCTC"
     Options = SpeechRecognitionOptions
     # The ASR pipeline always asks the feature extractor for a mask and passes it on.

@@ -15,6 +15,7 @@ import numpy as np
 
 from operators.generation import GenerationOperator, GenerationOptions
 from operators.registry import register_operator
+from operators.responses import ResponseShape, one_record
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 @register_operator("summarization")
 class SummarizationOperator(GenerationOperator):
     output_columns = ("summary_text",)
+    response = ResponseShape(one_record("summary_text"), unwrap_in_list=True)
     auto_model = "AutoModelForSeq2SeqLM"
     Options = GenerationOptions
     pipeline_defaults = {"max_new_tokens": 256, "num_beams": 4}

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from operators.registry import register_operator
 from operators.text_inputs import EncoderTextOperator, TextOptions, pipeline_steps
+from operators.responses import ResponseShape, ranked
 
 
 class TextClassificationOptions(TextOptions):
@@ -33,6 +34,7 @@ class TextClassificationOptions(TextOptions):
 @register_operator("text-classification")
 class TextClassificationOperator(EncoderTextOperator):
     output_columns = ("label", "score", "scores")
+    response = ResponseShape(ranked, unwrap_in_list=True, wrap_single=True)
     auto_model = "AutoModelForSequenceClassification"
     Options = TextClassificationOptions
 

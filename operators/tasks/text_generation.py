@@ -19,6 +19,7 @@ from pydantic import Field
 from operators.errors import RowError, option_error
 from operators.generation import GenerationOperator, GenerationOptions
 from operators.registry import register_operator
+from operators.responses import ResponseShape, one_record
 
 
 class TextGenerationOptions(GenerationOptions):
@@ -35,6 +36,10 @@ class TextGenerationOptions(GenerationOptions):
 @register_operator("text-generation")
 class TextGenerationOperator(GenerationOperator):
     output_columns = ("generated_text",)
+    response = ResponseShape(one_record("generated_text"))
+    # text-generation-inference, and so InferenceClient.text_generation, returns only the
+    # continuation unless asked for return_full_text; pipeline() prepends the prompt.
+    endpoint_defaults = {"return_full_text": False}
     auto_model = "AutoModelForCausalLM"
     Options = TextGenerationOptions
     pipeline_defaults = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}

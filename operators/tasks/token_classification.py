@@ -20,6 +20,7 @@ from operators.errors import RowError, option_error
 from operators.registry import register_operator
 from operators.scoring import softmax
 from operators.text_inputs import EncoderTextOperator, TextOptions, pipeline_steps
+from operators.responses import ResponseShape, column
 
 
 class TokenClassificationOptions(TextOptions):
@@ -39,6 +40,7 @@ class TokenClassificationOptions(TextOptions):
 @register_operator("token-classification")
 class TokenClassificationOperator(EncoderTextOperator):
     output_columns = ("entities",)
+    response = ResponseShape(column("entities"))
     auto_model = "AutoModelForTokenClassification"
     Options = TokenClassificationOptions
 

@@ -25,6 +25,7 @@ from pydantic import Field
 
 from operators.generation import GenerationOperator, GenerationOptions
 from operators.registry import register_operator
+from operators.responses import ResponseShape, one_record
 
 logger = logging.getLogger(__name__)
 _TOKENIZER_LANGUAGE = threading.Lock()
@@ -44,6 +45,7 @@ class TranslationOptions(GenerationOptions):
 @register_operator("translation")
 class TranslationOperator(GenerationOperator):
     output_columns = ("translation_text",)
+    response = ResponseShape(one_record("translation_text"), unwrap_in_list=True)
     auto_model = "AutoModelForSeq2SeqLM"
     Options = TranslationOptions
     pipeline_defaults = {"max_new_tokens": 256, "num_beams": 4}

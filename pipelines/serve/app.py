@@ -42,12 +42,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
-from operators import OperatorOptions, get_operator
+from operators import get_operator
 from operators.base import MEDIA_ROLES
 from operators.errors import error_kind
 from pipelines.serve.codec import (
     EMBEDDING_ROOT_FIELDS,
-    ENDPOINT_DEFAULTS,
     UNTYPED_CONTENT_TYPES,
     RequestError,
     check_untyped_body,
@@ -87,11 +86,6 @@ logger = logging.getLogger("ray.serve")
 
 # Row errors from these stages are the input's fault (422); forward/postprocess are ours.
 CLIENT_ERROR_STAGES = ("input", "decode", "preprocess")
-# Options that bound the server's own work (batch planning, input size limits); a request
-# may not change them.
-SERVER_OWNED_OPTIONS = frozenset(OperatorOptions.model_fields) | {
-    "max_text_chars", "max_image_pixels", "max_batch_pixels", "max_seconds", "max_batch_samples",
-}
 OPEN_PATHS = ("/healthz",)
 
 
@@ -254,7 +248,7 @@ def build_operator(args: EndpointArgs, load: bool = True):
         device=args.device,
         dtype=args.dtype,
         revision=args.revision,
-        **{**ENDPOINT_DEFAULTS.get(args.task, {}), **args.options},
+        **{**get_operator(args.task).endpoint_defaults, **args.options},
     )
     if not load:
         # No weights, but the configuration checked: with_options() then checks every request's
@@ -340,12 +334,12 @@ class TaskEndpoint:
     @ingress.get("/info")
     async def info(self) -> dict[str, Any]:
         schema = self.op.Options.model_json_schema()
-        # Defaults as this endpoint applies them (ENDPOINT_DEFAULTS, the endpoint's options).
+        # Defaults as this endpoint applies them (the operator's endpoint_defaults, the endpoint's options).
         current = self.op.options.model_dump(mode="json")
         parameters = {
             name: {**prop, "default": current[name]}
             for name, prop in schema.get("properties", {}).items()
-            if name not in SERVER_OWNED_OPTIONS
+            if name not in self.op.Options.with_role("server", "model")
         }
         return {
             **type(self.op).describe(),
@@ -392,7 +386,7 @@ class TaskEndpoint:
         if dimensions is not None:
             normalized = self.op.with_options(**parameters).normalize
             result["embedding"] = [shorten_embedding(v, dimensions, normalized) for v in result["embedding"]]
-        answer = shape_results(self.op.task, self.op.output_columns, result, is_list)
+        answer = shape_results(self.op.response_shape(), self.op.output_columns, result, is_list)
         return JSONResponse(answer)
 
     @ingress.post("/embeddings")
@@ -543,7 +537,8 @@ class TaskEndpoint:
         return parsed.inputs, {**parsed.parameters, **root.parameters}, root.dimensions
 
     def _check_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        owned = sorted(set(parameters) & set(SERVER_OWNED_OPTIONS))
+        # Options that bound the server's work or built the model: the endpoint's, never a request's.
+        owned = sorted(set(parameters) & self.op.Options.with_role("server", "model"))
         if owned:
             raise RequestError(422, f"parameters.{owned[0]}: set by the server, not per request")
         unknown = sorted(set(parameters) - set(self.op.Options.model_fields))

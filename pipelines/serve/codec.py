@@ -9,9 +9,9 @@ result columns; bytes (PNG masks, depth maps) become base64 strings.
 Where the Hugging Face Inference API (and so `huggingface_hub.InferenceClient`) differs from
 pipeline(), the API wins and the difference is named where it is made: raw bodies without a
 media type are sniffed (`sniff_media`), a single text-classification answer is wrapped in a
-list (`ResultShape.wrap_single`), and endpoints start from `ENDPOINT_DEFAULTS`.
-
-Adding a task means adding one line to `RESULT_SHAPES`.
+list (the operator's `ResponseShape.wrap_single`), and endpoints start from the operator's
+`endpoint_defaults`. Each task operator declares its response shape (operators/responses.py);
+nothing here names a task's answer.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from operators.base import MEDIA_ROLES
+from operators.responses import ResponseShape
 
 
 class RequestError(Exception):
@@ -192,20 +193,6 @@ def check_untyped_body(body: bytes, role: str, content_type: str) -> None:
     )
 
 
-# Endpoint defaults that follow the HF Inference API where it differs from the operator's
-# (pipeline) defaults. The endpoint's `options`, then a request's `parameters`, override them.
-ENDPOINT_DEFAULTS: dict[str, dict[str, Any]] = {
-    # text-generation-inference, and so InferenceClient.text_generation, returns only the
-    # continuation unless asked for return_full_text; pipeline() prepends the prompt.
-    "text-generation": {"return_full_text": False},
-    # The top 5 labels, as the HF Inference API, image-classification, and the default that
-    # AudioClassificationPipeline.__init__ sets; the operator names only the best label unless
-    # top_k is set. A deliberate difference: transformers 5's pipeline call, whose own
-    # top_k=None overrides that default, returns every label.
-    "audio-classification": {"top_k": 5},
-}
-
-
 def unused_generation_parameters(names: Sequence[str]) -> RequestError:
     """text-generation parameters the operator does not know, refused with the message and
     status (400) that transformers gives for unused model_kwargs: InferenceClient.text_generation
@@ -274,80 +261,6 @@ def shorten_embedding(vector: Sequence[float], dimensions: int | None, normalize
 # ---------------------------------------------------------------------------- responses
 
 
-def _ranked(row: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Classification: the top-k list when `scores` was asked for, else the best label."""
-    if row.get("scores") is not None:
-        return list(row["scores"])
-    return [{"label": row["label"], "score": row["score"]}]
-
-
-def _answers(row: Mapping[str, Any]) -> Any:
-    """Question answering: the k best answers when top_k was asked for, else the best one
-    (pipeline() returns a lone answer unwrapped even for top_k=1)."""
-    if row.get("answers") is not None and len(row["answers"]) > 1:
-        return list(row["answers"])
-    return {n: row[n] for n in ("answer", "score", "start", "end")}
-
-
-def _column(name: str) -> Callable[[Mapping[str, Any]], Any]:
-    return lambda row: row[name]
-
-
-def _fields(*names: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    return lambda row: {n: row[n] for n in names}
-
-
-def _one_record(*names: str) -> Callable[[Mapping[str, Any]], list[dict[str, Any]]]:
-    return lambda row: [{n: row[n] for n in names}]
-
-
-def _transcript(row: Mapping[str, Any]) -> dict[str, Any]:
-    # The pipeline adds "chunks" only with return_timestamps.
-    chunks = {"chunks": row["chunks"]} if row.get("chunks") is not None else {}
-    return {"text": row["text"], **chunks}
-
-
-@dataclass(frozen=True)
-class ResultShape:
-    """How one operator row becomes the pipeline's answer for one input.
-
-    `unwrap_in_list`: for a list of inputs, pipeline() returns the lone record of a
-    one-record answer instead of a one-item list (text-classification without top_k,
-    summarization, translation in transformers 4.57).
-
-    `wrap_single`: a single input's answer is `[answer]`, one list per input as the HF
-    Inference API answers text-classification (`[[{label, score}, ...]]`). A deliberate
-    difference from pipeline(text): InferenceClient.text_classification reads `response[0]`
-    as the list of labels of its one text.
-    """
-
-    single: Callable[[Mapping[str, Any]], Any]
-    unwrap_in_list: bool = False
-    wrap_single: bool = False
-
-
-RESULT_SHAPES: dict[str, ResultShape] = {
-    "text-classification": ResultShape(_ranked, unwrap_in_list=True, wrap_single=True),
-    "token-classification": ResultShape(_column("entities")),
-    "question-answering": ResultShape(_answers),
-    "feature-extraction": ResultShape(_column("embedding")),
-    "text-generation": ResultShape(_one_record("generated_text")),
-    "summarization": ResultShape(_one_record("summary_text"), unwrap_in_list=True),
-    "translation": ResultShape(_one_record("translation_text"), unwrap_in_list=True),
-    "image-classification": ResultShape(_ranked),
-    "object-detection": ResultShape(_column("objects")),
-    "image-segmentation": ResultShape(_column("segments")),
-    "depth-estimation": ResultShape(_fields("depth", "predicted_depth")),
-    "audio-classification": ResultShape(_ranked),
-    "automatic-speech-recognition": ResultShape(_transcript),
-}
-
-
-def _shape_for(task: str, output_columns: Sequence[str]) -> ResultShape:
-    # A task without a line here still answers: with all of its result columns.
-    return RESULT_SHAPES.get(task) or ResultShape(_fields(*output_columns))
-
-
 def jsonable(value: Any) -> Any:
     """Plain JSON values: bytes -> base64 text (PNG masks, depth maps), numpy -> lists/scalars."""
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -366,10 +279,9 @@ def jsonable(value: Any) -> Any:
 
 
 def shape_results(
-    task: str, output_columns: Sequence[str], columns: Mapping[str, Sequence], is_list: bool
+    shape: ResponseShape, output_columns: Sequence[str], columns: Mapping[str, Sequence], is_list: bool
 ) -> Any:
     """The pipeline-shaped JSON answer for successful rows of `columns`."""
-    shape = _shape_for(task, output_columns)
     n = len(columns["error"])
     answers = []
     for i in range(n):

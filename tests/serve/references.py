@@ -5,7 +5,7 @@ masks and depth maps) and the client library's objects against it.
 
 Each task's endpoint in the session Serve app uses ENDPOINT_OPTIONS; the pipeline gets the
 same values as call arguments, plus the endpoint defaults of pipelines/serve/codec.py
-(ENDPOINT_DEFAULTS) where they differ from the pipeline's.
+(the operators' endpoint_defaults) where they differ from the pipeline's.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ ENDPOINT_OPTIONS: dict[str, dict[str, Any]] = {
     "image-segmentation": {"threshold": 0.3},
 }
 # text-generation samples by default (seeded per row by taskray, not as pipeline() seeds):
-# parity is checked greedy. return_full_text=False is the endpoint's default (ENDPOINT_DEFAULTS).
+# parity is checked greedy. return_full_text=False is the endpoint's default (TextGenerationOperator.endpoint_defaults).
 REQUEST_PARAMETERS: dict[str, dict[str, Any]] = {"text-generation": {"do_sample": False}}
 # taskray-only options of the endpoints (the pipeline has no such keyword). None now: DETR's
 # padded buckets (max_padding) are opt-in, so the endpoints batch images of one exact size and

@@ -8,8 +8,8 @@ import base64
 import pytest
 import yaml
 
+from operators import list_tasks
 from pipelines.serve.codec import (
-    RESULT_SHAPES,
     RequestError,
     check_untyped_body,
     decode_base64,
@@ -93,28 +93,39 @@ def test_media_inputs_are_base64_or_data_urls():
     assert _error(decode_base64, "data:image/png,abc", "inputs").status == 422
 
 
-def test_every_task_has_a_response_shape():
-    assert set(RESULT_SHAPES) == ALL_TASKS
+def test_every_task_declares_its_response_shape():
+    from operators import get_operator
+
+    assert set(list_tasks()) == ALL_TASKS
+    for task in ALL_TASKS:
+        assert get_operator(task).response is not None, task  # not the all-columns fallback
 
 
 def test_shapes_follow_pipeline():
+    from operators import get_operator
+
     tc = {"label": ["a", "b"], "score": [0.9, 0.8], "scores": [None, None], "error": [None, None]}
     # one text: [pipeline(text)], the HF Inference API's [[{label, score}]] (InferenceClient reads [0])
-    assert shape_results("text-classification", ("label", "score", "scores"), tc, False) == [[{"label": "a", "score": 0.9}]]
+    assert shape_results(get_operator("text-classification").response_shape(), ("label", "score", "scores"), tc, False) == [[{"label": "a", "score": 0.9}]]
     # pipeline(list of texts) without top_k gives one dict per text
-    assert shape_results("text-classification", ("label", "score", "scores"), tc, True) == [
+    assert shape_results(get_operator("text-classification").response_shape(), ("label", "score", "scores"), tc, True) == [
         {"label": "a", "score": 0.9}, {"label": "b", "score": 0.8}]
     top = {"label": ["a"], "score": [0.9], "scores": [[{"label": "a", "score": 0.9}, {"label": "b", "score": 0.1}]],
            "error": [None]}
-    assert shape_results("text-classification", ("label", "score", "scores"), top, True) == [top["scores"][0]]
+    assert shape_results(get_operator("text-classification").response_shape(), ("label", "score", "scores"), top, True) == [top["scores"][0]]
     depth = {"depth": [b"\x89PNG"], "predicted_depth": [[[1.0, 2.0]]], "error": [None]}
-    assert shape_results("depth-estimation", ("depth", "predicted_depth"), depth, False) == {
+    assert shape_results(get_operator("depth-estimation").response_shape(), ("depth", "predicted_depth"), depth, False) == {
         "depth": base64.b64encode(b"\x89PNG").decode(), "predicted_depth": [[1.0, 2.0]]}
     qa = {"answer": ["x"], "score": [0.5], "start": [0], "end": [1], "answers": [None], "error": [None]}
-    assert shape_results("question-answering", ("answer", "score", "start", "end", "answers"), qa, False) == {
+    assert shape_results(get_operator("question-answering").response_shape(), ("answer", "score", "start", "end", "answers"), qa, False) == {
         "answer": "x", "score": 0.5, "start": 0, "end": 1}
-    # a task without a line answers with all of its columns
-    assert shape_results("new-task", ("x",), {"x": [1], "error": [None]}, False) == {"x": 1}
+    # an operator that declares no response answers with all of its columns
+    from operators.base import Operator
+
+    class NewTask(Operator):
+        output_columns = ("x",)
+
+    assert shape_results(NewTask.response_shape(), ("x",), {"x": [1], "error": [None]}, False) == {"x": 1}
 
 
 def test_sniffed_media_types():
