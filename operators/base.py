@@ -40,7 +40,7 @@ from operators.batching import budget_batches
 from operators.errors import RowError, describe, option_error, row_error
 from operators.loading import LoadOptions, check_dtype, load_model, load_processor, resolve_device, resolve_dtype
 from operators.out_of_memory import MicroBatchScale, free_device_memory, is_out_of_memory
-from operators.responses import ResponseShape, fields
+from operators.results import LabelSource, ResponseShape, fields
 
 logger = logging.getLogger(__name__)
 
@@ -135,12 +135,14 @@ class Operator:
     # Result columns of float32 vectors. Offline jobs write them as list<float32>; Arrow
     # would infer list<double> from the Python floats and store every value twice as wide.
     float32_columns: ClassVar[tuple[str, ...]] = ()
-    # The answer to one input over HTTP, shaped as pipeline() returns it (operators/responses.py).
+    # The answer to one input over HTTP, shaped as pipeline() returns it (operators/results.py).
     # None: every result column, as an object.
     response: ClassVar[ResponseShape | None] = None
     # Where the HF Inference API's defaults differ from pipeline()'s (which the options follow),
     # a Serve endpoint starts from these; its `options`, then a request's parameters, override them.
     endpoint_defaults: ClassVar[dict[str, Any]] = {}
+    # Where its labels and scores are, for the report's charts (operators/results.py); None: no labels.
+    label_source: ClassVar[LabelSource | None] = None
     auto_model: ClassVar[str] = "AutoModel"
     processor_kind: ClassVar[str] = "tokenizer"
     Options: ClassVar[type[OperatorOptions]] = OperatorOptions

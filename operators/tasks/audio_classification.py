@@ -18,7 +18,7 @@ from pydantic import Field
 from operators.audio_inputs import AudioOperator, AudioOptions
 from operators.registry import register_operator, task_variants
 from operators.scoring import class_scores, top_labels
-from operators.responses import ResponseShape, ranked
+from operators.results import LabelSource, ResponseShape, ranked
 
 
 class AudioClassificationOptions(AudioOptions):
@@ -36,6 +36,7 @@ class AudioClassificationOptions(AudioOptions):
 class AudioClassificationOperator(AudioOperator):
     output_columns = ("label", "score", "scores")
     response = ResponseShape(ranked)
+    label_source = LabelSource("label", "score")
     # The top 5 labels, as the HF Inference API, image-classification, and the default that
     # AudioClassificationPipeline.__init__ sets; the operator names only the best label unless
     # top_k is set. A deliberate difference: transformers 5's pipeline call, whose own

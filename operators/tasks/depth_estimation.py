@@ -22,7 +22,7 @@ import numpy as np
 
 from operators.registry import register_operator
 from operators.vision_inputs import ImageOperator, ImageOptions
-from operators.responses import ResponseShape, fields
+from operators.results import ResponseShape, fields
 
 
 def png_depth16(depth: np.ndarray) -> bytes:

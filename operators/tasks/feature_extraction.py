@@ -32,7 +32,7 @@ from operators.sentence_modules import (
     read_sentence_modules,
 )
 from operators.text_inputs import EncoderTextOperator, TextOptions
-from operators.responses import ResponseShape, column
+from operators.results import ResponseShape, column
 
 
 class FeatureExtractionOptions(TextOptions):

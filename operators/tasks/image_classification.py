@@ -10,7 +10,7 @@ from pydantic import Field
 from operators.registry import register_operator
 from operators.scoring import class_scores, top_labels
 from operators.vision_inputs import ImageOperator, ImageOptions
-from operators.responses import ResponseShape, ranked
+from operators.results import LabelSource, ResponseShape, ranked
 
 
 class ImageClassificationOptions(ImageOptions):
@@ -29,6 +29,7 @@ class ImageClassificationOptions(ImageOptions):
 class ImageClassificationOperator(ImageOperator):
     output_columns = ("label", "score", "scores")
     response = ResponseShape(ranked)
+    label_source = LabelSource("label", "score")
     auto_model = "AutoModelForImageClassification"
     Options = ImageClassificationOptions
 

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from operators.registry import register_operator
 from operators.vision_inputs import ImageOperator, ImageOptions
-from operators.responses import ResponseShape, column
+from operators.results import LabelSource, ResponseShape, column
 
 # Model outputs that processors' post_process_*_segmentation read; others (hidden states,
 # auxiliary logits) stay on the device.
@@ -55,6 +55,7 @@ class ImageSegmentationOperator(ImageOperator):
 
     output_columns = ("segments", "image_width", "image_height")
     response = ResponseShape(column("segments"))
+    label_source = LabelSource("segments", "score", ("label",), "segments")
     auto_model = "AutoModelForImageSegmentation"
     Options = ImageSegmentationOptions
 

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from operators.registry import register_operator
 from operators.vision_inputs import ImageOperator, ImageOptions
-from operators.responses import ResponseShape, column
+from operators.results import LabelSource, ResponseShape, column
 
 BOX_KEYS = ("xmin", "ymin", "xmax", "ymax")
 
@@ -30,6 +30,7 @@ class ObjectDetectionOperator(ImageOperator):
 
     output_columns = ("objects", "image_width", "image_height")
     response = ResponseShape(column("objects"))
+    label_source = LabelSource("objects", "score", ("label",), "objects")
     auto_model = "AutoModelForObjectDetection"
     Options = ObjectDetectionOptions
 

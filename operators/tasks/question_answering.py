@@ -26,7 +26,7 @@ from operators.batching import pad_sequences
 from operators.errors import RowError, option_error
 from operators.registry import register_operator
 from operators.text_inputs import TextLimitOptions, TokenLimit, check_text
-from operators.responses import ResponseShape
+from operators.results import LabelSource, ResponseShape
 
 _MASKED = -10000.0  # what 4.57 writes over logits that cannot be part of an answer
 
@@ -61,6 +61,7 @@ class QuestionAnsweringOperator(TokenLimit, Operator):
     input_roles = ("question", "context")
     output_columns = ("answer", "score", "start", "end", "answers")
     response = ResponseShape(best_answers)
+    label_source = LabelSource(None, "score", (), "answers")  # scores only: an answer is no label
     auto_model = "AutoModelForQuestionAnswering"
     processor_kind = "tokenizer"
     Options = QuestionAnsweringOptions

@@ -25,7 +25,7 @@ from operators.ctc_decoding import CtcDecoder
 from operators.errors import option_error
 from operators.loading import load_processor
 from operators.registry import register_operator, task_variants
-from operators.responses import ResponseShape
+from operators.results import ResponseShape
 
 NonNegative = Annotated[float, Field(ge=0)]
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from operators.generation import GenerationOperator, GenerationOptions
 from operators.registry import register_operator
-from operators.responses import ResponseShape, one_record
+from operators.results import ResponseShape, one_record
 
 logger = logging.getLogger(__name__)
 

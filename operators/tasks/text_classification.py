@@ -19,7 +19,7 @@ from pydantic import Field
 
 from operators.registry import register_operator
 from operators.text_inputs import EncoderTextOperator, TextOptions, pipeline_steps
-from operators.responses import ResponseShape, ranked
+from operators.results import LabelSource, ResponseShape, ranked
 
 
 class TextClassificationOptions(TextOptions):
@@ -35,6 +35,7 @@ class TextClassificationOptions(TextOptions):
 class TextClassificationOperator(EncoderTextOperator):
     output_columns = ("label", "score", "scores")
     response = ResponseShape(ranked, unwrap_in_list=True, wrap_single=True)
+    label_source = LabelSource("label", "score")
     auto_model = "AutoModelForSequenceClassification"
     Options = TextClassificationOptions
 

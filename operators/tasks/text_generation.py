@@ -19,7 +19,7 @@ from pydantic import Field
 from operators.errors import RowError, option_error
 from operators.generation import GenerationOperator, GenerationOptions
 from operators.registry import register_operator
-from operators.responses import ResponseShape, one_record
+from operators.results import ResponseShape, one_record
 
 
 class TextGenerationOptions(GenerationOptions):

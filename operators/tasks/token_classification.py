@@ -20,7 +20,7 @@ from operators.errors import RowError, option_error
 from operators.registry import register_operator
 from operators.scoring import softmax
 from operators.text_inputs import EncoderTextOperator, TextOptions, pipeline_steps
-from operators.responses import ResponseShape, column
+from operators.results import LabelSource, ResponseShape, column
 
 
 class TokenClassificationOptions(TextOptions):
@@ -41,6 +41,8 @@ class TokenClassificationOptions(TextOptions):
 class TokenClassificationOperator(EncoderTextOperator):
     output_columns = ("entities",)
     response = ResponseShape(column("entities"))
+    # aggregated entities carry `entity_group`, token-level ones `entity`
+    label_source = LabelSource("entities", "score", ("entity_group", "entity"), "entities")
     auto_model = "AutoModelForTokenClassification"
     Options = TokenClassificationOptions
 

@@ -25,7 +25,7 @@ from pydantic import Field
 
 from operators.generation import GenerationOperator, GenerationOptions
 from operators.registry import register_operator
-from operators.responses import ResponseShape, one_record
+from operators.results import ResponseShape, one_record
 
 logger = logging.getLogger(__name__)
 _TOKENIZER_LANGUAGE = threading.Lock()

@@ -1,41 +1,19 @@
 """What the report counts for each task's charts: labels (one bar each) and scores (a
-histogram), over every row of the output, from the columns and nested leaves that hold them."""
+histogram), over every row of the output, from the columns and nested leaves that hold them
+(where they are is the operator's `label_source`, operators/results.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from operators import get_operator
 from pipelines.report.job_output import JobOutput, TaskColumns, leaf_paths
 
 if TYPE_CHECKING:
     import pyarrow
 
 MAX_BARS = 30  # labels beyond the 29 most frequent are summed into one "other" bar
-
-
-@dataclass(frozen=True)
-class LabelSource:
-    """Where a task's labels and scores are. Plain: `column` is the label column and `score`
-    the score column. Nested (`label_fields` set): `column` is a list column and `score` and
-    `label_fields` are members of its items (the first label field present wins)."""
-
-    column: str | None
-    score: str | None
-    label_fields: tuple[str, ...] = ()
-    unit: str = "rows"  # what one count is
-
-
-LABEL_SOURCES: dict[str, LabelSource] = {
-    "text-classification": LabelSource("label", "score"),
-    "image-classification": LabelSource("label", "score"),
-    "audio-classification": LabelSource("label", "score"),
-    "object-detection": LabelSource("objects", "score", ("label",), "objects"),
-    "image-segmentation": LabelSource("segments", "score", ("label",), "segments"),
-    # aggregated entities carry `entity_group`, token-level ones `entity`
-    "token-classification": LabelSource("entities", "score", ("entity_group", "entity"), "entities"),
-    "question-answering": LabelSource(None, "score", (), "answers"),
-}
 
 
 @dataclass
@@ -47,7 +25,7 @@ class Distribution:
 
 def index_paths(output: JobOutput, task: TaskColumns) -> list[str]:
     """The columns or nested leaves that read_index must read for this task's charts."""
-    source = LABEL_SOURCES.get(task.task)
+    source = get_operator(task.task).label_source
     if source is None:
         return []
     if source.label_fields:
@@ -62,7 +40,7 @@ def distribution(index: "pyarrow.Table", task: TaskColumns) -> Distribution | No
     """Label counts and scores of one task over the rows in `index` (see index_paths)."""
     import pyarrow.compute as pc
 
-    source = LABEL_SOURCES.get(task.task)
+    source = get_operator(task.task).label_source
     if source is None:
         return None
     labels: list = []

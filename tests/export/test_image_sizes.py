@@ -28,6 +28,6 @@ def test_sizes_are_the_oriented_image_size(tiny_model, task, items):
     else:
         assert all(o["box"]["xmax"] <= 40 and o["box"]["ymax"] <= 80 for o in out["objects"][0])
     # the HTTP answer is still pipeline()'s list, without the size columns
-    answer = shape_results(task, op.output_columns, {k: v[:1] for k, v in out.items()}, is_list=False)
-    assert answer == shape_results(task, (items,), {items: out[items][:1], "error": [None]}, is_list=False)
+    answer = shape_results(op.response_shape(), op.output_columns, {k: v[:1] for k, v in out.items()}, is_list=False)
+    assert answer == shape_results(op.response_shape(), (items,), {items: out[items][:1], "error": [None]}, is_list=False)
     assert isinstance(answer, list) and all("image_width" not in item for item in answer)

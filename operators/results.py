@@ -1,6 +1,10 @@
-"""How one operator row becomes the answer `transformers.pipeline` gives for one input: each
-task operator declares its `response` (a ResponseShape) next to its output columns, and the
-Serve endpoints (pipelines/serve/codec.py) shape every answer from it."""
+"""What a task's results look like to those who read them, declared by each task operator next
+to its output columns:
+
+- `response` (ResponseShape): how one row becomes the answer `transformers.pipeline` gives for
+  one input; the Serve endpoints (pipelines/serve/codec.py) shape every answer from it.
+- `label_source` (LabelSource): where its labels and scores are; the report's charts count them.
+"""
 
 from __future__ import annotations
 
@@ -47,3 +51,15 @@ def fields(*names: str) -> Callable[[Row], dict[str, Any]]:
 
 def one_record(*names: str) -> Callable[[Row], list[dict[str, Any]]]:
     return lambda row: [{n: row[n] for n in names}]
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """Where a task's labels and scores are. Plain: `column` is the label column and `score`
+    the score column. Nested (`label_fields` set): `column` is a list column and `score` and
+    `label_fields` are members of its items (the first label field present wins)."""
+
+    column: str | None
+    score: str | None
+    label_fields: tuple[str, ...] = ()
+    unit: str = "rows"  # what one count is
