@@ -10,7 +10,7 @@ Where the Hugging Face Inference API (and so `huggingface_hub.InferenceClient`) 
 pipeline(), the API wins and the difference is named where it is made: raw bodies without a
 media type are sniffed (`sniff_media`), a single text-classification answer is wrapped in a
 list (the operator's `ResponseShape.wrap_single`), and endpoints start from the operator's
-`endpoint_defaults`. Each task operator declares its response shape (operators/responses.py);
+`endpoint_defaults`. Each task operator declares its response shape (operators/results.py);
 nothing here names a task's answer.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from operators.base import MEDIA_ROLES
-from operators.responses import ResponseShape
+from operators.results import ResponseShape
 
 
 class RequestError(Exception):

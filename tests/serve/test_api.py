@@ -25,7 +25,7 @@ def api(serve_url) -> str:
 @pytest.fixture(scope="module")
 def expected(tc_model):
     """text -> the endpoint's answer for that one text: [pipeline(text)], the HF Inference
-    API's shape (operators/responses.py, ResponseShape.wrap_single)."""
+    API's shape (operators/results.py, ResponseShape.wrap_single)."""
     from transformers import pipeline
 
     pipe = pipeline("text-classification", model=tc_model, device="cpu")

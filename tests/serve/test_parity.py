@@ -46,7 +46,7 @@ def test_response_equals_pipeline(serve_url, tiny_model, reference, task):
     assert_matches(response.json(), ref.many, "list")
 
     # A single text-classification answer is [pipeline(text)], as the HF Inference API answers
-    # (operators/responses.py, ResponseShape.wrap_single).
+    # (operators/results.py, ResponseShape.wrap_single).
     single = [ref.single] if task == "text-classification" else ref.single
     one = requests.post(route, json={"inputs": _as_json_input(roles, ref.inputs[0]), "parameters": parameters},
                         timeout=120)
