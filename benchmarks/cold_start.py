@@ -34,7 +34,8 @@ TRACER = os.path.join(REPO, "benchmarks", "cold_start_trace")
 def run_traced(argv: list[str], output_dir: str, trace_path: str, log_path: str, code: str | None = None) -> dict:
     """Run `argv` once with the tracer; returns {launch, first_output, exit} (epoch seconds).
     `code`: a directory holding another version's `pipelines` and `operators`, imported instead
-    of this checkout's (by the command and its Ray workers)."""
+    of this checkout's, by the command and by its Ray workers (the command runs there: Ray puts
+    the driver's directory first on its workers' sys.path)."""
     ray_tmpdir = tempfile.mkdtemp(prefix="trc-", dir="/tmp")
     env = {
         **os.environ,
@@ -46,7 +47,7 @@ def run_traced(argv: list[str], output_dir: str, trace_path: str, log_path: str,
     try:
         with open(log_path, "w", encoding="utf-8") as log:
             launch = time.time()
-            proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(argv, cwd=code or REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 while proc.poll() is None:
                     if first is None and _has_data_file(output_dir):

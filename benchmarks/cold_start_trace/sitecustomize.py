@@ -149,3 +149,6 @@ if os.environ.get("TASKRAY_TRACE"):
             return spec
 
     sys.meta_path.insert(0, _Finder())
+    # The interpreter's exit: threading._shutdown joins the non-daemon threads before the atexit
+    # handlers (Ray's shutdown among them) run.
+    _patch_attr(threading, "_shutdown", "exit: non-daemon threads joined")
