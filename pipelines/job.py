@@ -423,11 +423,11 @@ def _prepare_output(spec: JobSpec, out: Location, fingerprint: Callable[[], dict
     # resume
     if SUCCESS_FILE in names:
         text = read_text(out, posixpath.join(out.path, SUCCESS_FILE))
-        _check_fingerprint(out, SUCCESS_FILE, json.loads(text).get("fingerprint"), fingerprint)
+        check_fingerprint(out, SUCCESS_FILE, json.loads(text).get("fingerprint"), fingerprint)
         return summary_from_manifest(text)
     if JOB_FILE in names:
         stored = json.loads(read_text(out, posixpath.join(out.path, JOB_FILE)) or "{}")
-        _check_fingerprint(out, JOB_FILE, stored.get("fingerprint"), fingerprint)
+        check_fingerprint(out, JOB_FILE, stored.get("fingerprint"), fingerprint)
     data = [n for n in names if not is_hidden(n)]
     if data and CHECKPOINT_DIR not in names:
         raise OutputExistsError(
@@ -437,7 +437,7 @@ def _prepare_output(spec: JobSpec, out: Location, fingerprint: Callable[[], dict
     return None
 
 
-def _check_fingerprint(
+def check_fingerprint(
     out: Location, where: str, stored: dict[str, Any] | None, current: Callable[[], dict[str, Any]]
 ) -> None:
     """Refuse to resume over an output whose recorded fingerprint differs from this job's.
@@ -534,7 +534,7 @@ def _finalize(
     if compactor is not None:
         compacted = compactor.compact(final=True)
         logger.info("final compaction: %d files written", compacted)
-    files = _data_files(data)
+    files = data_files(data)
     schema = _unify_file_schemas(data, files)
     error_columns = {t.column_prefix: spec.output_column(t, "error") for t in spec.tasks}
     dataset = pads.dataset(files, schema=schema, filesystem=out.filesystem, format="parquet")
@@ -714,7 +714,7 @@ def write_success(
     write_text(out, posixpath.join(out.path, SUCCESS_FILE), json.dumps(manifest, indent=2, sort_keys=False))
 
 
-def _data_files(out: Location) -> list[str]:
+def data_files(out: Location) -> list[str]:
     import pyarrow.fs as pafs
 
     infos = out.filesystem.get_file_info(pafs.FileSelector(out.path, recursive=False, allow_not_found=True))

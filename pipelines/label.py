@@ -67,7 +67,7 @@ def label(
     from pydantic import ValidationError
 
     from pipelines.job import job_sizing, plan_stages
-    from pipelines.spec import REMOVED_FIELDS, JobSpec, SpecError, TaskSpec, _first_error, removed_field_message
+    from pipelines.spec import REMOVED_FIELDS, JobSpec, SpecError, TaskSpec, first_error, removed_field_message
 
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds must be a ray.data.Dataset, got {type(ds).__name__}")
@@ -82,7 +82,7 @@ def label(
             block_rows=block_rows,
         )
     except ValidationError as e:
-        raise SpecError(_first_error(e)) from None
+        raise SpecError(first_error(e)) from None
     if check:
         from pipelines.preflight import check_operators
 

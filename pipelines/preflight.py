@@ -59,7 +59,7 @@ def check_input(spec: "JobSpec") -> "SourcePlan":
 
 
 def first_file_schema(source: "SourcePlan") -> "pyarrow.Schema":
-    from pipelines.sources import _read_text_table
+    from pipelines.sources import read_text_table
 
     fs = source.location.filesystem
     if source.format == "parquet":
@@ -68,7 +68,7 @@ def first_file_schema(source: "SourcePlan") -> "pyarrow.Schema":
         with fs.open_input_file(source.files[0]) as f:
             return pq.read_schema(f)
     with fs.open_input_stream(source.files[0]) as f:
-        return _read_text_table(source.format, f).schema
+        return read_text_table(source.format, f).schema
 
 
 def role_type_problem(role: str, arrow_type: "pyarrow.DataType") -> str | None:
@@ -100,7 +100,7 @@ def check_operators(spec: "JobSpec") -> None:
     own `check_config()`, the same check its Serve replica and actors run. No weights."""
     from pydantic import ValidationError
 
-    from pipelines.spec import _first_error
+    from pipelines.spec import first_error
     from pipelines.stages import build_operator
 
     for t in spec.tasks:
@@ -110,7 +110,7 @@ def check_operators(spec: "JobSpec") -> None:
             _ = op.processor
             op.check_config()
         except ValidationError as e:
-            raise SpecError(f"{where}.options.{_first_error(e)}") from None
+            raise SpecError(f"{where}.options.{first_error(e)}") from None
         except (ValueError, RuntimeError, OSError, ImportError) as e:  # processor/config load, checks
             raise SpecError(f"{where}: {one_line(e)}") from None
 

@@ -77,7 +77,7 @@ def retry_failed(spec: JobSpec) -> JobSummary:
 
     Raises SpecError when the output is not a finished job of these tasks and models.
     """
-    from pipelines.job import _data_files, _finalize, run_job
+    from pipelines.job import data_files, _finalize, run_job
     from pipelines.sources import plan_source
 
     if spec.output_format != "parquet":
@@ -95,7 +95,7 @@ def retry_failed(spec: JobSpec) -> JobSummary:
     if meta_text is None:
         # No plan yet: whatever a killed planning step left is incomplete; start over.
         _delete_dir(out, retry_dir)
-        meta = _write_plan(spec, out, retry_dir, id_column, _data_files(out))
+        meta = _write_plan(spec, out, retry_dir, id_column, data_files(out))
         if meta is None:
             logger.info("no failed rows in %s; nothing to retry", out.uri)
             return _unchanged_summary(manifest, out)
@@ -113,7 +113,7 @@ def retry_failed(spec: JobSpec) -> JobSummary:
     logger.info("retrying %d failed rows of %s (tasks %s)", plan.num_rows, out.uri, meta["tasks"])
     staged_summary = run_job(staging)
     staged_dir = resolve(staging_uri, spec.storage)
-    staged = _read_dataset(staged_dir, _data_files(staged_dir))
+    staged = _read_dataset(staged_dir, data_files(staged_dir))
     present = 0 if staged is None else _count_present(plan, staged, id_column)
     if present:
         merged_files = _merge(spec, staging, out, retry_dir, id_column, plan, staged)
@@ -152,7 +152,7 @@ def _finished_manifest(spec: JobSpec, out: Location, source) -> dict:
     retried rows are computed as the others were. Batch sizes and other settings that only
     change speed may differ (a smaller micro-batch budget after an OOM, for example)."""
     from pipelines.fingerprint import job_fingerprint
-    from pipelines.job import _check_fingerprint
+    from pipelines.job import check_fingerprint
 
     text = read_text(out, posixpath.join(out.path, SUCCESS_FILE))
     if text is None:
@@ -168,7 +168,7 @@ def _finished_manifest(spec: JobSpec, out: Location, source) -> dict:
                 f"tasks[{t.column_prefix}]: {out.uri} was written by {done.get(t.column_prefix) or 'no such task'}, "
                 f"not ({t.task!r}, {t.model!r}); retried rows must come from the same task and model"
             )
-    _check_fingerprint(out, SUCCESS_FILE, manifest.get("fingerprint"), lambda: job_fingerprint(spec, source))
+    check_fingerprint(out, SUCCESS_FILE, manifest.get("fingerprint"), lambda: job_fingerprint(spec, source))
     return manifest
 
 
@@ -221,7 +221,7 @@ def _merge(spec: JobSpec, staging: JobSpec, out: Location, retry_dir: str, id_co
     import pyarrow.parquet as pq
 
     from operators import get_operator
-    from pipelines.job import _data_files
+    from pipelines.job import data_files
 
     fs = out.filesystem
     tmp_dir = posixpath.join(retry_dir, FILES_DIR)
@@ -229,7 +229,7 @@ def _merge(spec: JobSpec, staging: JobSpec, out: Location, retry_dir: str, id_co
     planned_ids = plan.column(id_column).combine_chunks()
     staged_ids = staged.column(id_column).combine_chunks()
     rewritten = 0
-    for path in _data_files(out):
+    for path in data_files(out):
         with fs.open_input_file(path) as f:
             ids = pq.read_table(f, columns=[id_column]).column(id_column)
         if not pc.any(pc.is_in(ids, value_set=planned_ids)).as_py():

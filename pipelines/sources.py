@@ -194,11 +194,11 @@ def _schema_names(fmt: str, location: Location, path: str) -> list[str]:
         with fs.open_input_file(path) as f:
             return list(pq.read_schema(f).names)
     with fs.open_input_stream(path) as f:
-        table = _read_text_table(fmt, f)
+        table = read_text_table(fmt, f)
     return list(table.column_names)
 
 
-def _read_text_table(fmt: str, stream) -> "pyarrow.Table":
+def read_text_table(fmt: str, stream) -> "pyarrow.Table":
     if fmt == "jsonl":
         import pyarrow.json as pajson
 
@@ -236,7 +236,7 @@ def _estimate_row_bytes(plan: SourcePlan) -> float:
                     size += column.total_uncompressed_size
         return max(1.0, size / meta.num_rows)
     with fs.open_input_stream(first) as f:
-        table = _read_text_table(plan.format, f).select([c for c in plan.columns])
+        table = read_text_table(plan.format, f).select([c for c in plan.columns])
     return max(1.0, table.nbytes / max(1, table.num_rows))
 
 
@@ -253,7 +253,7 @@ def _count_rows(plan: SourcePlan, path: str) -> int:
         with fs.open_input_file(path) as f:
             return pq.read_metadata(f).num_rows
     with fs.open_input_stream(path) as f:
-        return _read_text_table(plan.format, f).num_rows
+        return read_text_table(plan.format, f).num_rows
 
 
 def _apply_limit(plan: SourcePlan, limit: int) -> None:
@@ -338,7 +338,7 @@ class TaskrayFileDatasource(_datasource_base()):  # type: ignore[misc]
             for batch in reader.iter_batches(batch_size=self._block_rows, columns=self._plan.columns):
                 yield pa.Table.from_batches([batch])
             return
-        table = _read_text_table(self._plan.format, f)
+        table = read_text_table(self._plan.format, f)
         for offset in range(0, table.num_rows, self._block_rows):
             yield table.slice(offset, self._block_rows)
 

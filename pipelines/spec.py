@@ -192,7 +192,7 @@ class TaskSpec(BaseModel):
         try:
             get_operator(info.data["task"]).Options(**value)
         except ValidationError as e:
-            raise ValueError(_first_error(e)) from None
+            raise ValueError(first_error(e)) from None
         return value
 
     @model_validator(mode="after")
@@ -377,10 +377,10 @@ def build_job_spec(data: dict[str, Any], overrides: dict[str, Any]) -> JobSpec:
     try:
         return JobSpec(**data)
     except ValidationError as e:
-        raise SpecError(_first_error(e)) from None
+        raise SpecError(first_error(e)) from None
 
 
-def _first_error(e: ValidationError) -> str:
+def first_error(e: ValidationError) -> str:
     """'<field.path>: <message>' for each error, the field first so the user sees it."""
     parts = []
     for err in e.errors():
