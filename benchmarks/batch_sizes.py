@@ -63,7 +63,7 @@ def _tiny_with_processor(task: str, processor_factory: Callable[[], Any], varian
     """A tiny model of `task` with another processor saved next to it."""
 
     def build(root: str) -> str:
-        from pipelines.tiny_models import build_tiny_model
+        from tiny_models import build_tiny_model
 
         name = processor_factory.__name__
         out = os.path.join(root, f"{task}-{name}")
@@ -109,7 +109,7 @@ def glpn_published():
 
 def _checkpoint(hub_id: str) -> Callable[[str], str]:
     def build(root: str) -> str:
-        from pipelines.tiny_models.checkpoints import build_checkpoint_model
+        from tiny_models.checkpoints import build_checkpoint_model
 
         return build_checkpoint_model(hub_id, root)
 
@@ -118,7 +118,7 @@ def _checkpoint(hub_id: str) -> Callable[[str], str]:
 
 def _tiny(task: str) -> Callable[[str], str]:
     def build(root: str) -> str:
-        from pipelines.tiny_models import build_tiny_model
+        from tiny_models import build_tiny_model
 
         return build_tiny_model(task, root)
 

@@ -38,7 +38,7 @@ def answer_key(family: str, value: Any) -> Any:
 def run_family(family: str, device: str, rows: int, models_dir: str) -> list[dict[str, Any]]:
     from benchmarks import workloads
     from operators import get_operator
-    from pipelines.tiny_models import build_tiny_model
+    from tiny_models import build_tiny_model
 
     task, variant, builder, role, column = FAMILIES[family]
     model = build_tiny_model(task, models_dir, variant=variant)

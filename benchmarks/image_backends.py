@@ -4,7 +4,7 @@
 
 transformers has two image-processor backends: torchvision's (`*ImageProcessor`, what
 pipeline() and taskray load where torchvision imports) and Pillow's (`*ImageProcessorPil`,
-where it does not). For published processor configurations (pipelines/tiny_models), each
+where it does not). For published processor configurations (tiny_models), each
 already-decoded image goes through the operator's own CPU step, `image_features`: the direct
 resize shortcut where it is pixel-checked equal to the processor (fixed-size resizes), else
 the processor's call without rescaling and normalization, whose uint8 pixels the device
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoImageProcessor
 
     from operators import get_operator
-    from pipelines.tiny_models.checkpoints import all_checkpoints, build_checkpoint_model
+    from tiny_models.checkpoints import all_checkpoints, build_checkpoint_model
 
     torch.set_num_threads(args.threads)
     root = tempfile.mkdtemp(prefix="taskray-image-backends-")

@@ -11,7 +11,7 @@ threads, and is compared with:
   copies back), the forward-only limit that the embed-text benchmark reports;
 * the float32 operator's embeddings: cosine per row, min and mean;
 * labels: a text-classification checkpoint made of the same real encoder and a head
-  re-centred on calibration texts (`pipelines.tiny_models.calibration.recenter_linear`, so that
+  re-centred on calibration texts (`tiny_models.calibration.recenter_linear`, so that
   labels vary with the input), run through the text-classification operator; the share of
   rows whose label matches float32's.
 
@@ -159,7 +159,7 @@ def classifier_checkpoint(encoder: str, directory: str) -> str:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipelines.tiny_models.calibration import calibration_texts, recenter_linear
+    from tiny_models.calibration import calibration_texts, recenter_linear
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(encoder)

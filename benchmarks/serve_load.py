@@ -26,7 +26,7 @@ WARMUP_S = 2.0
 
 
 def sentences() -> list[str]:
-    from pipelines.tiny_models.calibration import calibration_texts
+    from tiny_models.calibration import calibration_texts
 
     texts = calibration_texts()
     if len(texts) < 8:

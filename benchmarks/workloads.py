@@ -86,7 +86,7 @@ def build_workload(name: str, rows: int, models_dir: str) -> Workload:
         raise ValueError(f"rows must be a positive int, got {rows!r}")
     if name == "embed-text":
         return embed_text(rows)
-    from pipelines.tiny_models import build_tiny_model
+    from tiny_models import build_tiny_model
 
     if name == "classify-images":
         return classify_images(rows, build_tiny_model("image-classification", models_dir))

@@ -103,7 +103,7 @@ def write_sample(directory: str, rows_per_file: int = SAMPLE_ROWS, files: int = 
 
 
 def demo_models(tasks: tuple[str, ...], models_dir: str) -> dict[str, str]:
-    from pipelines.tiny_models import build_tiny_model
+    from tiny_models import build_tiny_model
 
     models = {}
     for task in tasks:

@@ -35,7 +35,7 @@ def tiny_models_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_models_dir):
     """tiny_model(task, variant=None) -> model directory, built once per session."""
-    from pipelines.tiny_models import build_tiny_model
+    from tiny_models import build_tiny_model
 
     def build(task: str, variant: str | None = None) -> str:
         return build_tiny_model(task, tiny_models_dir, variant=variant)

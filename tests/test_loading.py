@@ -119,7 +119,7 @@ def test_tokenizer_loads_without_the_modeling_stack(tmp_path):
     import subprocess
     import sys
 
-    from pipelines.tiny_models import build_tiny_model
+    from tiny_models import build_tiny_model
 
     path = build_tiny_model("text-classification", str(tmp_path))
     code = (

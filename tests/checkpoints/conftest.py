@@ -1,5 +1,5 @@
 """Fixtures for the checkpoint-configuration tier: tiny models that rebuild the published
-configuration of well-known hub checkpoints (pipelines/tiny_models/checkpoints.py), built once
+configuration of well-known hub checkpoints (tiny_models/checkpoints.py), built once
 per session."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def checkpoint_model(tiny_models_dir):
     """checkpoint_model(hub_id) -> the directory of the tiny model standing for hub_id."""
-    from pipelines.tiny_models.checkpoints import build_checkpoint_model
+    from tiny_models.checkpoints import build_checkpoint_model
 
     def build(hub_id: str) -> str:
         return build_checkpoint_model(hub_id, tiny_models_dir)

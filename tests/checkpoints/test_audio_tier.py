@@ -1,5 +1,5 @@
 """The audio families users bring most, each rebuilt offline from its published configuration
-(pipelines/tiny_models/tier_audio.py) and held to transformers.pipeline on real speech
+(tiny_models/tier_audio.py) and held to transformers.pipeline on real speech
 (tests/fixtures/speech) and varied test sounds:
 
 * MIT/ast-finetuned-audioset-10-10-0.4593: audio-classification over ASTFeatureExtractor's

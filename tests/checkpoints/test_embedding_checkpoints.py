@@ -58,7 +58,7 @@ def _st_modules():
     return modules
 
 
-def _save(modules: list, out: str, **model_kwargs) -> str:
+def save(modules: list, out: str, **model_kwargs) -> str:
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -96,7 +96,7 @@ def _decoder(out: str, padding_side: str) -> str:
     from tokenizers import processors
     from transformers import Qwen2Config, Qwen2Model
 
-    from pipelines.tiny_models.tokenizers import byte_level_bpe_tokenizer
+    from tiny_models.tokenizers import byte_level_bpe_tokenizer
 
     tokenizer = byte_level_bpe_tokenizer()
     eos = tokenizer.eos_token
@@ -126,7 +126,7 @@ def _build(name: str, out: str, bert: str, minilm: str) -> str:
     if name == "minilm":
         return minilm
     if name == "bge":
-        _save([m.Transformer(minilm), m.Pooling(384, pooling_mode="cls"), m.Normalize()], out)
+        save([m.Transformer(minilm), m.Pooling(384, pooling_mode="cls"), m.Normalize()], out)
         _as_legacy_hub_files(
             out,
             pooling={
@@ -137,13 +137,13 @@ def _build(name: str, out: str, bert: str, minilm: str) -> str:
         )
         return out
     if name in ("max", "mean_sqrt_len_tokens", "weightedmean"):
-        return _save([m.Transformer(bert), m.Pooling(32, pooling_mode=name)], out)
+        return save([m.Transformer(bert), m.Pooling(32, pooling_mode=name)], out)
     if name == "matryoshka":
         # truncate_dim in config_sentence_transformers.json: cut after Normalize, as encode() does.
-        return _save([m.Transformer(bert), m.Pooling(32, pooling_mode="mean"), m.Normalize()], out, truncate_dim=20)
+        return save([m.Transformer(bert), m.Pooling(32, pooling_mode="mean"), m.Normalize()], out, truncate_dim=20)
     if name == "multi-legacy":
         # Four modes enabled by the old boolean keys: concatenated in sentence-transformers' key order.
-        _save([m.Transformer(bert), m.Pooling(32, pooling_mode="mean")], out)
+        save([m.Transformer(bert), m.Pooling(32, pooling_mode="mean")], out)
         _as_legacy_hub_files(out, pooling={
             "word_embedding_dimension": 32, "pooling_mode_mean_tokens": True, "pooling_mode_cls_token": True,
             "pooling_mode_mean_sqrt_len_tokens": True, "pooling_mode_max_tokens": True,
@@ -151,25 +151,25 @@ def _build(name: str, out: str, bert: str, minilm: str) -> str:
         return out
     if name == "multi-prompt-excluded":
         pooling = m.Pooling(32, pooling_mode=("weightedmean", "cls", "lasttoken", "max"), include_prompt=False)
-        return _save([m.Transformer(bert), pooling], out)
+        return save([m.Transformer(bert), pooling], out)
     if name == "instructor":
-        return _save(
+        return save(
             [m.Transformer(bert), m.Pooling(32, pooling_mode="mean", include_prompt=False), m.Normalize()], out,
             prompts={"query": "Represent the question for retrieving supporting documents: "},
             default_prompt_name="query",
         )
     if name == "e5":
-        return _save(
+        return save(
             [m.Transformer(bert), m.Pooling(32, pooling_mode="mean"), m.Normalize()], out,
             prompts={"query": "query: ", "passage": "passage: "}, default_prompt_name="query",
         )
     if name == "distiluse":
-        return _save([m.Transformer(bert), m.Pooling(32, pooling_mode="mean"), m.Dense(32, 16)], out)
+        return save([m.Transformer(bert), m.Pooling(32, pooling_mode="mean"), m.Dense(32, 16)], out)
     if name == "labse":
         import torch
 
         dense = m.Dense(32, 24, activation_function=torch.nn.Identity())
-        return _save([m.Transformer(bert), m.Pooling(32, pooling_mode="cls"), dense, m.Normalize()], out)
+        return save([m.Transformer(bert), m.Pooling(32, pooling_mode="cls"), dense, m.Normalize()], out)
     if name == "dense-residual":
         import torch
 
@@ -178,16 +178,16 @@ def _build(name: str, out: str, bert: str, minilm: str) -> str:
             m.Dense(32, 24, use_residual=True),
             m.Dense(24, 24, activation_function=torch.nn.GELU(), use_residual=True),
         ]
-        return _save([m.Transformer(bert), m.Pooling(32, pooling_mode="mean"), *denses], out)
+        return save([m.Transformer(bert), m.Pooling(32, pooling_mode="mean"), *denses], out)
     if name == "gte-qwen2-left":
         base = _decoder(out + "-base", "left")
-        return _save(
+        return save(
             [m.Transformer(base), m.Pooling(32, pooling_mode="lasttoken"), m.Normalize()], out,
             prompts={"query": GTE_QWEN2_QUERY},
         )
     if name == "decoder-right":
         base = _decoder(out + "-base", "right")
-        _save([m.Transformer(base), m.Pooling(32, pooling_mode="lasttoken")], out)
+        save([m.Transformer(base), m.Pooling(32, pooling_mode="lasttoken")], out)
         # A cased tokenizer, lowercased and cut at 16 tokens by the checkpoint's legacy config.
         _as_legacy_hub_files(out, transformer={"max_seq_length": 16, "do_lower_case": True})
         return out

@@ -1,5 +1,5 @@
 """Generation with the published configurations of gpt2, t5-small and facebook/bart-large-cnn
-(pipelines/tiny_models/checkpoints.py), held to transformers' pipelines: v5's text-generation,
+(tiny_models/checkpoints.py), held to transformers' pipelines: v5's text-generation,
 4.57's summarization and translation.
 
 Stands for: gpt2 (and gpt2-medium/-large/-xl, distilgpt2: the same tokenizer without a pad

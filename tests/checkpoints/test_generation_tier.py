@@ -1,5 +1,5 @@
 """The generation families users bring most, rebuilt from their published configurations
-(pipelines/tiny_models/tier_generation.py) and held to the references: transformers 4.57's
+(tiny_models/tier_generation.py) and held to the references: transformers 4.57's
 translation and summarization pipelines (the `legacy_pipeline` fixture), v5's text-generation
 pipeline.
 

@@ -1,5 +1,5 @@
 """The text tier: published configurations of the text checkpoints users bring most
-(pipelines/tiny_models/tier_text.py), held to the reference on the same directory:
+(tiny_models/tier_text.py), held to the reference on the same directory:
 transformers.pipeline (5.24) for text and token classification, SentenceTransformer.encode for
 feature-extraction, and transformers 4.57's pipeline for question-answering.
 
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from operators import get_operator
-from pipelines.tiny_models.tier_text import squad_examples
-from pipelines.tiny_models.tokenizers import corpus
+from tiny_models.tier_text import squad_examples
+from tiny_models.tokenizers import corpus
 from tests.operators.texts import VARIED_TEXTS
 
 # fp32 on the CPU. The re-centred heads (weights scaled up so that labels vary) magnify the

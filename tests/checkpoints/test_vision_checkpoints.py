@@ -1,5 +1,5 @@
 """image-classification and depth-estimation with the published configurations of
-google/vit-base-patch16-224 and vinvino02/glpn-kitti (pipelines/tiny_models/checkpoints.py),
+google/vit-base-patch16-224 and vinvino02/glpn-kitti (tiny_models/checkpoints.py),
 held to the plain transformers.pipeline() (the image processor backend it picks, as the operators do).
 
 Stands for: google/vit-base-patch16-224 (and other ViT/DeiT checkpoints with a fixed square

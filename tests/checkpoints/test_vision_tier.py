@@ -1,5 +1,5 @@
 """The vision families users bring most, each rebuilt from its published configuration and
-preprocessor_config.json (pipelines/tiny_models/tier_vision.py), run by the operator with its
+preprocessor_config.json (tiny_models/tier_vision.py), run by the operator with its
 default options over real photographs of mixed sizes (tests/fixtures/images), batched, and
 held to the plain transformers.pipeline() a user builds, one image at a time: each image's
 image-alone answer.

@@ -1,5 +1,5 @@
 """automatic-speech-recognition (CTC) with facebook/wav2vec2-base-960h's published
-configuration (pipelines/tiny_models/checkpoints.py): group norm in the conv encoder and a
+configuration (tiny_models/checkpoints.py): group norm in the conv encoder and a
 feature extractor without attention mask, so zero padding would change the answer. Clips of
 different lengths in one call must give what transformers.pipeline gives one clip at a time.
 

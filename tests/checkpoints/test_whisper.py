@@ -1,6 +1,6 @@
 """automatic-speech-recognition with Whisper: parity with transformers' v5 pipeline on a tiny
 model rebuilt offline with openai/whisper-tiny's checkpoint configuration
-(pipelines/tiny_models/whisper.py), over real speech (espeak-ng clips in tests/fixtures/speech).
+(tiny_models/whisper.py), over real speech (espeak-ng clips in tests/fixtures/speech).
 
 Stands for: openai/whisper-tiny, -base, -small, -medium, -large* (multilingual checkpoints with
 the same generation config layout). Transcripts must be equal, not close.

@@ -53,8 +53,8 @@ def _build_compute_bound_classifier(out_dir: str) -> str:
     import torch
     from transformers import BertForSequenceClassification
 
-    from pipelines.tiny_models.text import bert_config
-    from pipelines.tiny_models.tokenizers import wordpiece_tokenizer
+    from tiny_models.text import bert_config
+    from tiny_models.tokenizers import wordpiece_tokenizer
 
     torch.manual_seed(0)
     labels = ["negative", "neutral", "positive"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from operators import get_operator
-from pipelines.tiny_models.tokenizers import corpus
+from tiny_models.tokenizers import corpus
 
 SCORE_TOL = 1e-4  # fp32; v4 and v5 run the same BERT kernels, batching only reorders sums
 

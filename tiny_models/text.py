@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from pipelines.tiny_models.calibration import calibration_texts, recenter_linear
-from pipelines.tiny_models.tokenizers import wordpiece_tokenizer
+from tiny_models.calibration import calibration_texts, recenter_linear
+from tiny_models.tokenizers import wordpiece_tokenizer
 
 SEED = 0
 
@@ -30,7 +30,7 @@ def _encode(tokenizer, texts):
     return tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
 
 
-def _save(model, tokenizer, out_dir: str) -> str:
+def save(model, tokenizer, out_dir: str) -> str:
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
@@ -47,7 +47,7 @@ def build_text_classification(out_dir: str) -> str:
     with torch.no_grad():
         pooled = model.bert(**_encode(tokenizer, calibration_texts())).pooler_output
     recenter_linear(model.classifier, pooled)
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 def build_token_classification(out_dir: str) -> str:
@@ -62,7 +62,7 @@ def build_token_classification(out_dir: str) -> str:
         enc = _encode(tokenizer, calibration_texts())
         hidden = model.bert(**enc).last_hidden_state[enc["attention_mask"].bool()]
     recenter_linear(model.classifier, hidden)
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 def build_question_answering(out_dir: str) -> str:
@@ -75,7 +75,7 @@ def build_question_answering(out_dir: str) -> str:
         enc = _encode(tokenizer, calibration_texts())
         hidden = model.bert(**enc).last_hidden_state[enc["attention_mask"].bool()]
     recenter_linear(model.qa_outputs, hidden)
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 def build_feature_extraction(out_dir: str) -> str:
@@ -83,4 +83,4 @@ def build_feature_extraction(out_dir: str) -> str:
 
     torch.manual_seed(SEED + 3)
     model = BertModel(bert_config(), add_pooling_layer=False).eval()
-    return _save(model, wordpiece_tokenizer(), out_dir)
+    return save(model, wordpiece_tokenizer(), out_dir)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipelines.tiny_models.tokenizers import corpus
+from tiny_models.tokenizers import corpus
 
 SEED = 30
 BPE_VOCAB = 1000

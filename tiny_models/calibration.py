@@ -26,7 +26,7 @@ def recenter_linear(linear: torch.nn.Linear, features: torch.Tensor, scale: floa
 
 def calibration_texts() -> list[str]:
     """Varied English sentences for calibrating text heads."""
-    from pipelines.tiny_models.tokenizers import corpus
+    from tiny_models.tokenizers import corpus
 
     texts = []
     for doc in corpus()[:40]:

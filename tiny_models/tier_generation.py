@@ -22,9 +22,9 @@ from typing import Callable
 
 import torch
 
-from pipelines.tiny_models.checkpoints import SEED, _write_json
-from pipelines.tiny_models.generation import _save
-from pipelines.tiny_models.tokenizers import corpus
+from tiny_models.checkpoints import SEED, write_json
+from tiny_models.generation import save
+from tiny_models.tokenizers import corpus
 
 WIDTH = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
              encoder_ffn_dim=64, decoder_ffn_dim=64)
@@ -94,7 +94,7 @@ def _portable(out_dir: str, **drop_or_set) -> None:
             config.pop(key, None)
         else:
             config[key] = value
-    _write_json(path, config)
+    write_json(path, config)
 
 
 # ---------------------------------------------------------------------------- translation
@@ -117,7 +117,7 @@ def build_m2m100_418m(out_dir: str) -> str:
     os.makedirs(scratch, exist_ok=True)
     with open(os.path.join(scratch, "sentencepiece.bpe.model"), "wb") as f:
         f.write(spm_model)
-    _write_json(os.path.join(scratch, "vocab.json"), vocab)
+    write_json(os.path.join(scratch, "vocab.json"), vocab)
     tokenizer = M2M100Tokenizer(
         os.path.join(scratch, "vocab.json"), os.path.join(scratch, "sentencepiece.bpe.model"),
         src_lang=None, tgt_lang=None, language_codes="m2m100", num_madeup_words=8, model_max_length=1024,
@@ -135,7 +135,7 @@ def build_m2m100_418m(out_dir: str) -> str:
         "bos_token_id": 0, "decoder_start_token_id": 2, "early_stopping": True, "eos_token_id": 2,
         "max_length": 200, "num_beams": 5, "pad_token_id": 1,
     })
-    _save(model, tokenizer, out_dir)
+    save(model, tokenizer, out_dir)
     # As published: the language tokens listed as additional special tokens (v5 writes none),
     # so that decoding skips the forced '__de__' in both transformers versions.
     _portable(
@@ -167,7 +167,7 @@ def build_nllb_200_distilled_600m(out_dir: str) -> str:
     model = M2M100ForConditionalGeneration(config).eval()
     model.config.init_std = 0.02
     _generation_config(model, {"bos_token_id": 0, "decoder_start_token_id": 2, "eos_token_id": 2, "max_length": 200, "pad_token_id": 1})
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 def build_mbart_large_50_mmt(out_dir: str) -> str:
@@ -177,10 +177,10 @@ def build_mbart_large_50_mmt(out_dir: str) -> str:
     200, early_stopping. Shrunk: d_model 32, 2 + 2 layers, ~1000 Unigram pieces."""
     from transformers import MBart50Tokenizer, MBartConfig, MBartForConditionalGeneration
 
-    from pipelines.tiny_models.tokenizers import _train_unigram
+    from tiny_models.tokenizers import train_unigram
 
     torch.manual_seed(SEED + 42)
-    tok = _train_unigram(["<unk>", "<s>", "</s>"], 1000)  # sentencepiece's order, which MBart50Tokenizer reorders
+    tok = train_unigram(["<unk>", "<s>", "</s>"], 1000)  # sentencepiece's order, which MBart50Tokenizer reorders
     pieces = [tuple(p) for p in json.loads(tok.to_str())["model"]["vocab"]]
     tokenizer = MBart50Tokenizer(vocab=pieces, src_lang="en_XX", model_max_length=1024)
     config = MBartConfig(
@@ -194,7 +194,7 @@ def build_mbart_large_50_mmt(out_dir: str) -> str:
         "bos_token_id": 0, "decoder_start_token_id": 2, "early_stopping": True, "eos_token_id": 2,
         "forced_eos_token_id": 2, "max_length": 200, "num_beams": 5, "pad_token_id": 1,
     })
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 def build_opus_mt_en_de(out_dir: str) -> str:
@@ -216,7 +216,7 @@ def build_opus_mt_en_de(out_dir: str) -> str:
     for piece in _spm_pieces(spm_model):
         vocab.setdefault(piece, len(vocab))
     vocab["<pad>"] = len(vocab)
-    _write_json(os.path.join(scratch, "vocab.json"), vocab)
+    write_json(os.path.join(scratch, "vocab.json"), vocab)
     tokenizer = MarianTokenizer(
         os.path.join(scratch, "source.spm"), os.path.join(scratch, "target.spm"), os.path.join(scratch, "vocab.json"),
         source_lang="en", target_lang="de", model_max_length=512,
@@ -234,7 +234,7 @@ def build_opus_mt_en_de(out_dir: str) -> str:
         "bad_words_ids": [[pad]], "bos_token_id": 0, "decoder_start_token_id": pad, "eos_token_id": 0,
         "forced_eos_token_id": 0, "max_length": 512, "num_beams": 4, "pad_token_id": pad, "renormalize_logits": True,
     })
-    _save(model, tokenizer, out_dir)
+    save(model, tokenizer, out_dir)
     for name in os.listdir(scratch):
         os.remove(os.path.join(scratch, name))
     os.rmdir(scratch)
@@ -252,7 +252,7 @@ def build_distilbart_cnn_12_6(out_dir: str) -> str:
     the model config. Shrunk: d_model 32, a local 1000-token byte-level BPE."""
     from transformers import BartConfig, BartForConditionalGeneration
 
-    from pipelines.tiny_models.tokenizers import bart_bpe_tokenizer
+    from tiny_models.tokenizers import bart_bpe_tokenizer
 
     torch.manual_seed(SEED + 44)
     tokenizer = bart_bpe_tokenizer(1000, 1024)
@@ -276,9 +276,9 @@ def build_distilbart_cnn_12_6(out_dir: str) -> str:
         "num_hidden_layers": 2,
     }
     model = BartForConditionalGeneration(BartConfig.from_dict({**published, "init_std": 1.0})).eval()
-    _save(model, tokenizer, out_dir)
+    save(model, tokenizer, out_dir)
     os.remove(os.path.join(out_dir, "generation_config.json"))
-    _write_json(os.path.join(out_dir, "config.json"), published)
+    write_json(os.path.join(out_dir, "config.json"), published)
     return out_dir
 
 
@@ -291,10 +291,10 @@ def build_pegasus_xsum(out_dir: str) -> str:
     d_model 32, 2 + 2 layers, ~1000 Unigram pieces."""
     from transformers import PegasusConfig, PegasusForConditionalGeneration, PegasusTokenizer
 
-    from pipelines.tiny_models.tokenizers import _train_unigram
+    from tiny_models.tokenizers import train_unigram
 
     torch.manual_seed(SEED + 47)
-    tok = _train_unigram(["<pad>", "</s>", "<unk>"], 1000)
+    tok = train_unigram(["<pad>", "</s>", "<unk>"], 1000)
     pieces = [tuple(p) for p in json.loads(tok.to_str())["model"]["vocab"]][3:]
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<mask_1>", 0.0), ("<mask_2>", 0.0)]
     vocab += [(f"<unk_{i}>", -100.0) for i in range(2, 103)] + [("<unk>", 0.0)] + pieces
@@ -316,7 +316,7 @@ def build_pegasus_xsum(out_dir: str) -> str:
         "bos_token_id": 0, "decoder_start_token_id": 0, "eos_token_id": 1, "forced_eos_token_id": 1,
         "length_penalty": 0.6, "max_length": 64, "num_beams": 8, "pad_token_id": 0,
     })
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 # ---------------------------------------------------------------------------- text-generation
@@ -366,7 +366,7 @@ def build_qwen25_05b_instruct(out_dir: str) -> str:
         "bos_token_id": ids[0], "pad_token_id": ids[0], "do_sample": True, "eos_token_id": [ids[2], ids[0]],
         "repetition_penalty": 1.1, "temperature": 0.7, "top_p": 0.8, "top_k": 20,
     })
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 TINYLLAMA_CHAT_TEMPLATE = (
@@ -405,7 +405,7 @@ def build_tinyllama_chat(out_dir: str) -> str:
     model = LlamaForCausalLM(config).eval()
     model.config.initializer_range = 0.02
     _generation_config(model, {"bos_token_id": 1, "eos_token_id": 2, "max_length": 2048, "pad_token_id": 0})
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 # hub id -> (task, builder(out_dir) -> out_dir)

@@ -18,8 +18,8 @@ from typing import Callable
 
 import torch
 
-from pipelines.tiny_models.calibration import calibration_texts, recenter_linear
-from pipelines.tiny_models.tokenizers import _train_unigram, corpus, wordpiece_tokenizer
+from tiny_models.calibration import calibration_texts, recenter_linear
+from tiny_models.tokenizers import train_unigram, corpus, wordpiece_tokenizer
 
 SEED = 40
 VOCAB = 1000
@@ -111,7 +111,7 @@ def xlm_roberta_tokenizer(model_max_length: int = 512):
     offline; the prose here is ASCII, where it changes nothing.)"""
     from transformers import XLMRobertaTokenizer
 
-    tok = _train_unigram(["<s>", "<pad>", "</s>", "<unk>"], VOCAB - 1)
+    tok = train_unigram(["<s>", "<pad>", "</s>", "<unk>"], VOCAB - 1)
     pieces = [tuple(p) for p in json.loads(tok.to_str())["model"]["vocab"]]
     return XLMRobertaTokenizer(vocab=pieces + [("<mask>", 0.0)], model_max_length=model_max_length)
 
@@ -131,7 +131,7 @@ def distilbert_tokenizer():
 # ---------------------------------------------------------------------------- models
 
 
-def _save(model, out_dir: str, tokenizer=None) -> str:
+def save(model, out_dir: str, tokenizer=None) -> str:
     model.save_pretrained(out_dir, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
@@ -170,7 +170,7 @@ def build_distilbert_sst2(out_dir: str) -> str:
     with torch.no_grad():
         cls = model.distilbert(**_encode(tokenizer, calibration_texts())).last_hidden_state[:, 0]
         recenter_linear(model.classifier, torch.relu(model.pre_classifier(cls)))
-    return _save(model, out_dir, tokenizer)
+    return save(model, out_dir, tokenizer)
 
 
 def build_twitter_roberta_sentiment(out_dir: str) -> str:
@@ -181,7 +181,7 @@ def build_twitter_roberta_sentiment(out_dir: str) -> str:
     tokenizer = roberta_tokenizer(model_max_length=None)
     config = {**ROBERTA_BASE, "vocab_size": len(tokenizer), **_labels(["negative", "neutral", "positive"])}
     model = _roberta_classifier(config, tokenizer, SEED + 1)
-    _save(model, out_dir)
+    save(model, out_dir)
     _write_roberta_files_as_cardiffnlp(tokenizer, out_dir)
     return out_dir
 
@@ -195,7 +195,7 @@ def build_twitter_roberta_base(out_dir: str) -> str:
     tokenizer = roberta_tokenizer(model_max_length=None)
     torch.manual_seed(SEED + 2)
     model = RobertaModel(RobertaConfig(**ROBERTA_BASE, vocab_size=len(tokenizer)), add_pooling_layer=False).eval()
-    _save(model, out_dir)
+    save(model, out_dir)
     _write_roberta_files_as_cardiffnlp(tokenizer, out_dir)
     return out_dir
 
@@ -209,7 +209,7 @@ def build_roberta_go_emotions(out_dir: str) -> str:
         **_labels(GO_EMOTIONS),
     }
     model = _roberta_classifier(config, tokenizer, SEED + 3)
-    return _save(model, out_dir, tokenizer)
+    return save(model, out_dir, tokenizer)
 
 
 def build_xlm_roberta_ner_hrl(out_dir: str) -> str:
@@ -228,7 +228,7 @@ def build_xlm_roberta_ner_hrl(out_dir: str) -> str:
         recenter_linear(model.classifier, hidden)
         # Entities are the exception in real text: "O" ahead by a margin most tokens keep.
         model.classifier.bias[0] += 3.0
-    return _save(model, out_dir, tokenizer)
+    return save(model, out_dir, tokenizer)
 
 
 def squad_examples() -> list[dict[str, str]]:
@@ -279,7 +279,7 @@ def build_roberta_squad2(out_dir: str) -> str:
             mid = (low + high) / 2
             low, high = (mid, high) if null_share(mid) < 0.5 else (low, mid)
         null_share(high)
-    return _save(model, out_dir, tokenizer)
+    return save(model, out_dir, tokenizer)
 
 
 # hub id -> (task, builder(out_dir) -> out_dir)

@@ -9,12 +9,12 @@ from typing import Callable
 
 import torch
 
-from pipelines.tiny_models.calibration import recenter_linear
+from tiny_models.calibration import recenter_linear
 
 SEED = 50
 
 
-def _write_json(path: str, data: dict) -> None:
+def write_json(path: str, data: dict) -> None:
     with open(path, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
 
@@ -47,7 +47,7 @@ def build_ast_audioset(out_dir: str) -> str:
     2 layers, 2 heads; the class names are placeholders (527 of them)."""
     from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
 
-    from pipelines.tiny_models.audio import calibration_waveforms
+    from tiny_models.audio import calibration_waveforms
 
     torch.manual_seed(SEED)
     labels = [f"audioset class {i}" for i in range(AUDIOSET_CLASSES)]
@@ -65,7 +65,7 @@ def build_ast_audioset(out_dir: str) -> str:
         pooled = model.classifier.layernorm(model.audio_spectrogram_transformer(**features).pooler_output)
     recenter_linear(model.classifier.dense, pooled)
     model.save_pretrained(out_dir, safe_serialization=True)
-    _write_json(os.path.join(out_dir, "preprocessor_config.json"), AST_AUDIOSET_EXTRACTOR)
+    write_json(os.path.join(out_dir, "preprocessor_config.json"), AST_AUDIOSET_EXTRACTOR)
     return out_dir
 
 
@@ -76,7 +76,7 @@ def build_whisper_large_v3(out_dir: str) -> str:
     """openai/whisper-large-v3: 128 mel bins (feature extractor and model), 100 languages
     (Cantonese added), <|nospeech|>, its suppress list, pad token and alignment heads, and no
     forced_decoder_ids. See whisper.py's WHISPER_LARGE_V3 for what is kept and shrunk."""
-    from pipelines.tiny_models.whisper import WHISPER_LARGE_V3, build_whisper
+    from tiny_models.whisper import WHISPER_LARGE_V3, build_whisper
 
     return build_whisper(out_dir, WHISPER_LARGE_V3)
 
@@ -137,8 +137,8 @@ def build_wav2vec2_large_lv60_self(out_dir: str) -> str:
     mask, so padded clips batch together. Shrunk: conv channels 16, hidden 32, 2 layers, 2 heads."""
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
 
-    from pipelines.tiny_models.audio import calibration_waveforms
-    from pipelines.tiny_models.checkpoints import wav2vec2_960h_tokenizer
+    from tiny_models.audio import calibration_waveforms
+    from tiny_models.checkpoints import wav2vec2_960h_tokenizer
 
     torch.manual_seed(SEED + 1)
     tokenizer = wav2vec2_960h_tokenizer(out_dir)
@@ -163,7 +163,7 @@ def build_wav2vec2_large_lv60_self(out_dir: str) -> str:
         model.lm_head.bias[1:4] -= 20.0
     model.save_pretrained(out_dir, safe_serialization=True)
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out_dir)
-    _write_json(os.path.join(out_dir, "preprocessor_config.json"), WAV2VEC2_LV60_EXTRACTOR)
+    write_json(os.path.join(out_dir, "preprocessor_config.json"), WAV2VEC2_LV60_EXTRACTOR)
     return out_dir
 
 

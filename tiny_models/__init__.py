@@ -4,7 +4,7 @@ They power the offline demo and the test suite: nothing here touches a hub. Each
 writes a complete model directory (safetensors weights, config, tokenizer or processor) that
 `transformers.pipeline(task, model=dir)` and taskray's operators load alike.
 
-    from pipelines.tiny_models import build_tiny_model
+    from tiny_models import build_tiny_model
     path = build_tiny_model("text-classification", "/tmp/models")
 """
 

@@ -16,7 +16,7 @@ import os
 import numpy as np
 import torch
 
-from pipelines.tiny_models.calibration import recenter_linear
+from tiny_models.calibration import recenter_linear
 
 SEED = 0
 SAMPLING_RATE = 16_000
@@ -125,7 +125,7 @@ def _build_whisper_classification(out_dir: str) -> str:
     published WhisperFeatureExtractor (80 mel bins, 30 s windows)."""
     from transformers import WhisperConfig, WhisperForAudioClassification
 
-    from pipelines.tiny_models.whisper import feature_extractor as whisper_extractor
+    from tiny_models.whisper import feature_extractor as whisper_extractor
 
     torch.manual_seed(SEED + 13)
     config = WhisperConfig(
@@ -160,7 +160,7 @@ def build_speech_recognition(out_dir: str, variant: str | None = None) -> str:
     """variant None: Wav2Vec2 CTC; "whisper": openai/whisper-tiny's configuration (whisper.py);
     "moonshine": a sequence-to-sequence model that is not Whisper (the pipeline's "seq2seq")."""
     if variant == "whisper":
-        from pipelines.tiny_models.whisper import build_whisper
+        from tiny_models.whisper import build_whisper
 
         return build_whisper(out_dir)
     if variant == "moonshine":
@@ -202,8 +202,8 @@ def _build_moonshine(out_dir: str) -> str:
     suppressed, and a short max_length so that tests stay fast."""
     from transformers import MoonshineConfig, MoonshineForConditionalGeneration, Wav2Vec2FeatureExtractor
 
-    from pipelines.tiny_models.generation import _unreadable_tokens
-    from pipelines.tiny_models.tokenizers import byte_level_bpe_tokenizer
+    from tiny_models.generation import unreadable_tokens
+    from tiny_models.tokenizers import byte_level_bpe_tokenizer
 
     torch.manual_seed(SEED + 12)
     tokenizer = byte_level_bpe_tokenizer(1000, 512)
@@ -226,7 +226,7 @@ def _build_moonshine(out_dir: str) -> str:
         initializer_range=0.5,
     )
     model = MoonshineForConditionalGeneration(config).eval()
-    model.generation_config.update(suppress_tokens=_unreadable_tokens(tokenizer), min_new_tokens=4, max_length=24)
+    model.generation_config.update(suppress_tokens=unreadable_tokens(tokenizer), min_new_tokens=4, max_length=24)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     # Moonshine checkpoints take the raw waveform, unnormalized, with a mask.

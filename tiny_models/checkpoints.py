@@ -7,7 +7,7 @@ published file has a legacy layout that transformers converts on load (DETR's ti
 flags, its `size`/`max_size` processor keys), the legacy file itself is written, so the tests
 cover the conversion real users hit.
 
-    from pipelines.tiny_models.checkpoints import build_checkpoint_model
+    from tiny_models.checkpoints import build_checkpoint_model
     path = build_checkpoint_model("facebook/detr-resnet-50", "/tmp/models")
 """
 
@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from pipelines.tiny_models.calibration import recenter_linear
+from tiny_models.calibration import recenter_linear
 
 SEED = 20
 
@@ -38,12 +38,12 @@ COCO_LABELS = [
 ]
 
 
-def _write_json(path: str, data: dict) -> None:
+def write_json(path: str, data: dict) -> None:
     with open(path, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
 
 
-def _id2label(labels: list[str]) -> dict:
+def id2label(labels: list[str]) -> dict:
     """id2label/label2id as the hub files hold them (string keys; a repeated name keeps its last id)."""
     return {
         "id2label": {str(i): label for i, label in enumerate(labels)},
@@ -65,7 +65,7 @@ def build_detr_resnet_50(out_dir: str) -> str:
     from transformers import DetrConfig, DetrForObjectDetection
     from transformers.models.detr.image_processing_pil_detr import DetrImageProcessorPil
 
-    from pipelines.tiny_models.vision import calibration_images
+    from tiny_models.vision import calibration_images
 
     published = {
         "architectures": ["DetrForObjectDetection"],
@@ -99,7 +99,7 @@ def build_detr_resnet_50(out_dir: str) -> str:
         "encoder_ffn_dim": 64,
         "decoder_ffn_dim": 64,
         "num_hidden_layers": 1,
-        **_id2label(COCO_LABELS),
+        **id2label(COCO_LABELS),
     }
     torch.manual_seed(SEED)
     # init_std only seeds the random weights (config.json keeps the published 0.02). At 0.02,
@@ -120,8 +120,8 @@ def build_detr_resnet_50(out_dir: str) -> str:
         )
     recenter_linear(model.class_labels_classifier, queries, scale=5.0)
     model.save_pretrained(out_dir, safe_serialization=True)
-    _write_json(os.path.join(out_dir, "config.json"), published)
-    _write_json(
+    write_json(os.path.join(out_dir, "config.json"), published)
+    write_json(
         os.path.join(out_dir, "preprocessor_config.json"),
         {
             "do_normalize": True,
@@ -145,14 +145,14 @@ def build_vit_base_patch16_224(out_dir: str) -> str:
     from transformers import ViTConfig, ViTForImageClassification
     from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-    from pipelines.tiny_models.vision import calibration_images
+    from tiny_models.vision import calibration_images
 
     torch.manual_seed(SEED + 4)
     labels = [f"imagenet class {i}" for i in range(1000)]
     config = ViTConfig(
         image_size=224, patch_size=16, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, hidden_act="gelu", layer_norm_eps=1e-12, qkv_bias=True,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **_id2label(labels),
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **id2label(labels),
     )
     model = ViTForImageClassification(config).eval()
     processor = ViTImageProcessorPil(size={"height": 224, "width": 224}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
@@ -162,7 +162,7 @@ def build_vit_base_patch16_224(out_dir: str) -> str:
         )
         recenter_linear(model.classifier, model.vit(pixel_values=pixels).last_hidden_state[:, 0])
     model.save_pretrained(out_dir, safe_serialization=True)
-    _write_json(
+    write_json(
         os.path.join(out_dir, "preprocessor_config.json"),
         {
             "do_normalize": True,
@@ -195,7 +195,7 @@ def build_glpn_kitti(out_dir: str) -> str:
     )
     model = GLPNForDepthEstimation(config).eval()
     model.save_pretrained(out_dir, safe_serialization=True)
-    _write_json(
+    write_json(
         os.path.join(out_dir, "preprocessor_config.json"),
         {
             "do_rescale": True,
@@ -221,7 +221,7 @@ def wav2vec2_960h_tokenizer(out_dir: str):
     from transformers import Wav2Vec2CTCTokenizer
 
     vocab_file = os.path.join(out_dir, "vocab.json")
-    _write_json(vocab_file, {token: i for i, token in enumerate(WAV2VEC2_960H_VOCAB)})
+    write_json(vocab_file, {token: i for i, token in enumerate(WAV2VEC2_960H_VOCAB)})
     return Wav2Vec2CTCTokenizer(
         vocab_file, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
         word_delimiter_token="|", do_lower_case=False,
@@ -236,7 +236,7 @@ def build_wav2vec2_base_960h(out_dir: str) -> str:
     changes the model's output). Shrunk: conv channels 16, hidden 32, 2 layers."""
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
 
-    from pipelines.tiny_models.audio import calibration_waveforms
+    from tiny_models.audio import calibration_waveforms
 
     torch.manual_seed(SEED + 6)
     tokenizer = wav2vec2_960h_tokenizer(out_dir)
@@ -287,8 +287,8 @@ def build_gpt2(out_dir: str) -> str:
     do_sample, temperature 0.7) apply. Shrunk: n_embd 32, 2 layers, a local 1000-token BPE."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from pipelines.tiny_models.generation import _save
-    from pipelines.tiny_models.tokenizers import byte_level_bpe_tokenizer
+    from tiny_models.generation import save
+    from tiny_models.tokenizers import byte_level_bpe_tokenizer
 
     torch.manual_seed(SEED + 1)
     tokenizer = byte_level_bpe_tokenizer(1000, 1024, eos_last=True)
@@ -316,7 +316,7 @@ def build_gpt2(out_dir: str) -> str:
     )
     model = GPT2LMHeadModel(config).eval()
     model.config.initializer_range = 0.02
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 def build_t5_small(out_dir: str) -> str:
@@ -330,11 +330,11 @@ def build_t5_small(out_dir: str) -> str:
     from tokenizers import processors
     from transformers import T5Config, T5ForConditionalGeneration, T5TokenizerFast
 
-    from pipelines.tiny_models.generation import _save
-    from pipelines.tiny_models.tokenizers import _train_unigram
+    from tiny_models.generation import save
+    from tiny_models.tokenizers import train_unigram
 
     torch.manual_seed(SEED + 2)
-    tok = _train_unigram(["<pad>", "</s>", "<unk>"], 1000)
+    tok = train_unigram(["<pad>", "</s>", "<unk>"], 1000)
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
     )
@@ -374,7 +374,7 @@ def build_t5_small(out_dir: str) -> str:
     )
     model = T5ForConditionalGeneration(config).eval()
     model.config.initializer_factor = 1.0
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 def build_bart_large_cnn(out_dir: str) -> str:
@@ -385,8 +385,8 @@ def build_bart_large_cnn(out_dir: str) -> str:
     local 1000-token byte-level BPE."""
     from transformers import BartConfig, BartForConditionalGeneration
 
-    from pipelines.tiny_models.generation import _save, _tiny_bart_fields
-    from pipelines.tiny_models.tokenizers import bart_bpe_tokenizer
+    from tiny_models.generation import save, tiny_bart_fields
+    from tiny_models.tokenizers import bart_bpe_tokenizer
 
     torch.manual_seed(SEED + 3)
     tokenizer = bart_bpe_tokenizer(1000, 1024)
@@ -395,7 +395,7 @@ def build_bart_large_cnn(out_dir: str) -> str:
         "no_repeat_ngram_size": 3, "num_beams": 4,
     }
     fields = {
-        **_tiny_bart_fields(tokenizer),  # sizes, token ids, init_std 1.0 for the weights
+        **tiny_bart_fields(tokenizer),  # sizes, token ids, init_std 1.0 for the weights
         "max_position_embeddings": 1024,
         "activation_function": "gelu",
         "add_bias_logits": False,
@@ -416,7 +416,7 @@ def build_bart_large_cnn(out_dir: str) -> str:
         bos_token_id=0, decoder_start_token_id=2, eos_token_id=2, pad_token_id=1,
         forced_bos_token_id=0, forced_eos_token_id=2, **summarization,
     )
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 # ---------------------------------------------------------------------------- registry
@@ -435,7 +435,7 @@ CHECKPOINTS: dict[str, tuple[str, Callable[[str], str]]] = {
 
 def build_checkpoint_model(hub_id: str, root: str) -> str:
     """Build (once) the tiny model standing for `hub_id` under `root`; return its directory."""
-    from pipelines.tiny_models import build_once
+    from tiny_models import build_once
 
     table = all_checkpoints()
     if hub_id not in table:
@@ -454,7 +454,7 @@ def all_checkpoints() -> dict[str, tuple[str, Callable[[str], str]]]:
 
     table = dict(CHECKPOINTS)
     for name in TIER_MODULES:
-        tier = import_module(f"pipelines.tiny_models.tier_{name}").CHECKPOINTS
+        tier = import_module(f"tiny_models.tier_{name}").CHECKPOINTS
         duplicated = set(tier) & set(table)
         if duplicated:
             raise ValueError(f"checkpoint configurations defined twice: {sorted(duplicated)}")

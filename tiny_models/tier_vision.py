@@ -18,8 +18,8 @@ from typing import Callable
 
 import torch
 
-from pipelines.tiny_models.calibration import recenter_linear
-from pipelines.tiny_models.checkpoints import COCO_LABELS, SEED, _id2label, _write_json
+from tiny_models.calibration import recenter_linear
+from tiny_models.checkpoints import COCO_LABELS, SEED, id2label, write_json
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -31,7 +31,7 @@ COCO_PANOPTIC_LABELS = [f"coco panoptic class {i}" for i in range(133)]
 
 
 def _calibration_images(n: int = 6) -> list:
-    from pipelines.tiny_models.vision import calibration_images
+    from tiny_models.vision import calibration_images
 
     return calibration_images(n)
 
@@ -53,9 +53,9 @@ def _calibrate(model, head: torch.nn.Linear, processor, scale: float = 3.0, imag
     recenter_linear(head, _head_inputs(model, head, processor, images or _calibration_images()), scale=scale)
 
 
-def _save(model, out_dir: str, preprocessor: dict) -> str:
+def save(model, out_dir: str, preprocessor: dict) -> str:
     model.save_pretrained(out_dir, safe_serialization=True)
-    _write_json(os.path.join(out_dir, "preprocessor_config.json"), preprocessor)
+    write_json(os.path.join(out_dir, "preprocessor_config.json"), preprocessor)
     return out_dir
 
 
@@ -64,7 +64,7 @@ def _processor(out_dir: str, preprocessor: dict, backend: str = "pil"):
     from transformers import AutoImageProcessor
 
     os.makedirs(out_dir, exist_ok=True)
-    _write_json(os.path.join(out_dir, "preprocessor_config.json"), preprocessor)
+    write_json(os.path.join(out_dir, "preprocessor_config.json"), preprocessor)
     return AutoImageProcessor.from_pretrained(out_dir, backend=backend)
 
 
@@ -95,12 +95,12 @@ def build_convnext_tiny_224(out_dir: str) -> str:
     config = ConvNextConfig(
         num_channels=3, patch_size=4, num_stages=4, hidden_sizes=[8, 16, 32, 32], depths=[1, 1, 1, 1],
         hidden_act="gelu", layer_norm_eps=1e-12, layer_scale_init_value=1e-6, drop_path_rate=0.0,
-        image_size=224, **_id2label(IMAGENET_LABELS),
+        image_size=224, **id2label(IMAGENET_LABELS),
     )
     model = ConvNextForImageClassification(config).eval()
     # layer scale 1e-6 leaves the blocks silent at random init; the head reads the stem then
     _calibrate(model, model.classifier, _processor(out_dir, CONVNEXT_224_PREPROCESSOR))
-    return _save(model, out_dir, CONVNEXT_224_PREPROCESSOR)
+    return save(model, out_dir, CONVNEXT_224_PREPROCESSOR)
 
 
 def build_resnet_50(out_dir: str) -> str:
@@ -112,11 +112,11 @@ def build_resnet_50(out_dir: str) -> str:
     torch.manual_seed(SEED + 11)
     config = ResNetConfig(
         num_channels=3, embedding_size=8, hidden_sizes=[16, 32, 64, 64], depths=[1, 1, 1, 1],
-        layer_type="bottleneck", hidden_act="relu", downsample_in_first_stage=False, **_id2label(IMAGENET_LABELS),
+        layer_type="bottleneck", hidden_act="relu", downsample_in_first_stage=False, **id2label(IMAGENET_LABELS),
     )
     model = ResNetForImageClassification(config).eval()
     _calibrate(model, model.classifier[-1], _processor(out_dir, CONVNEXT_224_PREPROCESSOR))
-    return _save(model, out_dir, CONVNEXT_224_PREPROCESSOR)
+    return save(model, out_dir, CONVNEXT_224_PREPROCESSOR)
 
 
 def build_swin_tiny_patch4_window7_224(out_dir: str) -> str:
@@ -129,7 +129,7 @@ def build_swin_tiny_patch4_window7_224(out_dir: str) -> str:
     config = SwinConfig(
         image_size=224, patch_size=4, num_channels=3, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
         window_size=7, mlp_ratio=4.0, qkv_bias=True, hidden_act="gelu", drop_path_rate=0.0,
-        layer_norm_eps=1e-5, **_id2label(IMAGENET_LABELS),
+        layer_norm_eps=1e-5, **id2label(IMAGENET_LABELS),
     )
     model = SwinForImageClassification(config).eval()
     preprocessor = {
@@ -142,7 +142,7 @@ def build_swin_tiny_patch4_window7_224(out_dir: str) -> str:
         "size": 224,
     }
     _calibrate(model, model.classifier, _processor(out_dir, preprocessor))
-    return _save(model, out_dir, preprocessor)
+    return save(model, out_dir, preprocessor)
 
 
 # ---------------------------------------------------------------------------- detection
@@ -167,7 +167,7 @@ def build_detr_resnet_50_no_timm(out_dir: str) -> str:
         backbone_config=backbone, use_timm_backbone=False, use_pretrained_backbone=False, backbone=None,
         num_queries=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
         decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, position_embedding_type="sine",
-        dilation=False, auxiliary_loss=False, init_std=0.3, **_id2label(COCO_LABELS),
+        dilation=False, auxiliary_loss=False, init_std=0.3, **id2label(COCO_LABELS),
     )
     model = DetrForObjectDetection(config).eval()
     with torch.no_grad():
@@ -186,7 +186,7 @@ def build_detr_resnet_50_no_timm(out_dir: str) -> str:
     small = _processor(out_dir, {**preprocessor, "size": 64, "max_size": 96})
     _calibrate(model, model.class_labels_classifier, small, scale=5.0)
     model.config.init_std = 0.02
-    return _save(model, out_dir, preprocessor)
+    return save(model, out_dir, preprocessor)
 
 
 def build_yolos_small(out_dir: str) -> str:
@@ -201,7 +201,7 @@ def build_yolos_small(out_dir: str) -> str:
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, hidden_act="gelu",
         layer_norm_eps=1e-12, image_size=[512, 864], patch_size=16, num_channels=3, qkv_bias=True,
         num_detection_tokens=100, use_mid_position_embeddings=True, auxiliary_loss=False,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **_id2label(COCO_LABELS),
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **id2label(COCO_LABELS),
     )
     model = YolosForObjectDetection(config).eval()
     preprocessor = {
@@ -216,7 +216,7 @@ def build_yolos_small(out_dir: str) -> str:
     }
     small = _processor(out_dir, {**preprocessor, "size": 96, "max_size": 160})
     _calibrate(model, model.class_labels_classifier.layers[-1], small, scale=5.0)
-    return _save(model, out_dir, preprocessor)
+    return save(model, out_dir, preprocessor)
 
 
 def build_rtdetr_r50vd(out_dir: str) -> str:
@@ -237,7 +237,7 @@ def build_rtdetr_r50vd(out_dir: str) -> str:
         encoder_layers=1, encoder_ffn_dim=64, encoder_attention_heads=2, d_model=32, num_queries=300,
         decoder_in_channels=[32, 32, 32], decoder_ffn_dim=64, num_feature_levels=3, decoder_n_points=4,
         decoder_layers=1, decoder_attention_heads=2, num_denoising=100, with_box_refine=True,
-        use_focal_loss=True, **_id2label(COCO80_LABELS),
+        use_focal_loss=True, **id2label(COCO80_LABELS),
     )
     model = RTDetrForObjectDetection(config).eval()
     preprocessor = {
@@ -260,7 +260,7 @@ def build_rtdetr_r50vd(out_dir: str) -> str:
     _calibrate(model, head, processor, scale=2.0)
     with torch.no_grad():
         head.bias.sub_(2.0)
-    return _save(model, out_dir, preprocessor)
+    return save(model, out_dir, preprocessor)
 
 
 # ---------------------------------------------------------------------------- segmentation
@@ -279,7 +279,7 @@ def build_segformer_b0_ade_512(out_dir: str) -> str:
         hidden_sizes=[8, 16, 32, 32], patch_sizes=[7, 3, 3, 3], strides=[4, 2, 2, 2],
         num_attention_heads=[1, 1, 2, 2], mlp_ratios=[4, 4, 4, 4], hidden_act="gelu", decoder_hidden_size=16,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.1,
-        drop_path_rate=0.1, layer_norm_eps=1e-6, semantic_loss_ignore_index=255, **_id2label(ADE20K_LABELS),
+        drop_path_rate=0.1, layer_norm_eps=1e-6, semantic_loss_ignore_index=255, **id2label(ADE20K_LABELS),
     )
     model = SegformerForSemanticSegmentation(config).eval()
     preprocessor = {
@@ -309,7 +309,7 @@ def build_segformer_b0_ade_512(out_dir: str) -> str:
         recenter_linear(linear, features, scale=3.0)
         conv.weight.copy_(linear.weight[:, :, None, None])
         conv.bias.copy_(linear.bias)
-    return _save(model, out_dir, preprocessor)
+    return save(model, out_dir, preprocessor)
 
 
 def build_mask2former_swin_tiny_coco_panoptic(out_dir: str) -> str:
@@ -328,7 +328,7 @@ def build_mask2former_swin_tiny_coco_panoptic(out_dir: str) -> str:
     config = Mask2FormerConfig(
         backbone_config=backbone, feature_size=32, mask_feature_size=32, hidden_dim=32, encoder_feedforward_dim=64,
         encoder_layers=1, decoder_layers=2, num_attention_heads=2, dim_feedforward=64, num_queries=100,
-        common_stride=4, feature_strides=[4, 8, 16, 32], **_id2label(COCO_PANOPTIC_LABELS),
+        common_stride=4, feature_strides=[4, 8, 16, 32], **id2label(COCO_PANOPTIC_LABELS),
     )
     model = Mask2FormerForUniversalSegmentation(config).eval()
     preprocessor = {
@@ -358,7 +358,7 @@ def build_mask2former_swin_tiny_coco_panoptic(out_dir: str) -> str:
             queries.append(seen[-1][0])
     hook.remove()
     recenter_linear(model.class_predictor, torch.cat(queries), scale=5.0)
-    return _save(model, out_dir, preprocessor)
+    return save(model, out_dir, preprocessor)
 
 
 # ---------------------------------------------------------------------------- depth
@@ -391,7 +391,7 @@ def build_dpt_large(out_dir: str) -> str:
         "resample": 2,
         "size": 384,
     }
-    return _save(model, out_dir, preprocessor)
+    return save(model, out_dir, preprocessor)
 
 
 def build_depth_anything_v2_small(out_dir: str) -> str:
@@ -428,7 +428,7 @@ def build_depth_anything_v2_small(out_dir: str) -> str:
         "size": {"height": 518, "width": 518},
         "size_divisor": None,
     }
-    return _save(model, out_dir, preprocessor)
+    return save(model, out_dir, preprocessor)
 
 
 # hub id -> (task, builder(out_dir) -> out_dir)

@@ -103,7 +103,7 @@ def bart_bpe_tokenizer(vocab_size: int = 1000, model_max_length: int = 128):
     )
 
 
-def _train_unigram(specials: list[str], vocab_size: int):
+def train_unigram(specials: list[str], vocab_size: int):
     """A Unigram (sentencepiece-like) model over the prose, specials first."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -126,7 +126,7 @@ def unigram_tokenizer(vocab_size: int = 1000, model_max_length: int = 128):
     from tokenizers import processors
     from transformers import T5TokenizerFast
 
-    tok = _train_unigram(["<pad>", "</s>", "<unk>"], vocab_size)
+    tok = train_unigram(["<pad>", "</s>", "<unk>"], vocab_size)
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
     )
@@ -147,6 +147,6 @@ def mbart_tokenizer(vocab_size: int = 1000, model_max_length: int = 128):
 
     from transformers import MBartTokenizerFast
 
-    tok = _train_unigram(["<s>", "<pad>", "</s>", "<unk>"], vocab_size)
+    tok = train_unigram(["<s>", "<pad>", "</s>", "<unk>"], vocab_size)
     pieces = [tuple(p) for p in json.loads(tok.to_str())["model"]["vocab"]]
     return MBartTokenizerFast(vocab=pieces, src_lang="en_XX", model_max_length=model_max_length)

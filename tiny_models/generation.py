@@ -20,7 +20,7 @@ import os
 
 import torch
 
-from pipelines.tiny_models.tokenizers import (
+from tiny_models.tokenizers import (
     bart_bpe_tokenizer,
     byte_level_bpe_tokenizer,
     mbart_tokenizer,
@@ -34,7 +34,7 @@ POSITIONS = 128
 INIT_STD = 0.4
 
 
-def _save(model, tokenizer, out_dir: str) -> str:
+def save(model, tokenizer, out_dir: str) -> str:
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     _make_tokenizer_config_portable(out_dir)
@@ -60,10 +60,10 @@ def _make_tokenizer_config_portable(out_dir: str) -> None:
 
 def _generation_config(model, tokenizer, **settings) -> None:
     """Readable, non-trivial outputs from a random model (see module docstring)."""
-    model.generation_config.update(suppress_tokens=_unreadable_tokens(tokenizer), **settings)
+    model.generation_config.update(suppress_tokens=unreadable_tokens(tokenizer), **settings)
 
 
-def _unreadable_tokens(tokenizer) -> list[int]:
+def unreadable_tokens(tokenizer) -> list[int]:
     """Special tokens other than EOS (they decode to nothing) and byte-level pieces that decode
     to U+FFFD or control characters on their own."""
     ids = {tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens}
@@ -93,10 +93,10 @@ def build_text_generation(out_dir: str) -> str:
     # GPT-2 ships no pad token and sets no sampling defaults: leave those to the caller,
     # as with the real checkpoint. A short max_new_tokens keeps tests fast.
     _generation_config(model, tokenizer, max_new_tokens=12)
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
-def _tiny_bart_fields(tokenizer) -> dict:
+def tiny_bart_fields(tokenizer) -> dict:
     """Config fields shared by the tiny BART and mBART models."""
     return dict(
         vocab_size=len(tokenizer),
@@ -122,10 +122,10 @@ def build_summarization(out_dir: str) -> str:
 
     torch.manual_seed(SEED + 1)
     tokenizer = bart_bpe_tokenizer(VOCAB, POSITIONS)
-    config = BartConfig(**_tiny_bart_fields(tokenizer), forced_bos_token_id=tokenizer.bos_token_id)
+    config = BartConfig(**tiny_bart_fields(tokenizer), forced_bos_token_id=tokenizer.bos_token_id)
     model = BartForConditionalGeneration(config).eval()
     _generation_config(model, tokenizer, min_new_tokens=4, max_length=12)
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 def build_translation(out_dir: str, variant: str | None = None) -> str:
@@ -162,7 +162,7 @@ def build_translation(out_dir: str, variant: str | None = None) -> str:
     )
     model = T5ForConditionalGeneration(config).eval()
     _generation_config(model, tokenizer, min_new_tokens=4, max_length=12)
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)
 
 
 def _build_translation_mbart(out_dir: str) -> str:
@@ -170,12 +170,12 @@ def _build_translation_mbart(out_dir: str) -> str:
 
     torch.manual_seed(SEED + 3)
     tokenizer = mbart_tokenizer(VOCAB, POSITIONS)
-    config = MBartConfig(**_tiny_bart_fields(tokenizer))
+    config = MBartConfig(**tiny_bart_fields(tokenizer))
     model = MBartForConditionalGeneration(config).eval()
     # Language codes stay allowed: the target code is forced as the first token, and
     # generate() suppresses after forcing, which would leave no token at all.
     codes = set(tokenizer.convert_tokens_to_ids(list(tokenizer.lang_code_to_id)))
     model.generation_config.update(
-        suppress_tokens=[t for t in _unreadable_tokens(tokenizer) if t not in codes], min_new_tokens=4, max_length=12
+        suppress_tokens=[t for t in unreadable_tokens(tokenizer) if t not in codes], min_new_tokens=4, max_length=12
     )
-    return _save(model, tokenizer, out_dir)
+    return save(model, tokenizer, out_dir)

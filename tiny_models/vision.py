@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipelines.tiny_models.calibration import recenter_linear
+from tiny_models.calibration import recenter_linear
 
 SEED = 10
 LABELS = ["cat", "dog", "car", "tree", "house", "sky"]
@@ -46,7 +46,7 @@ def _pixel_batches(processor, images) -> list[torch.Tensor]:
     return [processor(images=[im], return_tensors="pt")["pixel_values"] for im in images]
 
 
-def _save(model, processor, out_dir: str) -> str:
+def save(model, processor, out_dir: str) -> str:
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
     return out_dir
@@ -85,7 +85,7 @@ def build_image_classification(out_dir: str, variant: str | None = None) -> str:
     else:
         raise ValueError(f"image-classification variant must be None or 'convnext', got {variant!r}")
     recenter_linear(model.classifier, features)
-    return _save(model, processor, out_dir)
+    return save(model, processor, out_dir)
 
 
 def _tiny_resnet_backbone(out_features: list[str]):
@@ -117,7 +117,7 @@ def build_object_detection(out_dir: str) -> str:
         )
     # scale 5: confident enough that some objects pass a moderate threshold
     recenter_linear(model.class_labels_classifier, queries, scale=5.0)
-    return _save(model, processor, out_dir)
+    return save(model, processor, out_dir)
 
 
 def build_image_segmentation(out_dir: str) -> str:
@@ -151,7 +151,7 @@ def build_image_segmentation(out_dir: str) -> str:
     hook.remove()
     queries = torch.cat(queries)
     recenter_linear(model.class_predictor, queries, scale=5.0)
-    return _save(model, processor, out_dir)
+    return save(model, processor, out_dir)
 
 
 def build_depth_estimation(out_dir: str) -> str:
@@ -167,4 +167,4 @@ def build_depth_estimation(out_dir: str) -> str:
     )
     model = GLPNForDepthEstimation(config).eval()
     processor = GLPNImageProcessorPil(size_divisor=32)
-    return _save(model, processor, out_dir)
+    return save(model, processor, out_dir)
