@@ -373,7 +373,7 @@ def run_job(spec: JobSpec) -> JobSummary:
         snapshot = ray.get(stats.snapshot.remote())
     finally:
         ray.kill(stats)
-    summary = _finalize(spec, out, source.id_column, snapshot, time.monotonic() - started, fingerprint=fingerprint())
+    summary = finalize(spec, out, source.id_column, snapshot, time.monotonic() - started, fingerprint=fingerprint())
     return summary
 
 
@@ -512,7 +512,7 @@ def _ensure_ray(spec: JobSpec) -> None:
     )
 
 
-def _finalize(
+def finalize(
     spec: JobSpec, out: Location, id_column: str, snapshot: dict, wall_s: float,
     history: list[dict] | None = None, rows_processed: int | None = None, fingerprint: dict[str, Any] | None = None,
     compact: bool = True,

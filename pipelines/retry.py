@@ -28,7 +28,7 @@ files hold every id exactly once, each row with either its old or its retried va
   or the other, never both, never neither. Replacing a file that was already replaced gives
   the same file (the values come from the staged rows, the mask from the plan), so a rerun
   after a kill mid-merge simply merges again.
-* `_SUCCESS` is rewritten last, from the files themselves (job._finalize: unified schemas,
+* `_SUCCESS` is rewritten last, from the files themselves (job.finalize: unified schemas,
   counts, the distinct-id check), and `_retry/` deleted. The history entry carries the
   plan's start time, so a rerun after a kill between the two does not add it twice.
 
@@ -77,7 +77,7 @@ def retry_failed(spec: JobSpec) -> JobSummary:
 
     Raises SpecError when the output is not a finished job of these tasks and models.
     """
-    from pipelines.job import data_files, _finalize, run_job
+    from pipelines.job import data_files, finalize, run_job
     from pipelines.sources import plan_source
 
     if spec.output_format != "parquet":
@@ -132,7 +132,7 @@ def retry_failed(spec: JobSpec) -> JobSummary:
         # The output's rows were computed in the first run's dtype and the retried ones in this run's.
         "dtypes": {t.column_prefix: _dtypes(manifest, staged_summary, t.column_prefix) for t in spec.tasks},
     }
-    summary = _finalize(
+    summary = finalize(
         spec,
         out,
         id_column,

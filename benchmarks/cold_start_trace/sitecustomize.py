@@ -82,7 +82,7 @@ if os.environ.get("TASKRAY_TRACE"):
         "pipelines.preflight": [(n, f"preflight.{n}", False) for n in ("check_input", "check_operators", "check_output", "check_resources")],
         "pipelines.job": [
             ("run_job", "run_job", False), ("_ensure_ray", "ray start", False), ("job_sizing", "job_sizing", False),
-            ("build_dataset", "build_dataset", False), ("_finalize", "finalize", False),
+            ("build_dataset", "build_dataset", False), ("finalize", "finalize", False),
         ],
         "pipelines.stages": [
             ("Forward.__init__", "Forward.__init__", False), ("Forward._load_model", "Forward weights", False),

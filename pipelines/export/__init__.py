@@ -10,7 +10,7 @@ read, so that they go on to review or training without a conversion script.
 * `label-studio` (pipelines/export/label_studio.py): Label Studio tasks with predictions, and
   the labeling config that imports them, for every task Label Studio has a control for.
 
-The output is read as `taskray report` reads it (pipelines/report/job_output.py), local or
+The output is read as `taskray report` reads it (pipelines/job_output.py), local or
 s3://; the file written is local. Mask encoding needs the `export` extra (pycocotools,
 label-studio-sdk), and an export that needs a missing one says so.
 """

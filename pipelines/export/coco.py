@@ -99,7 +99,7 @@ def _categories(source: ExportSource, result: CocoResult) -> tuple[list[dict[str
 def _labels_in_data(source: ExportSource) -> set[str]:
     import pyarrow.compute as pc
 
-    from pipelines.report.job_output import leaf_paths
+    from pipelines.job_output import leaf_paths
 
     column = source.task.results[ITEMS[source.task.task]]
     paths = leaf_paths(source.output, column, ("label",))

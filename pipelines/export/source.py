@@ -1,5 +1,5 @@
 """The task an export reads: a finished job output opened as `taskray report` opens it
-(pipelines/report/job_output.py: `_SUCCESS`, the Parquet files beside it, local or s3:// through
+(pipelines/job_output.py: `_SUCCESS`, the Parquet files beside it, local or s3:// through
 pipelines.storage), one of its tasks, the model's labels, and where each row's media is named.
 
 Rows are read in batches of a few hundred with only the columns an export needs, so an output
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
-from pipelines.report.job_output import JobOutput, ReportInputError, TaskColumns, open_output
+from pipelines.job_output import JobOutput, ReportInputError, TaskColumns, open_output
 
 if TYPE_CHECKING:
     import pyarrow

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from pipelines.report.job_output import FILE_COLUMN, ROW_COLUMN, ReportInputError, open_output, read_index
+from pipelines.job_output import FILE_COLUMN, ROW_COLUMN, ReportInputError, open_output, read_index
 
 DEFAULT_SAMPLE = 12
 DEFAULT_FAILED = 50
@@ -41,7 +41,7 @@ def write_report(output: str, path: str, sample: int = DEFAULT_SAMPLE, seed: int
     from pipelines.report import page, views
     from pipelines.report.drawing import Palette
     from pipelines.report.distributions import distribution, index_paths
-    from pipelines.report.job_output import fetch_rows
+    from pipelines.job_output import fetch_rows
     from pipelines.report.limits import describe
     from pipelines.report.sampling import sample_indices
 

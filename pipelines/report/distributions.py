@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from operators import get_operator
-from pipelines.report.job_output import JobOutput, TaskColumns, leaf_paths
+from pipelines.job_output import JobOutput, TaskColumns, leaf_paths
 
 if TYPE_CHECKING:
     import pyarrow

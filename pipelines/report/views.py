@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from pipelines.report import drawing, media
 from pipelines.report.drawing import Palette
-from pipelines.report.job_output import TaskColumns
+from pipelines.job_output import TaskColumns
 from pipelines.report.limits import MAX_DRAWN, TEXT_LIMIT
 
 TABLE_ROWS = 12  # objects/entities/segments listed under a drawing

@@ -53,7 +53,7 @@ def write_job_output(root: str, tiny_model, tasks: list[dict], keep: list[str], 
     """Run `tasks` over input_table() with the job's stages and write `<root>/labels` as a
     finished job output; returns its path."""
     from pipelines import stages
-    from pipelines.job import _finalize
+    from pipelines.job import finalize
     from pipelines.spec import build_job_spec
     from pipelines.storage import resolve
 
@@ -88,7 +88,7 @@ def write_job_output(root: str, tiny_model, tasks: list[dict], keep: list[str], 
     for i in range(files):
         pq.write_table(out.slice(i * step, step), os.path.join(output_dir, f"part-{i:03d}.parquet"))
     nodes = {t.column_prefix: {"test-node": out.num_rows} for t in spec.tasks}
-    _finalize(spec, resolve(output_dir), "id", {"nodes": nodes, "dtypes": dtypes}, wall_s=2.0)
+    finalize(spec, resolve(output_dir), "id", {"nodes": nodes, "dtypes": dtypes}, wall_s=2.0)
     return output_dir
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pipelines.report import charts, drawing, views
-from pipelines.report.job_output import TaskColumns
+from pipelines.job_output import TaskColumns
 from pipelines.report.sampling import sample_indices
 
 

@@ -88,7 +88,7 @@ def open_output(uri: str) -> JobOutput:
         raise ReportInputError(f"{location.uri}/{SUCCESS_FILE} is not a taskray manifest this version reads: {e}") from e
 
     infos = location.filesystem.get_file_info(pafs.FileSelector(location.path, recursive=False))
-    # The files the job's own _finalize counted: visible *.parquet directly under the output.
+    # The files the job's own finalize counted: visible *.parquet directly under the output.
     files = sorted(
         i.path for i in infos
         if i.type == pafs.FileType.File and i.path.endswith(".parquet") and not is_hidden(posixpath.basename(i.path))
