@@ -38,7 +38,7 @@ def register_variant(task: str) -> Callable[[OperatorT], OperatorT]:
     `get_operator(task)` still returns the task's class; constructing it with a checkpoint
     returns the first variant whose `serves(...)` accepts that checkpoint (the task's operator
     decides what it passes, e.g. its feature extractor). A variant lives in its own module
-    under operators/tasks/, so adding one changes no other file but the package's imports.
+    under operators/tasks/ (which imports every module in it), so adding one changes no other file.
     """
 
     def wrap(cls: OperatorT) -> OperatorT:

@@ -51,3 +51,21 @@ def test_cli_lists_tasks(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 13
     assert any(line.startswith("text-classification") and "out: label,score,scores,error" in line for line in lines)
+
+
+def test_every_module_under_tasks_is_imported_and_registers_a_class():
+    """operators/tasks/ imports each of its modules: a new task or variant is one new file."""
+    import inspect
+    import pkgutil
+    import sys
+
+    import operators.tasks
+    from operators import get_operator, list_tasks
+    from operators.registry import task_variants
+
+    registered = {get_operator(t) for t in list_tasks()} | {v for t in list_tasks() for v in task_variants(t)}
+    for module in pkgutil.iter_modules(operators.tasks.__path__):
+        name = f"operators.tasks.{module.name}"
+        assert name in sys.modules, name
+        defined = {c for _, c in inspect.getmembers(sys.modules[name], inspect.isclass) if c.__module__ == name}
+        assert defined & registered, f"{name} registers no operator or variant"
