@@ -380,6 +380,20 @@ class Operator:
 
     # ------------------------------------------------------------------ device helpers
 
+    @staticmethod
+    def host_rows(tensor: "torch.Tensor", lengths: Sequence[int] | None = None) -> list[np.ndarray]:  # noqa: F821
+        """A batched model output brought to the host in one copy, as one numpy array per row:
+        floats as float32 (bf16 and fp16 have no numpy dtype), integers as they are. `lengths`
+        cuts each row to its own length: the positions a row alone would not have (padding).
+        Every task's forward_batch returns its rows through this, so none moves data itself."""
+        tensor = tensor.detach()
+        if tensor.is_floating_point():
+            tensor = tensor.float()
+        array = tensor.cpu().numpy()
+        if lengths is None:
+            return [array[i] for i in range(array.shape[0])]
+        return [array[i, :n] for i, n in enumerate(lengths)]
+
     def to_device(self, array: np.ndarray | "torch.Tensor", *, float_dtype: bool = False):  # noqa: F821
         """Move a host array to the model's device. On CUDA: pinned host memory and a
         non-blocking copy, so the copy overlaps with the previous kernel."""

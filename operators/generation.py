@@ -349,7 +349,7 @@ class GenerationOperator(TokenLimit, Operator):
             sequences = self.model.generate(
                 input_ids=self.to_device(ids), attention_mask=self.to_device(mask), **kwargs
             )
-        sequences = sequences.cpu().numpy()
+        sequences = self.host_rows(sequences)
         # Decoder-only output repeats the (padded) prompt; encoder-decoder output starts with
         # the decoder start token, which may itself be EOS (BART), so skip it before trimming.
         start = 1 if self.is_encoder_decoder else ids.shape[1]

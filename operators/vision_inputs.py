@@ -350,12 +350,6 @@ class ImageOperator(Operator):
         cols = -(-output.shape[-1] * width // canvas[1])
         return output[..., :rows, :cols]
 
-    @staticmethod
-    def split_rows(tensor) -> list[np.ndarray]:
-        """A batched output tensor as one float32 numpy array per row."""
-        array = tensor.detach().float().cpu().numpy()
-        return [array[i] for i in range(array.shape[0])]
-
 
 def as_numpy(value) -> np.ndarray:
     """A processor output (a numpy array from the Pillow backend, a CPU tensor from

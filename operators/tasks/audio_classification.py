@@ -64,7 +64,7 @@ class AudioClassificationOperator(AudioOperator):
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
         output, _ = self.run_encoder([f["waveform"] for f in features])
-        return list(output.logits.float().cpu().numpy())
+        return self.host_rows(output.logits)
 
     def postprocess_row(self, raw: np.ndarray, features: dict[str, Any]) -> dict[str, Any]:
         config = self.config

@@ -62,7 +62,7 @@ class DepthEstimationOperator(ImageOperator):
         return super().image_features(image)
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
-        return self.split_rows(self.model(**self.model_inputs(features)).predicted_depth)
+        return self.host_rows(self.model(**self.model_inputs(features)).predicted_depth)
 
     def postprocess_row(self, raw: np.ndarray, features: dict[str, Any]) -> dict[str, Any]:
         import torch
@@ -70,5 +70,5 @@ class DepthEstimationOperator(ImageOperator):
         outputs = SimpleNamespace(predicted_depth=torch.from_numpy(raw)[None])
         # target size (height, width), as pipeline() passes it (source size for ZoeDepth)
         depth = self.processor.post_process_depth_estimation(outputs, [tuple(features["original_size"])])[0]
-        depth = depth["predicted_depth"].float().cpu().numpy()
+        depth = depth["predicted_depth"].float().numpy()  # post-processed on the host
         return {"depth": png_depth16(depth), "predicted_depth": depth.tolist()}

@@ -154,7 +154,7 @@ class FeatureExtractionOperator(EncoderTextOperator):
         hidden = self.model(**inputs).last_hidden_state
         prompt_lengths = [int(f.get("prompt_length", 0)) for f in features]
         embeddings = self.sentence_head(hidden, inputs["attention_mask"], prompt_lengths, self.options.normalize)
-        return list(embeddings.cpu().numpy())
+        return self.host_rows(embeddings)
 
     def postprocess_row(self, raw: np.ndarray, features: dict[str, Any]) -> dict[str, Any]:
         return {"embedding": raw.astype(np.float32).tolist()}

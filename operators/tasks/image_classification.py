@@ -34,7 +34,7 @@ class ImageClassificationOperator(ImageOperator):
     Options = ImageClassificationOptions
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
-        return self.split_rows(self.model(**self.model_inputs(features)).logits)
+        return self.host_rows(self.model(**self.model_inputs(features)).logits)
 
     def postprocess_row(self, raw: np.ndarray, features: dict[str, Any]) -> dict[str, Any]:
         config = self.model_config

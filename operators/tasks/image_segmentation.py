@@ -83,7 +83,7 @@ class ImageSegmentationOperator(ImageOperator):
         inputs = self.model_inputs(features)
         canvas = tuple(inputs["pixel_values"].shape[-2:])
         out = self.model(**inputs)
-        columns = {k: self.split_rows(out[k]) for k in SEGMENTATION_OUTPUTS if out.get(k) is not None}
+        columns = {k: self.host_rows(out[k]) for k in SEGMENTATION_OUTPUTS if out.get(k) is not None}
         # Mask logits (batch, queries or classes, h, w) cover the padded canvas; post-processing
         # stretches them over the whole image, so each row keeps only its own region, the
         # size it would have alone. Boxes and class logits are not spatial maps.

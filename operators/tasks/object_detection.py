@@ -38,7 +38,7 @@ class ObjectDetectionOperator(ImageOperator):
         out = self.model(**self.model_inputs(features))
         return [
             {"logits": logits, "pred_boxes": boxes}
-            for logits, boxes in zip(self.split_rows(out.logits), self.split_rows(out.pred_boxes))
+            for logits, boxes in zip(self.host_rows(out.logits), self.host_rows(out.pred_boxes))
         ]
 
     def postprocess_row(self, raw: dict[str, np.ndarray], features: dict[str, Any]) -> dict[str, Any]:

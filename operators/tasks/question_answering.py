@@ -142,9 +142,8 @@ class QuestionAnsweringOperator(TokenLimit, Operator):
             types, _ = pad_sequences([w["types"] for w in windows], 0, dtype=np.int64)
             inputs["token_type_ids"] = self.to_device(types)
         out = self.model(**inputs)
-        starts = out.start_logits.float().cpu().numpy()
-        ends = out.end_logits.float().cpu().numpy()
-        return [(starts[k, : len(w["input_ids"])], ends[k, : len(w["input_ids"])]) for k, w in enumerate(windows)]
+        lengths = [len(w["input_ids"]) for w in windows]
+        return list(zip(self.host_rows(out.start_logits, lengths), self.host_rows(out.end_logits, lengths)))
 
     def merge_pieces(
         self, outputs: list[tuple[np.ndarray, np.ndarray]], features: dict[str, Any]

@@ -148,7 +148,7 @@ class Seq2SeqRecognitionOperator(SpeechRecognitionOperator):
             sequences = sequences["sequences"]
         return [
             {"tokens": self.unpadded(row).astype(np.int64), "stride": w["stride"]}
-            for row, w in zip(sequences.cpu().numpy(), windows)
+            for row, w in zip(self.host_rows(sequences), windows)
         ]
 
     def unpadded(self, sequence: np.ndarray) -> np.ndarray:

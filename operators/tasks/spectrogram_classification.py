@@ -109,4 +109,4 @@ class SpectrogramClassificationOperator(AudioClassificationOperator):
         for name in features[0]["inputs"]:
             batch = np.stack([f["inputs"][name] for f in features])
             inputs[name] = self.to_device(batch, float_dtype=np.issubdtype(batch.dtype, np.floating))
-        return list(self.model(**inputs).logits.float().cpu().numpy())
+        return self.host_rows(self.model(**inputs).logits)

@@ -214,12 +214,12 @@ class SpeechRecognitionOperator(AudioOperator):
         align_to = int(getattr(self.config, "inputs_to_logits_ratio", 1))
         chunking = self.options.chunk_length_s is not None
         output, frames = self.run_encoder([p["waveform"] for p in pieces])
-        tokens = output.logits.argmax(dim=-1).cpu().numpy()
+        tokens = self.host_rows(output.logits.argmax(dim=-1))
         kept = []
         for k, piece in enumerate(pieces):
             # Frames past a piece's own length come from padding; the pipeline, one chunk at
             # a time, never has them, and its stride slicing assumes they are absent.
-            ids = tokens[k, : frames[k]] if frames[k] is not None else tokens[k]
+            ids = tokens[k][: frames[k]] if frames[k] is not None else tokens[k]
             if chunking:
                 first, stop = kept_frames(piece["chunk"], align_to)
                 ids = ids[first:stop]

@@ -40,8 +40,7 @@ class TextClassificationOperator(EncoderTextOperator):
     Options = TextClassificationOptions
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
-        logits = self.model(**self.model_inputs(features)).logits
-        return list(logits.float().cpu().numpy())
+        return self.host_rows(self.model(**self.model_inputs(features)).logits)
 
     def postprocess_row(self, raw: np.ndarray, features: dict[str, Any]) -> dict[str, Any]:
         import torch

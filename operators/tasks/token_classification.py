@@ -108,8 +108,8 @@ class TokenClassificationOperator(EncoderTextOperator):
         return outputs  # postprocess_row reads every window's logits
 
     def forward_batch(self, features: list[dict[str, Any]]) -> list[np.ndarray]:
-        logits = self.model(**self.model_inputs(features)).logits.float().cpu().numpy()
-        return [logits[row, : len(f["input_ids"])] for row, f in enumerate(features)]
+        logits = self.model(**self.model_inputs(features)).logits
+        return self.host_rows(logits, [len(f["input_ids"]) for f in features])
 
     def postprocess_row(self, raw: list[np.ndarray], features: dict[str, Any]) -> dict[str, Any]:
         """TokenClassificationPipeline.postprocess, step for step, on our logits."""
