@@ -46,7 +46,7 @@ import numpy as np
 from benchmarks.workloads import EMBED_MAX_TOKENS
 
 # (name, operator kwargs, offered). dtype is the knob users set; the other keys are patched in
-# by build_operator to measure what taskray does not offer.
+# by precision_operator to measure what taskray does not offer.
 VARIANTS: list[tuple[str, dict[str, Any], bool]] = [
     ("float32", {"dtype": "float32"}, True),
     ("bf16 (dtype=bfloat16)", {"dtype": "bfloat16"}, True),
@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------- operators
 
 
-def build_operator(task: str, model: str, kwargs: dict[str, Any]):
+def precision_operator(task: str, model: str, kwargs: dict[str, Any]):
     """The operator for one variant, loaded; the reference-only variants are patched in here."""
     from operators import get_operator
 
@@ -205,8 +205,8 @@ def measure_text(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         classifier = classifier_checkpoint(workload.model, os.path.join(tmp, "classifier"))
-        embedders = {name: build_operator("feature-extraction", workload.model, kw) for name, kw, _ in VARIANTS}
-        classifiers = {name: build_operator("text-classification", classifier, kw) for name, kw, _ in VARIANTS}
+        embedders = {name: precision_operator("feature-extraction", workload.model, kw) for name, kw, _ in VARIANTS}
+        classifiers = {name: precision_operator("text-classification", classifier, kw) for name, kw, _ in VARIANTS}
         fp32 = embedders[VARIANTS[0][0]]
         prepared = fp32.preprocess({"text": workload.values})
         order = sorted(range(len(workload)), key=lambda i: len(prepared["features"][i]["input_ids"]))

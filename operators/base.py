@@ -152,6 +152,12 @@ class Operator:
     # larger in the object store, so they keep 64.
     rows_per_call: ClassVar[int] = 64
 
+    def share_threads(self, share: "ThreadShare | None") -> None:  # noqa: F821
+        """Run each micro-batch on the calling thread's share of `share`'s torch threads
+        (operators/threads.py), refitted before every micro-batch: a process that runs several
+        forward calls at once (OperatorRunner) gives a call running alone the idle threads."""
+        self._thread_share = share
+
     @classmethod
     def response_shape(cls) -> ResponseShape:
         return cls.response or ResponseShape(fields(*cls.output_columns))
@@ -177,6 +183,7 @@ class Operator:
         self._device = None
         self._dtype = None
         self._config_checked = False
+        self._thread_share = None  # see share_threads
         # Lowered after a device OOM; shared with with_options copies (one model, one memory).
         self._batch_scale = MicroBatchScale()
 
@@ -545,6 +552,8 @@ class Operator:
         memory alone fails, as `oom`); any other failure is retried row by row to isolate it."""
         oom = None
         try:
+            if self._thread_share is not None:
+                self._thread_share.fit()  # this call's share of the threads, as of now
             results = self.forward_batch(features)
             if len(results) != len(features):
                 raise RuntimeError(f"forward_batch returned {len(results)} rows for {len(features)}")

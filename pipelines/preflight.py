@@ -101,7 +101,7 @@ def check_operators(spec: "JobSpec") -> None:
     from pydantic import ValidationError
 
     from pipelines.spec import first_error
-    from pipelines.stages import build_operator
+    from operators.runtime import build_operator
 
     for t in spec.tasks:
         where = f"tasks[{t.column_prefix}]"

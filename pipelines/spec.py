@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from operators.runtime import OperatorSpec
+
 # Sizing fields of earlier versions that taskray now picks from the hardware
 # (pipelines/hardware.py). A job file or flag that still sets one fails naming it, pointing at
 # --dry-run, rather than being silently ignored.
@@ -88,29 +90,16 @@ class StorageOptions(BaseModel):
     anonymous: bool = Field(False, description="Access public buckets without credentials.")
 
 
-class TaskSpec(BaseModel):
-    """One task of a job: which operator and model, its inputs and options. How its stages are
-    sized on Ray is picked from the hardware (pipelines/hardware.py); `batch_size`, `num_gpus`,
-    `actors` and `forward_resources` override or pin those picks."""
+class TaskSpec(OperatorSpec):
+    """One task of a job: its operator (OperatorSpec: task, model, options, how it loads), its
+    inputs and name. How its stages are sized on Ray is picked from the hardware
+    (pipelines/hardware.py); `batch_size`, `num_gpus`, `actors` and `forward_resources` override
+    or pin those picks."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    task: str = Field(..., description="Transformers task id, e.g. text-classification (see `taskray tasks`).")
-    model: str = Field(..., description="Hub id or local model directory.")
     name: str | None = Field(
         None,
         description="Column-group name of this task in a multi-task output (`<name>.<column>`); default: the task id.",
     )
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="Operator options (top_k, threshold, ...), checked against the operator's Options."
-    )
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N. auto: CUDA where torch can use it, else the CPU; a job that asks "
-        "for a GPU (cuda, or num_gpus) where torch cannot use CUDA fails before reading data.")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="Weight dtype; auto is bf16/fp16 on GPU and fp32 on CPU."
-    )
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the model.")
-    trust_remote_code: bool = Field(False, description="Allow model code from the hub. Off by default for safety.")
     columns: dict[str, str] = Field(
         default_factory=dict, description="Input role -> dataset column (roles: text, image, audio, question, context)."
     )
@@ -156,14 +145,6 @@ class TaskSpec(BaseModel):
     @classmethod
     def _refuse_removed(cls, data: Any) -> Any:
         return _refuse_removed_fields(data, REMOVED_TASK_FIELDS)
-
-    @field_validator("task")
-    @classmethod
-    def _check_task(cls, value: str) -> str:
-        from operators import get_operator
-
-        get_operator(value)  # ValueError naming the known tasks
-        return value
 
     @field_validator("name")
     @classmethod

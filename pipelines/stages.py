@@ -25,17 +25,14 @@ would cost more object-store traffic than the postprocessing costs on the actor.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pickle
-import threading
 from typing import TYPE_CHECKING, Any
 
-from operators.base import MEDIA_ROLES
 from operators.errors import error_kind
+from operators.runtime import OperatorRunner, build_operator
 from pipelines.job_stats import JobStats  # noqa: F401  (its home before pipelines/job_stats.py)
-from pipelines.torch_threads import ThreadShare
 
 if TYPE_CHECKING:
     import pyarrow
@@ -57,24 +54,9 @@ def error_column(name: str) -> str:
     return f"{ERROR_PREFIX}{name}"
 
 
-def build_operator(task: "TaskSpec"):
-    """The operator of a task spec (nothing loaded yet)."""
-    from operators import get_operator
-
-    return get_operator(task.task)(
-        task.model,
-        device=task.device,
-        dtype=task.dtype,
-        revision=task.revision,
-        trust_remote_code=task.trust_remote_code,
-        **task.options,
-    )
-
-
-def preprocess_block(op, table: "pyarrow.Table", roles: dict[str, str]) -> dict[str, list]:
-    """The operator's preprocess over one block: {"features", "error"}, one entry per row.
-    `roles`: operator input role -> the table's column."""
-    return op.preprocess({role: [media_value(v) for v in table.column(col).to_pylist()] for role, col in roles.items()})
+def block_inputs(table: "pyarrow.Table", roles: dict[str, str]) -> dict[str, list]:
+    """One block as an operator's input batch. `roles`: operator input role -> the table's column."""
+    return {role: [media_value(v) for v in table.column(col).to_pylist()] for role, col in roles.items()}
 
 
 def media_value(value: Any) -> Any:
@@ -103,7 +85,7 @@ class Preprocess:
 
         out = table if self._keep is None else table.select([c for c in self._keep if c in table.column_names])
         for name, roles, op in self._tasks:
-            prepared = preprocess_block(op, table, roles)
+            prepared = op.preprocess(block_inputs(table, roles))
             blobs = [None if f is None else pickle.dumps(f, protocol=5) for f in prepared["features"]]
             out = out.append_column(features_column(name), pa.array(blobs, pa.binary()))
             out = out.append_column(error_column(name), pa.array(prepared["error"], pa.string()))
@@ -141,19 +123,14 @@ class Forward:
         keep: list[str] = (),
         stats=None,
     ):
-        import torch
-
-        # Ray sets OMP_NUM_THREADS from num_cpus for actors (1 below one CPU), and torch may
-        # already have picked its thread count at import: make it explicit.
-        torch.set_num_threads(max(1, torch_threads))
         self._name = task.column_prefix
         self._task = task.task
-        self._op = build_operator(task)
-        self._op._check_config_once()
-        _ = self._op.processor  # preprocess needs it now; a bad processor fails the actor here
-        self._model_loaded = threading.Event()
-        self._load_error: BaseException | None = None
-        threading.Thread(target=self._load_model, name=f"load-{self._name}", daemon=True).start()
+        # The configuration checks and the processor load now (a bad setting fails the actor
+        # at once); the weights load in the background while the first blocks decode.
+        self._runner = OperatorRunner(
+            build_operator(task), torch_threads=torch_threads, calls=forward_calls, load_in_background=True
+        )
+        self._op = self._runner.op
         self._output_names = output_names  # result column (and "error") -> output column
         self._stats = stats
         self._node = _node_id()
@@ -161,39 +138,13 @@ class Forward:
         self._roles = task.role_columns()
         self._drop = list(drop)
         self._keep = list(keep)
-        self._forward_slots = threading.Semaphore(forward_calls)
-        # With several calls, the threads of the calls not running go to those that are,
-        # re-split before each micro-batch (pipelines/torch_threads.py); one call keeps its own.
-        self._threads = ThreadShare(max(1, torch_threads), forward_calls)
-        self._op.forward_batch = self._threads.around(self._op.forward_batch)
-        # A fast tokenizer cannot be shared freely by threads: one that sets its truncation
-        # while another encodes or decodes with the GIL released fails ("Already borrowed").
-        # Text tasks tokenize and postprocess (decode) one call at a time (a small share of a
-        # call); forward only reads token ids, which holds the GIL. Image and audio decoding
-        # shares nothing and releases the GIL, so it runs unlocked.
-        self._tokenizer_lock = contextlib.nullcontext() if media_only(task) else threading.Lock()
         logger.info("forward actor for %s on node %s, device %s", self._name, self._node, self._op.device)
-
-    def _load_model(self) -> None:
-        try:
-            self._op.load()  # the checks and the processor are done: this loads the weights
-        except BaseException as e:  # kept for the forward calls to raise: this thread has no caller
-            self._load_error = e
-        finally:
-            self._model_loaded.set()
-
-    def _wait_for_model(self) -> None:
-        self._model_loaded.wait()
-        if self._load_error is not None:
-            e = self._load_error
-            raise RuntimeError(f"task {self._name!r}: failed to load model {self._op.model_id}: {type(e).__name__}: {e}") from e
 
     def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
         if self._preprocess:
             # The features go straight from preprocess to forward, with no pickled internal
             # column (for audio that column meant four copies of each clip's waveform).
-            with self._tokenizer_lock:
-                prepared = preprocess_block(self._op, table, self._roles)
+            prepared = self._runner.preprocess(block_inputs(table, self._roles))
             out = table.drop_columns([c for c in self._drop if c in table.column_names])
             first = [c for c in self._keep if c in out.column_names]
             return self.label(out.select([*first, *(c for c in out.column_names if c not in first)]), prepared)
@@ -213,11 +164,7 @@ class Forward:
         clash = [name for name in self._output_names.values() if name in out.column_names]
         if clash:  # Arrow would append a second column of the same name
             raise ValueError(f"task {self._name!r}: the input already has its result columns {clash}; give the task another name")
-        self._wait_for_model()
-        with self._forward_slots, self._threads.running():
-            raw = self._op.forward(prepared)
-        with self._tokenizer_lock:
-            result = self._op.postprocess(raw, prepared)
+        result = self._runner.forward_postprocess(prepared)
         for column, name in self._output_names.items():
             values = result[column]
             if column == "error":
@@ -243,11 +190,6 @@ class Forward:
                 # blocks; the driver reads the verdict back from the stats actor.
                 raise ErrorBudgetExceeded(verdict)
         return out
-
-
-def media_only(task: "TaskSpec") -> bool:
-    """Whether every input of the task is an image or audio (decoded by PIL or soundfile)."""
-    return set(task.role_columns()) <= MEDIA_ROLES
 
 
 def _to_arrow(values: list, name: str, arrow_type: "pyarrow.DataType | None" = None) -> "pyarrow.Array":

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
 from operators import get_operator
+from operators.runtime import OperatorRunner, build_operator
 from operators.base import MEDIA_ROLES
 from operators.errors import error_kind
 from pipelines.serve.codec import (
@@ -241,24 +242,16 @@ class BatchStats:
 
 # Defined before the deployments that call them: Serve pickles a deployment's class when the
 # decorator runs, with the module globals that exist at that point.
-def build_operator(args: EndpointArgs, load: bool = True):
-    """The endpoint's operator; `load` also loads its weights (and sets torch's threads)."""
-    op = get_operator(args.task)(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        revision=args.revision,
-        **{**get_operator(args.task).endpoint_defaults, **args.options},
-    )
-    if not load:
-        # No weights, but the configuration checked: with_options() then checks every request's
-        # options against the checkpoint here, where a bad one is that request's 422.
-        return op.checked()
-    if args.torch_threads:
-        import torch
+def endpoint_operator(args: EndpointArgs):
+    """The endpoint's operator, nothing loaded: its options start from the operator's
+    endpoint_defaults (the HF Inference API's), then the endpoint's own."""
+    return build_operator(args, get_operator(args.task).endpoint_defaults)
 
-        torch.set_num_threads(args.torch_threads)
-    return op.load()
+
+def endpoint_runner(args: EndpointArgs) -> OperatorRunner:
+    """The endpoint's operator with its weights, as every serving process holds one
+    (operators/runtime.py); one call at a time (the replica's single inference thread)."""
+    return OperatorRunner(endpoint_operator(args), torch_threads=args.torch_threads)
 
 
 def refuse_gpus_on_the_ingress(args: EndpointArgs) -> None:
@@ -276,7 +269,7 @@ def refuse_gpus_on_the_ingress(args: EndpointArgs) -> None:
         )
 
 
-def run_jobs(operator, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
+def run_jobs(runner: OperatorRunner, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
     """Run a batch: one operator call per distinct `parameters`, split back per request."""
     results: list[dict[str, list] | BaseException | None] = [None] * len(jobs)
     groups: dict[str, list[int]] = {}
@@ -284,9 +277,8 @@ def run_jobs(operator, jobs: list[Job]) -> list[dict[str, list] | BaseException]
         groups.setdefault(json.dumps(job.parameters, sort_keys=True), []).append(i)
     for members in groups.values():
         try:
-            op = operator.with_options(**jobs[members[0]].parameters)
-            columns = {r: [v for i in members for v in jobs[i].columns[r]] for r in op.input_roles}
-            out = op(columns)
+            columns = {r: [v for i in members for v in jobs[i].columns[r]] for r in runner.op.input_roles}
+            out = runner(columns, **jobs[members[0]].parameters)
         except Exception as e:  # a failed call fails its own requests, never the replica
             logger.exception("operator call failed for %d requests", len(members))
             for i in members:
@@ -311,7 +303,14 @@ class TaskEndpoint:
         self.retry_after_s = retry_after_s
         if model is not None:
             refuse_gpus_on_the_ingress(self.args)
-        self.op = build_operator(self.args, load=model is None)
+        if model is None:
+            self.runner: OperatorRunner | None = endpoint_runner(self.args)
+            self.op = self.runner.op
+        else:
+            # No weights, but the configuration checked: with_options() then checks every
+            # request's options against the checkpoint here, where a bad one is its 422.
+            self.runner = None
+            self.op = endpoint_operator(self.args).checked()
         self.infer_batch.set_max_batch_size(self.args.max_batch_size)
         self.infer_batch.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskray-infer")
@@ -511,7 +510,7 @@ class TaskEndpoint:
             ]
 
     def _run_jobs(self, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
-        return run_jobs(self.op, jobs)
+        return run_jobs(self.runner, jobs)
 
     # -------------------------------------------------------------- request checks
 
@@ -558,12 +557,12 @@ class TaskModel:
 
     def __init__(self, args: dict[str, Any]):
         self.args = EndpointArgs.model_validate(args)
-        self.op = build_operator(self.args)
+        self.runner = endpoint_runner(self.args)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskray-infer")
 
     async def run_jobs(self, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, run_jobs, self.op, jobs)
+        return await loop.run_in_executor(self.executor, run_jobs, self.runner, jobs)
 
 
 def endpoint_options(args: EndpointArgs, override: dict[str, Any] | None = None) -> dict[str, Any]:

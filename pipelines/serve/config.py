@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from operators.runtime import OperatorSpec
+
 APP_IMPORT_PATH = "pipelines.serve.app:build_app"
 HEALTH_IMPORT_PATH = "pipelines.serve.app:build_health_app"
 DEPLOYMENT_NAME = "TaskEndpoint"
@@ -23,27 +25,19 @@ HEALTH_APP_NAME = "health"
 TOKEN_ENV = "TASKRAY_API_TOKEN"
 
 
-class EndpointArgs(BaseModel):
-    """`args` of one taskray application: what it serves and how it batches and guards."""
+class EndpointArgs(OperatorSpec):
+    """`args` of one taskray application: its operator (OperatorSpec: task, model, options fixed
+    for the endpoint, how it loads; a request's `parameters` override request options per call)
+    and how it batches and guards."""
 
     # Errors never echo the args back: they may sit next to secrets in a config.
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    task: str = Field(description="transformers task id, e.g. text-classification (see `taskray tasks`).")
-    model: str = Field(description="Hub id or local model directory.")
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to load.")
-    device: str = Field("auto", description="torch device; auto picks CUDA when visible, else CPU.")
-    dtype: str = Field("auto", description="auto: bf16/fp16 on GPU, fp32 on CPU; or float32/float16/bfloat16.")
     torch_threads: int | None = Field(
         None,
         ge=1,
         description="torch intra-op threads of each replica. Default: what Ray gives the replica "
         "(OMP_NUM_THREADS from its num_cpus, 1 when that is below 1).",
-    )
-    options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Operator options fixed for this endpoint (e.g. top_k); requests may override "
-        "task options per call in `parameters`.",
     )
     max_batch_size: int = Field(16, ge=1, description="Most requests one @serve.batch call gathers.")
     batch_wait_timeout_s: float = Field(
@@ -69,14 +63,6 @@ class EndpointArgs(BaseModel):
         "Serve logs application args, so a config holds only the digest; `taskray serve` turns "
         f"`auth_token` into it. When unset, the replica's {TOKEN_ENV} environment variable applies.",
     )
-
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, task: str) -> str:
-        from operators import get_operator
-
-        get_operator(task)  # raises ValueError naming the known tasks
-        return task
 
 
 class DeploymentOptions(BaseModel):

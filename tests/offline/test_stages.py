@@ -93,11 +93,13 @@ def test_weights_load_while_the_first_block_decodes_and_a_failed_load_fails_the_
     names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
     table = pa.table({"id": ["a"], "body": ["one text"]})
     gate = threading.Event()
-    original = Forward._load_model
-    monkeypatch.setattr(Forward, "_load_model", lambda self: (gate.wait(30), original(self)))
+    from operators.runtime import OperatorRunner
+
+    original = OperatorRunner._load
+    monkeypatch.setattr(OperatorRunner, "_load", lambda self: (gate.wait(30), original(self)))
     stage = Forward(task, names, preprocess=True)  # returns with the weights still held back
     monkeypatch.undo()
-    assert stage._op._processor is not None and not stage._model_loaded.is_set()
+    assert stage._op._processor is not None and not stage._runner.loaded
     gate.set()
     assert stage(table).column("label").to_pylist()[0] in ("negative", "neutral", "positive")
 

@@ -188,12 +188,12 @@ def test_an_isolated_ingress_checks_the_request_against_the_checkpoint(tiny_mode
     and a bad option that reaches a batch anyway fails only its own requests."""
     import asyncio
 
-    from pipelines.serve.app import TaskEndpoint, build_operator
+    from pipelines.serve.app import TaskEndpoint, endpoint_operator, endpoint_runner
     from pipelines.serve.config import EndpointArgs
 
     endpoint = object.__new__(TaskEndpoint.func_or_class)  # the replica's state, without Serve
     endpoint.args = EndpointArgs(task=ASR, model=tiny_model(ASR))
-    endpoint.op = build_operator(endpoint.args, load=False)
+    endpoint.op = endpoint_operator(endpoint.args).checked()
     status, body, _ = asyncio.run(endpoint.forwarded_transcription(flac["fox"], {"language": "fr"}))
     assert (status, body["error"]["param"]) == (400, "language")
     assert body["error"]["message"].startswith("language: language applies to sequence-to-sequence models such as Whisper")
@@ -204,7 +204,7 @@ def test_an_isolated_ingress_checks_the_request_against_the_checkpoint(tiny_mode
     with pytest.raises(RequestError) as refused:
         endpoint._check_parameters({"language": "fr"})
     assert refused.value.status == 422 and "language" in str(refused.value)
-    loaded = build_operator(endpoint.args)
+    loaded = endpoint_runner(endpoint.args)
     good, bad = Job({"audio": [flac["fox"]]}, {}), Job({"audio": [flac["fox"]]}, {"language": "fr"})
     results = run_jobs(loaded, [bad, good])
     assert isinstance(results[0], BaseException) and "language" in str(results[0])

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from pipelines.torch_threads import ThreadShare
+from operators.threads import ThreadShare
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +51,8 @@ def test_fit_sets_only_the_calling_threads_count():
 
     def call():
         with share.running():
-            share.around(lambda features: seen.append(torch.get_num_threads()))(None)
+            share.fit()  # as the operator does before each micro-batch
+            seen.append(torch.get_num_threads())
 
     t = threading.Thread(target=call)
     t.start()

@@ -1,5 +1,7 @@
-"""torch threads for the forward calls that one actor runs at once (picked per node by
-pipelines/hardware.py: on CPU nodes text and audio run 2 calls, each on half the cores).
+"""torch threads for the forward calls that one process runs at once (an offline forward actor's
+calls, picked per node by pipelines/hardware.py: on CPU nodes text and audio run 2 calls, each
+on half the cores). operators/runtime.py's OperatorRunner owns one; the operator refits the
+calling thread's share before each micro-batch (Operator.share_threads).
 
 An actor with N forward calls of T threads owns N x T threads' worth of cores. While
 all N calls are in the model each runs on T threads; when fewer are (the job's first and last
@@ -16,8 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 
 class ThreadShare:
@@ -54,12 +55,3 @@ class ThreadShare:
         n = self.threads_now()
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
-
-    def around(self, forward_batch: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """`forward_batch` (one micro-batch) with the calling thread's share set first."""
-
-        def fitted(features: Any) -> Any:
-            self.fit()
-            return forward_batch(features)
-
-        return fitted
