@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from collections.abc import Iterator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,3 +164,25 @@ def test_no_private_name_is_imported_from_another_module():
         if name is not None and name.startswith("_") and not name.startswith("__") and target != module
     ]
     assert not private, "\n".join(private)
+
+
+def test_no_module_outside_the_operators_assigns_an_operator_method():
+    """Nothing wraps or replaces an operator's methods from outside it (the thread share used to
+    be patched over forward_batch): behaviour goes through the operator's own hooks."""
+    import inspect
+
+    from operators.base import Operator
+
+    methods = {name for name, _ in inspect.getmembers(Operator, callable) if not name.startswith("__")}
+    holds_an_operator = re.compile(r"(^|\.)_?op(erator)?$")  # op, self._op, self.op, runner.op, operator
+    patched = []
+    for module, path in MODULES.items():
+        if module.startswith("operators"):
+            continue
+        for node in ast.walk(ast.parse(open(path).read(), path)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            for target in targets:
+                if (isinstance(target, ast.Attribute) and target.attr in methods
+                        and holds_an_operator.search(ast.unparse(target.value))):
+                    patched.append(f"{module}:{node.lineno} assigns .{target.attr}")
+    assert not patched, "\n".join(patched)
