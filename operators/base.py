@@ -141,6 +141,9 @@ class Operator:
     # Where the HF Inference API's defaults differ from pipeline()'s (which the options follow),
     # a Serve endpoint starts from these; its `options`, then a request's parameters, override them.
     endpoint_defaults: ClassVar[dict[str, Any]] = {}
+    # Whether a row's results are larger than its input (embeddings: 11x the text's bytes), so
+    # that an offline job sizes its blocks by more than the input rows' bytes (pipelines/hardware.py).
+    results_outgrow_inputs: ClassVar[bool] = False
     # Where its labels and scores are, for the report's charts (operators/results.py); None: no labels.
     label_source: ClassVar[LabelSource | None] = None
     auto_model: ClassVar[str] = "AutoModel"

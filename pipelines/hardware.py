@@ -58,7 +58,6 @@ MAX_DECODE_CALLS = 4
 # inputs: sized for the input alone, embeddings (11x) were cut into small blocks and the
 # forward actor sat idle between them (measured, see pipelines/job.py).
 GROWING_RESULTS_BLOCK_GROWTH = 4.0
-GROWING_RESULTS_TASKS = frozenset({"feature-extraction"})
 TEXT_BLOCK_ROWS = 256
 AUDIO_BLOCK_ROWS = 64
 
@@ -205,6 +204,8 @@ def input_kind(task: "TaskSpec") -> Literal["text", "image", "audio"]:
 def pick_sizing(spec: "JobSpec", hw: Hardware) -> JobSizing:
     """The sizing of `spec` on `hw`. User settings (batch_size, num_gpus, actors, block_rows)
     win over the picks; everything else is picked here."""
+    from operators import get_operator
+
     gpu = hw.gpus > 0 or any(t.num_gpus for t in spec.tasks)  # a job's num_gpus asks for GPU nodes
     pool = gpu or _FORCE_PREPROCESS_POOL
     n_tasks = len(spec.tasks)
@@ -267,7 +268,7 @@ def pick_sizing(spec: "JobSpec", hw: Hardware) -> JobSizing:
     else:
         block_rows = TEXT_BLOCK_ROWS
         why.append(f"block_rows: {block_rows}")
-    if any(t.task in GROWING_RESULTS_TASKS for t in spec.tasks):
+    if any(get_operator(t.task).results_outgrow_inputs for t in spec.tasks):
         growth = GROWING_RESULTS_BLOCK_GROWTH
         why.append(f"block bytes: {growth:g}x the input rows' (embeddings outgrow their inputs; measured)")
     else:

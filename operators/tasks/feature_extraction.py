@@ -65,6 +65,7 @@ class FeatureExtractionOptions(TextOptions):
 class FeatureExtractionOperator(EncoderTextOperator):
     output_columns = ("embedding",)
     response = ResponseShape(column("embedding"))
+    results_outgrow_inputs = True
     float32_columns = ("embedding",)
     auto_model = "AutoModel"
     Options = FeatureExtractionOptions
