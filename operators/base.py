@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +41,9 @@ from operators.errors import RowError, describe, option_error, row_error
 from operators.loading import LoadOptions, check_dtype, load_model, load_processor, resolve_device, resolve_dtype
 from operators.out_of_memory import MicroBatchScale, free_device_memory, is_out_of_memory
 from operators.results import LabelSource, ResponseShape, fields
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +135,9 @@ class Operator:
     modality: ClassVar[str] = ""  # "text" | "image" | "audio"
     input_roles: ClassVar[tuple[str, ...]] = ()
     output_columns: ClassVar[tuple[str, ...]] = ()  # result columns, "error" excluded
-    # Result columns of float32 vectors. Offline jobs write them as list<float32>; Arrow
-    # would infer list<double> from the Python floats and store every value twice as wide.
-    float32_columns: ClassVar[tuple[str, ...]] = ()
+    # The Arrow type of each result column (operators/results.py); `output_schema()` reads it
+    # (tasks whose types follow an option override `output_types_now`).
+    output_types: ClassVar[Mapping[str, "pa.DataType"]] = {}
     # The answer to one input over HTTP, shaped as pipeline() returns it (operators/results.py).
     # None: every result column, as an object.
     response: ClassVar[ResponseShape | None] = None
@@ -154,6 +157,21 @@ class Operator:
     # 39 rows/s at 64 rows per call and 58 at 256 (benchmarks/RESULTS.md). Media rows are
     # larger in the object store, so they keep 64.
     rows_per_call: ClassVar[int] = 64
+
+    def output_types_now(self) -> Mapping[str, "pa.DataType"]:
+        """The result columns' Arrow types under this operator's options."""
+        return self.output_types
+
+    def output_schema(self) -> "pa.Schema":
+        """The result columns and `error`, typed: what an offline job writes for this task,
+        the same in every file whatever its rows (a block whose rows all failed included)."""
+        import pyarrow as pa
+
+        types = self.output_types_now()
+        missing = [c for c in self.output_columns if c not in types]
+        if missing:
+            raise TypeError(f"{type(self).__name__} declares no Arrow type for its result columns {missing}")
+        return pa.schema([*((c, types[c]) for c in self.output_columns), ("error", pa.string())])
 
     def share_threads(self, share: "ThreadShare | None") -> None:  # noqa: F821
         """Run each micro-batch on the calling thread's share of `share`'s torch threads

@@ -178,8 +178,9 @@ class Compactor:
         for source in sources:
             with fs.open_input_file(posixpath.join(self.out.path, source)) as f:
                 tables.append(pq.read_table(f))
-        # A block whose rows all failed has null-typed result columns; permissive promotion
-        # gives the group one schema (job._unify_file_schemas does the same across groups).
+        # Result columns are typed by their operators, but a kept input column that is all
+        # null in one input file is typed null there; permissive promotion gives the group one
+        # schema (job._unify_file_schemas does the same across groups).
         table = pa.concat_tables(tables, promote_options="permissive")
         fs.create_dir(self.compact_dir, recursive=True)
         staged = posixpath.join(self.compact_dir, name)

@@ -722,9 +722,10 @@ def data_files(out: Location) -> list[str]:
 
 
 def _unify_file_schemas(out: Location, files: list[str]):
-    """One schema for all data files. A block whose rows all failed has all-null result
-    columns, which Arrow types as `null`; readers that take the first file's schema would
-    then fail on the others. Rewrite only those files, with the unified types."""
+    """One schema for all data files. Result columns have their operator's declared types in
+    every file (Operator.output_schema), but the kept input columns are the input files' own:
+    one input file's all-null column is typed `null`, which readers that take the first file's
+    schema would then fail on. Rewrite only those files, with the unified types."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

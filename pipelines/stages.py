@@ -31,6 +31,7 @@ import pickle
 from typing import TYPE_CHECKING, Any
 
 from operators.errors import error_kind
+from operators.results import missing_or_extra_fields
 from operators.runtime import OperatorRunner, build_operator
 from pipelines.job_stats import JobStats  # noqa: F401  (its home before pipelines/job_stats.py)
 
@@ -159,19 +160,13 @@ class Forward:
     def label(self, out: "pyarrow.Table", prepared: dict[str, list]) -> "pyarrow.Table":
         """Forward and postprocess `prepared` (the operator's preprocess output for the rows
         of `out`), and append the task's result columns to `out`."""
-        import pyarrow as pa
-
         clash = [name for name in self._output_names.values() if name in out.column_names]
         if clash:  # Arrow would append a second column of the same name
             raise ValueError(f"task {self._name!r}: the input already has its result columns {clash}; give the task another name")
         result = self._runner.forward_postprocess(prepared)
+        schema = self._op.output_schema()
         for column, name in self._output_names.items():
-            values = result[column]
-            if column == "error":
-                array = pa.array(values, pa.string())
-            else:
-                array = _to_arrow(values, name, pa.list_(pa.float32()) if column in self._op.float32_columns else None)
-            out = out.append_column(name, array)
+            out = out.append_column(name, _to_arrow(result[column], name, schema.field(column).type))
         if self._stats is not None:
             kinds: dict[str, int] = {}
             examples: dict[str, str] = {}  # the first error of each kind, for the budget's message
@@ -192,14 +187,18 @@ class Forward:
         return out
 
 
-def _to_arrow(values: list, name: str, arrow_type: "pyarrow.DataType | None" = None) -> "pyarrow.Array":
+def _to_arrow(values: list, name: str, arrow_type: "pyarrow.DataType") -> "pyarrow.Array":
+    """A result column as its declared Arrow type (the operator's output_schema)."""
     import pyarrow as pa
 
+    sample = next((v for v in values if v is not None), None)
+    problem = missing_or_extra_fields(sample, arrow_type)
+    if problem:  # Arrow would drop an undeclared key without a word
+        raise TypeError(f"result column {name!r} does not match its declared type {arrow_type}: {problem}")
     try:
         return pa.array(values, arrow_type)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        sample = next((v for v in values if v is not None), None)
-        raise TypeError(f"result column {name!r} does not convert to Arrow (got {type(sample).__name__}): {e}") from e
+        raise TypeError(f"result column {name!r} does not convert to {arrow_type} (got {type(sample).__name__}): {e}") from e
 
 
 def _node_id() -> str:

@@ -19,6 +19,7 @@ from operators.audio_inputs import AudioOperator, AudioOptions
 from operators.registry import register_operator, task_variants
 from operators.scoring import class_scores, top_labels
 from operators.results import LabelSource, ResponseShape, ranked
+from operators.results import CLASSIFICATION_TYPES
 
 
 class AudioClassificationOptions(AudioOptions):
@@ -35,6 +36,7 @@ class AudioClassificationOptions(AudioOptions):
 @register_operator("audio-classification")
 class AudioClassificationOperator(AudioOperator):
     output_columns = ("label", "score", "scores")
+    output_types = CLASSIFICATION_TYPES
     response = ResponseShape(ranked)
     label_source = LabelSource("label", "score")
     # The top 5 labels, as the HF Inference API, image-classification, and the default that

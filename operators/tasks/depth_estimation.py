@@ -23,6 +23,7 @@ import numpy as np
 from operators.registry import register_operator
 from operators.vision_inputs import ImageOperator, ImageOptions
 from operators.results import ResponseShape, fields
+import pyarrow as pa
 
 
 def png_depth16(depth: np.ndarray) -> bytes:
@@ -43,6 +44,7 @@ def png_depth16(depth: np.ndarray) -> bytes:
 @register_operator("depth-estimation")
 class DepthEstimationOperator(ImageOperator):
     output_columns = ("depth", "predicted_depth")
+    output_types = {"depth": pa.binary(), "predicted_depth": pa.list_(pa.list_(pa.float64()))}
     response = ResponseShape(fields("depth", "predicted_depth"))
     auto_model = "AutoModelForDepthEstimation"
     Options = ImageOptions

@@ -33,6 +33,7 @@ from operators.sentence_modules import (
 )
 from operators.text_inputs import EncoderTextOperator, TextOptions
 from operators.results import ResponseShape, column
+import pyarrow as pa
 
 
 class FeatureExtractionOptions(TextOptions):
@@ -64,9 +65,10 @@ class FeatureExtractionOptions(TextOptions):
 @register_operator("feature-extraction")
 class FeatureExtractionOperator(EncoderTextOperator):
     output_columns = ("embedding",)
+    # float32 as computed: Arrow would infer list<double> from the Python floats, twice as wide
+    output_types = {"embedding": pa.list_(pa.float32())}
     response = ResponseShape(column("embedding"))
     results_outgrow_inputs = True
-    float32_columns = ("embedding",)
     auto_model = "AutoModel"
     Options = FeatureExtractionOptions
 

@@ -11,6 +11,7 @@ from operators.registry import register_operator
 from operators.scoring import class_scores, top_labels
 from operators.vision_inputs import ImageOperator, ImageOptions
 from operators.results import LabelSource, ResponseShape, ranked
+from operators.results import CLASSIFICATION_TYPES
 
 
 class ImageClassificationOptions(ImageOptions):
@@ -28,6 +29,7 @@ class ImageClassificationOptions(ImageOptions):
 @register_operator("image-classification")
 class ImageClassificationOperator(ImageOperator):
     output_columns = ("label", "score", "scores")
+    output_types = CLASSIFICATION_TYPES
     response = ResponseShape(ranked)
     label_source = LabelSource("label", "score")
     auto_model = "AutoModelForImageClassification"

@@ -13,6 +13,9 @@ from pydantic import Field
 from operators.registry import register_operator
 from operators.vision_inputs import ImageOperator, ImageOptions
 from operators.results import LabelSource, ResponseShape, column
+import pyarrow as pa
+
+from operators.results import IMAGE_SIZE_TYPES, struct
 
 # Model outputs that processors' post_process_*_segmentation read; others (hidden states,
 # auxiliary logits) stay on the device.
@@ -54,6 +57,10 @@ class ImageSegmentationOperator(ImageOperator):
     recorded so that exports know it even for a row with no segment."""
 
     output_columns = ("segments", "image_width", "image_height")
+    output_types = {
+        "segments": pa.list_(struct(score=pa.float64(), label=pa.string(), mask=pa.binary())),
+        **IMAGE_SIZE_TYPES,
+    }
     response = ResponseShape(column("segments"))
     label_source = LabelSource("segments", "score", ("label",), "segments")
     auto_model = "AutoModelForImageSegmentation"

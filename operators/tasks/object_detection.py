@@ -11,6 +11,9 @@ from pydantic import Field
 from operators.registry import register_operator
 from operators.vision_inputs import ImageOperator, ImageOptions
 from operators.results import LabelSource, ResponseShape, column
+import pyarrow as pa
+
+from operators.results import IMAGE_SIZE_TYPES, struct
 
 BOX_KEYS = ("xmin", "ymin", "xmax", "ymax")
 
@@ -29,6 +32,11 @@ class ObjectDetectionOperator(ImageOperator):
     exports (COCO, Label Studio) know it without reading the images again."""
 
     output_columns = ("objects", "image_width", "image_height")
+    output_types = {
+        "objects": pa.list_(struct(score=pa.float64(), label=pa.string(), box=struct(
+            xmin=pa.int64(), ymin=pa.int64(), xmax=pa.int64(), ymax=pa.int64()))),
+        **IMAGE_SIZE_TYPES,
+    }
     response = ResponseShape(column("objects"))
     label_source = LabelSource("objects", "score", ("label",), "objects")
     auto_model = "AutoModelForObjectDetection"

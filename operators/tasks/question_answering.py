@@ -27,6 +27,9 @@ from operators.errors import RowError, option_error
 from operators.registry import register_operator
 from operators.text_inputs import TextLimitOptions, TokenLimit, check_text
 from operators.results import LabelSource, ResponseShape
+import pyarrow as pa
+
+from operators.results import struct
 
 _MASKED = -10000.0  # what 4.57 writes over logits that cannot be part of an answer
 
@@ -60,6 +63,10 @@ class QuestionAnsweringOperator(TokenLimit, Operator):
     modality = "text"
     input_roles = ("question", "context")
     output_columns = ("answer", "score", "start", "end", "answers")
+    output_types = {
+        "answer": pa.string(), "score": pa.float64(), "start": pa.int64(), "end": pa.int64(),
+        "answers": pa.list_(struct(score=pa.float64(), start=pa.int64(), end=pa.int64(), answer=pa.string())),
+    }
     response = ResponseShape(best_answers)
     label_source = LabelSource(None, "score", (), "answers")  # scores only: an answer is no label
     auto_model = "AutoModelForQuestionAnswering"

@@ -26,6 +26,9 @@ from operators.errors import option_error
 from operators.loading import load_processor
 from operators.registry import register_operator, task_variants
 from operators.results import ResponseShape
+import pyarrow as pa
+
+from operators.results import struct
 
 NonNegative = Annotated[float, Field(ge=0)]
 
@@ -140,6 +143,8 @@ def transcript(row) -> dict:
 @register_operator("automatic-speech-recognition")
 class SpeechRecognitionOperator(AudioOperator):
     output_columns = ("text", "chunks")
+    # chunks: Whisper's segments with return_timestamps, (start, end) in seconds (end None when cut)
+    output_types = {"text": pa.string(), "chunks": pa.list_(struct(timestamp=pa.list_(pa.float64()), text=pa.string()))}
     response = ResponseShape(transcript)
     auto_model = "AutoModelForCTC"
     Options = SpeechRecognitionOptions

@@ -16,6 +16,7 @@ import numpy as np
 from operators.generation import GenerationOperator, GenerationOptions
 from operators.registry import register_operator
 from operators.results import ResponseShape, one_record
+import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 @register_operator("summarization")
 class SummarizationOperator(GenerationOperator):
     output_columns = ("summary_text",)
+    output_types = {"summary_text": pa.string()}
     response = ResponseShape(one_record("summary_text"), unwrap_in_list=True)
     auto_model = "AutoModelForSeq2SeqLM"
     Options = GenerationOptions

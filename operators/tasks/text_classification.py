@@ -20,6 +20,7 @@ from pydantic import Field
 from operators.registry import register_operator
 from operators.text_inputs import EncoderTextOperator, TextOptions, pipeline_steps
 from operators.results import LabelSource, ResponseShape, ranked
+from operators.results import CLASSIFICATION_TYPES
 
 
 class TextClassificationOptions(TextOptions):
@@ -34,6 +35,7 @@ class TextClassificationOptions(TextOptions):
 @register_operator("text-classification")
 class TextClassificationOperator(EncoderTextOperator):
     output_columns = ("label", "score", "scores")
+    output_types = CLASSIFICATION_TYPES
     response = ResponseShape(ranked, unwrap_in_list=True, wrap_single=True)
     label_source = LabelSource("label", "score")
     auto_model = "AutoModelForSequenceClassification"

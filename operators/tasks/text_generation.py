@@ -20,6 +20,7 @@ from operators.errors import RowError, option_error
 from operators.generation import GenerationOperator, GenerationOptions
 from operators.registry import register_operator
 from operators.results import ResponseShape, one_record
+import pyarrow as pa
 
 
 class TextGenerationOptions(GenerationOptions):
@@ -36,6 +37,7 @@ class TextGenerationOptions(GenerationOptions):
 @register_operator("text-generation")
 class TextGenerationOperator(GenerationOperator):
     output_columns = ("generated_text",)
+    output_types = {"generated_text": pa.string()}
     response = ResponseShape(one_record("generated_text"))
     # text-generation-inference, and so InferenceClient.text_generation, returns only the
     # continuation unless asked for return_full_text; pipeline() prepends the prompt.

@@ -23,6 +23,7 @@ from operators.text_inputs import EncoderTextOperator, TextOptions, pipeline_ste
 from operators.results import LabelSource, ResponseShape, column
 
 
+
 class TokenClassificationOptions(TextOptions):
     aggregation_strategy: Literal["none", "simple", "first", "average", "max"] = Field(
         "none", description="How tokens are fused into entities, as in pipeline(): none keeps one entity per token."
@@ -40,6 +41,20 @@ class TokenClassificationOptions(TextOptions):
 @register_operator("token-classification")
 class TokenClassificationOperator(EncoderTextOperator):
     output_columns = ("entities",)
+
+    def output_types_now(self):
+        import pyarrow as pa
+
+        from operators.results import struct
+
+        # token-level entities name their label `entity` and their position `index`;
+        # aggregated ones name it `entity_group`, with no index (as pipeline() answers)
+        if self.options.aggregation_strategy == "none":
+            entity = struct(entity=pa.string(), score=pa.float64(), index=pa.int64(), word=pa.string(),
+                            start=pa.int64(), end=pa.int64())
+        else:
+            entity = struct(entity_group=pa.string(), score=pa.float64(), word=pa.string(), start=pa.int64(), end=pa.int64())
+        return {"entities": pa.list_(entity)}
     response = ResponseShape(column("entities"))
     # aggregated entities carry `entity_group`, token-level ones `entity`
     label_source = LabelSource("entities", "score", ("entity_group", "entity"), "entities")

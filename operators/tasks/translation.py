@@ -26,6 +26,7 @@ from pydantic import Field
 from operators.generation import GenerationOperator, GenerationOptions
 from operators.registry import register_operator
 from operators.results import ResponseShape, one_record
+import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 _TOKENIZER_LANGUAGE = threading.Lock()
@@ -45,6 +46,7 @@ class TranslationOptions(GenerationOptions):
 @register_operator("translation")
 class TranslationOperator(GenerationOperator):
     output_columns = ("translation_text",)
+    output_types = {"translation_text": pa.string()}
     response = ResponseShape(one_record("translation_text"), unwrap_in_list=True)
     auto_model = "AutoModelForSeq2SeqLM"
     Options = TranslationOptions

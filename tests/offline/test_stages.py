@@ -216,3 +216,26 @@ def test_job_data_context_sets_the_job_settings_and_restores_them_after_a_failur
             assert ctx._max_num_blocks_in_streaming_gen_buffer >= STREAMING_GEN_BUFFER_BLOCKS > 2
             raise RuntimeError("boom")
     assert {name: getattr(ctx, name) for name in names} == before
+
+
+def test_a_block_whose_rows_all_failed_has_the_declared_types(task):
+    """Result columns take the operator's declared Arrow types (Operator.output_schema), not
+    what Arrow infers from the values: an all-failed block is typed as any other, so every file
+    of a job has one schema by construction."""
+    names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
+    stage = Forward(task, names, preprocess=True)
+    failed = stage(pa.table({"id": ["a", "b"], "body": pa.array([None, None], pa.string())}))
+    fine = stage(pa.table({"id": ["c"], "body": ["a fine text"]}))
+    assert failed.column("error").null_count == 0 and failed.column("label").null_count == 2
+    assert failed.schema == fine.schema
+    assert failed.schema.field("scores").type == pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
+
+
+def test_a_result_that_leaves_its_declared_type_is_refused():
+    """Arrow drops a dict key its struct does not declare without a word; the stage refuses it."""
+    from pipelines.stages import _to_arrow
+
+    ranked = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
+    assert _to_arrow([None, [{"label": "a", "score": 0.5}]], "scores", ranked).type == ranked
+    with pytest.raises(TypeError, match="keys \\['label', 'rank', 'score'\\] are not the declared"):
+        _to_arrow([[{"label": "a", "score": 0.5, "rank": 1}]], "scores", ranked)
