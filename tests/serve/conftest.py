@@ -74,7 +74,9 @@ def _secure_embeddings_endpoint(model: str):
     return AppSpec(
         name=SECURE_EMBEDDINGS_APP,
         route_prefix=SECURE_ROUTE,
-        args=EndpointArgs(task="feature-extraction", model=model),
+        # One process: what is under test here (the token, the root's forwarding) is the
+        # ingress's; test-api, test-slow and test-crash run the default, isolated layout.
+        args=EndpointArgs(task="feature-extraction", model=model, isolate_model=False),
         deployment=DeploymentOptions(num_cpus=0),
         auth_token=AUTH_TOKEN,
     )
