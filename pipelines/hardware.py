@@ -13,7 +13,7 @@ the rest is reasoned from those measurements and says so in `why`):
   start-up and one copy of the weights per node; two 1-thread actors measured the same as one
   2-thread actor and started later). Text and audio run 2 forward calls at once, each on
   half the cores (measured on 2 cores: 2 calls of 1 thread; a call running alone takes the
-  idle threads, pipelines/torch_threads.py). Images run 1 forward call on half the cores and
+  idle threads, operators/threads.py). Images run 1 forward call on half the cores and
   decode in as many extra concurrent calls as there are cores, at most 4 (measured on 2 cores:
   1 thread, 2 decoding calls; audio decodes the same way). Several tasks split the cores.
 * GPU nodes (any GPU in the cluster, or a GPU node type the autoscaler can start). Decoding

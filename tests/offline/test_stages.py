@@ -164,7 +164,7 @@ def test_text_forward_calls_share_the_tokenizer_one_call_at_a_time(task):
 
 def test_forward_calls_give_a_lone_call_the_idle_threads(task, monkeypatch):
     """forward_calls=2 with 1 torch thread each: a call alone in the model runs its
-    micro-batches on both threads, two calls at once on one each (pipelines/torch_threads.py)."""
+    micro-batches on both threads, two calls at once on one each (operators/threads.py)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
