@@ -112,6 +112,23 @@ def timeline(run: dict, events: list[dict]) -> list[tuple[float | None, float, s
     return sorted(rows, key=lambda r: r[1])
 
 
+def print_timeline(run: dict, events: list[dict], worker: str, verbose: bool, names: dict[str, str | None] | None = None) -> None:
+    """One line per traced step: its start -> end, the process, the step. `names` renames steps
+    (None drops one); without `verbose`, imports and Ray tasks show only for `worker` events."""
+    for start, end, who, event in timeline(run, events):
+        event = (names or {}).get(event, event)
+        if event is None or (not verbose and event.startswith(("import py", "ray task ")) and worker not in event):
+            continue
+        span = "" if start is None else f"{start:6.2f} -> "
+        took = "" if start is None else f"  ({end - start:.2f} s)"
+        print(f"  {span:>10}{end:6.2f}  {who:<34} {event}{took}")
+
+
+def print_ranges(values: dict[str, list[float]], width: int) -> None:
+    for name, seconds in values.items():
+        print(f"{name:>{width}}: " + ", ".join(f"{v:.1f}" for v in seconds) + f" s (range {min(seconds):.1f}-{max(seconds):.1f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.cold_start", description=__doc__.split("\n\n")[0])
     p.add_argument("--workload", default="embed-text", choices=WORKLOADS)
@@ -156,15 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                 firsts[label].append(first)
                 firsts[label + " exit"].append(total)
                 print(f"{label} run {i + 1}: first output {first:.1f} s, exit {total:.1f} s (load {os.getloadavg()[0]:.1f})")
-                for start, end, who, event in timeline(run, events):
-                    if not args.verbose and event.startswith(("import py", "ray task ")) and "MapWorker" not in event:
-                        continue
-                    span = "" if start is None else f"{start:6.2f} -> "
-                    took = "" if start is None else f"  ({end - start:.2f} s)"
-                    print(f"  {span:>10}{end:6.2f}  {who:<34} {event}{took}")
+                print_timeline(run, events, "MapWorker", args.verbose)
                 report.append({"version": label, "run": run, "events": events})
-        for label, values in firsts.items():
-            print(f"{label:>20}: " + ", ".join(f"{v:.1f}" for v in values) + f" s (range {min(values):.1f}-{max(values):.1f})")
+        print_ranges(firsts, 20)
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)

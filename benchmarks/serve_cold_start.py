@@ -37,7 +37,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 
-from benchmarks.cold_start import TRACER, read_events, timeline
+from benchmarks.cold_start import TRACER, print_ranges, print_timeline, read_events
 from benchmarks.measure import _stop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -210,19 +210,9 @@ def main(argv: list[str] | None = None) -> int:
                         # the timeline names the command's process "driver"; from zero there is none
                         if mode == "from-zero":
                             events.insert(0, {"pid": -1, "event": "process", "t": run["launch"]})
-                        for start, end, who, event in timeline(run, events):
-                            if event == "command exited":
-                                continue
-                            if event == "first output file":
-                                event = "first 200"
-                            if not args.verbose and event.startswith(("import py", "ray task ")) and "Replica" not in event:
-                                continue
-                            span = "" if start is None else f"{start:6.2f} -> "
-                            length = "" if start is None else f"  ({end - start:.2f} s)"
-                            print(f"  {span:>10}{end:6.2f}  {who:<34} {event}{length}")
+                        print_timeline(run, events, "Replica", args.verbose, {"command exited": None, "first output file": "first 200"})
                     report.append({"mode": mode, "version": label, "run": run, "events": events})
-        for name, values in results.items():
-            print(f"{name:>24}: " + ", ".join(f"{v:.1f}" for v in values) + f" s (range {min(values):.1f}-{max(values):.1f})")
+        print_ranges(results, 24)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
