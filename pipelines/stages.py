@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 from operators.errors import error_kind
 from operators.results import missing_or_extra_fields
 from operators.runtime import OperatorRunner, build_operator
-from pipelines.job_stats import JobStats  # noqa: F401  (its home before pipelines/job_stats.py)
 
 if TYPE_CHECKING:
     import pyarrow
