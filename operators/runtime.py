@@ -94,7 +94,7 @@ class OperatorRunner:
             torch.set_num_threads(max(1, torch_threads))
         torch_threads = torch.get_num_threads()
         self.op = op
-        op._check_config_once()
+        op.checked()
         _ = op.processor  # preprocess needs it now; a bad processor fails here
         self._threads = ThreadShare(max(1, torch_threads), calls)
         op.share_threads(self._threads if calls > 1 else None)
@@ -124,7 +124,7 @@ class OperatorRunner:
         self._loaded.wait()
         if self._load_error is not None:
             e = self._load_error
-            raise RuntimeError(f"failed to load model {self.op.model_id}: {type(e).__name__}: {e}") from e
+            raise RuntimeError(f"{self.op.task}: failed to load model {self.op.model_id}: {type(e).__name__}: {e}") from e
 
     def preprocess(self, batch: Mapping[str, Any], op: "Operator | None" = None) -> dict[str, list]:
         with self._tokenizer_lock:
