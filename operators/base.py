@@ -136,7 +136,7 @@ class Operator:
     input_roles: ClassVar[tuple[str, ...]] = ()
     output_columns: ClassVar[tuple[str, ...]] = ()  # result columns, "error" excluded
     # The Arrow type of each result column (operators/results.py); `output_schema()` reads it
-    # (tasks whose types follow an option override `output_types_now`).
+    # (tasks whose types follow an option override `output_types_for`).
     output_types: ClassVar[Mapping[str, "pa.DataType"]] = {}
     # The answer to one input over HTTP, shaped as pipeline() returns it (operators/results.py).
     # None: every result column, as an object.
@@ -158,20 +158,29 @@ class Operator:
     # larger in the object store, so they keep 64.
     rows_per_call: ClassVar[int] = 64
 
-    def output_types_now(self) -> Mapping[str, "pa.DataType"]:
-        """The result columns' Arrow types under this operator's options."""
-        return self.output_types
+    @classmethod
+    def output_types_for(cls, options: OperatorOptions) -> Mapping[str, "pa.DataType"]:
+        """The result columns' Arrow types under `options`."""
+        return cls.output_types
 
-    def output_schema(self) -> "pa.Schema":
-        """The result columns and `error`, typed: what an offline job writes for this task,
-        the same in every file whatever its rows (a block whose rows all failed included)."""
+    @classmethod
+    def output_schema_for(cls, options: Mapping[str, Any] | OperatorOptions) -> "pa.Schema":
+        """The result columns and `error`, typed: what an offline job writes for this task with
+        these options, the same in every file whatever its rows (a block whose rows all failed
+        included). A class method: a job plans it before any checkpoint is read."""
         import pyarrow as pa
 
-        types = self.output_types_now()
-        missing = [c for c in self.output_columns if c not in types]
+        if not isinstance(options, OperatorOptions):
+            options = cls.Options(**options)
+        types = cls.output_types_for(options)
+        missing = [c for c in cls.output_columns if c not in types]
         if missing:
-            raise TypeError(f"{type(self).__name__} declares no Arrow type for its result columns {missing}")
-        return pa.schema([*((c, types[c]) for c in self.output_columns), ("error", pa.string())])
+            raise TypeError(f"{cls.__name__} declares no Arrow type for its result columns {missing}")
+        return pa.schema([*((c, types[c]) for c in cls.output_columns), ("error", pa.string())])
+
+    def output_schema(self) -> "pa.Schema":
+        """`output_schema_for` this operator's options."""
+        return self.output_schema_for(self.options)
 
     def share_threads(self, share: "ThreadShare | None") -> None:  # noqa: F821
         """Run each micro-batch on the calling thread's share of `share`'s torch threads

@@ -42,14 +42,15 @@ class TokenClassificationOptions(TextOptions):
 class TokenClassificationOperator(EncoderTextOperator):
     output_columns = ("entities",)
 
-    def output_types_now(self):
+    @classmethod
+    def output_types_for(cls, options):
         import pyarrow as pa
 
         from operators.results import struct
 
         # token-level entities name their label `entity` and their position `index`;
         # aggregated ones name it `entity_group`, with no index (as pipeline() answers)
-        if self.options.aggregation_strategy == "none":
+        if options.aggregation_strategy == "none":
             entity = struct(entity=pa.string(), score=pa.float64(), index=pa.int64(), word=pa.string(),
                             start=pa.int64(), end=pa.int64())
         else:
