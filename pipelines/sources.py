@@ -63,6 +63,10 @@ class SourcePlan:
     media_column: str | None = None  # images/audio: the column that holds the file bytes
     row_caps: dict[str, int] = field(default_factory=dict)  # file -> rows (samples) to read (limit)
     bytes_per_row: float = 1024.0  # estimated in memory, from the first file; sizes blocks
+    # The read columns and the id as the first file types them (WebDataset: its first samples).
+    # Other files may type a column otherwise (CSV and JSONL types are inferred per file; a
+    # column that is all null in one file is typed `null` there): see pipelines/job.py finalize.
+    schema: "pyarrow.Schema | None" = None
 
     def block_bytes(self, block_rows: int) -> int:
         """Ray Data sizes blocks in bytes; this is the byte size of `block_rows` input rows."""
@@ -112,14 +116,17 @@ def plan_source(spec: JobSpec) -> SourcePlan:
         if spec.id_column is not None:
             raise SpecError(f"id_column: a directory of {fmt} has no columns; ids are the file paths")
         plan = SourcePlan(fmt, location, files, roots, [media_column, *spec.keep_columns], DERIVED_ID, True, media_column)
+        plan.schema = _media_schema(plan)
     elif fmt == "webdataset":
         if spec.id_column is not None:
             raise SpecError("id_column: WebDataset ids are '<shard>#<key>'; a shard has no id column")
         columns = list(dict.fromkeys([*(c for t in spec.tasks for c in t.role_columns().values()), *spec.keep_columns]))
-        _check_webdataset_columns(spec, location, files[0], columns)
+        samples = _check_webdataset_columns(spec, location, files[0], columns)
         plan = SourcePlan(fmt, location, files, roots, columns, DERIVED_ID, True)
+        plan.schema = _webdataset_schema(plan, samples)
     else:
-        schema_names = _schema_names(fmt, location, files[0])
+        first_schema = _first_file_schema(fmt, location, files[0])
+        schema_names = list(first_schema.names)
         id_column = spec.id_column or (DERIVED_ID if DERIVED_ID in schema_names else None)
         wanted = {
             **{f"tasks[{t.column_prefix}].columns.{role}": col for t in spec.tasks for role, col in t.role_columns().items()},
@@ -140,6 +147,7 @@ def plan_source(spec: JobSpec) -> SourcePlan:
         task_columns = [col for t in spec.tasks for col in t.role_columns().values()]
         columns = list(dict.fromkeys([*task_columns, *spec.keep_columns] + ([] if derive else [id_column])))
         plan = SourcePlan(fmt, location, files, roots, columns, id_column, derive)
+        plan.schema = _table_schema(plan, first_schema)
     if spec.limit is not None:
         _apply_limit(plan, spec.limit)
     plan.bytes_per_row = _estimate_row_bytes(plan)
@@ -186,16 +194,45 @@ def _extensions(fmt: str) -> tuple[str, ...]:
     return {"images": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS, "webdataset": WEBDATASET_EXTENSIONS}.get(fmt) or TABLE_EXTENSIONS[fmt]
 
 
-def _schema_names(fmt: str, location: Location, path: str) -> list[str]:
+def _first_file_schema(fmt: str, location: Location, path: str) -> "pyarrow.Schema":
     fs = location.filesystem
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
         with fs.open_input_file(path) as f:
-            return list(pq.read_schema(f).names)
+            return pq.read_schema(f)
     with fs.open_input_stream(path) as f:
-        table = read_text_table(fmt, f)
-    return list(table.column_names)
+        return read_text_table(fmt, f).schema
+
+
+def _table_schema(plan: SourcePlan, first: "pyarrow.Schema") -> "pyarrow.Schema":
+    """The columns the reader yields (TaskrayFileDatasource), typed as in the first file."""
+    import pyarrow as pa
+
+    fields = [first.field(c) for c in plan.columns]
+    return pa.schema([*fields, pa.field(plan.id_column, pa.string())] if plan.derive_id else fields)
+
+
+def _media_schema(plan: SourcePlan) -> "pyarrow.Schema":
+    import pyarrow as pa
+
+    fields = [pa.field(plan.id_column, pa.string()), pa.field(plan.media_column, pa.binary())]
+    return pa.schema([*fields, pa.field("path", pa.string())] if "path" in plan.columns else fields)
+
+
+def _webdataset_schema(plan: SourcePlan, samples: list[tuple[str, dict[str, bytes]]]) -> "pyarrow.Schema":
+    """The columns typed by their values in the first samples (a member's bytes, a `.txt`
+    member's text, a json field's value); `null` where none of them has one."""
+    import pyarrow as pa
+
+    fields = [pa.field(plan.id_column, pa.string())]
+    for column in plan.columns:
+        try:
+            arrow_type = pa.array([webdataset_value(members, column) for _, members in samples]).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # json fields of mixed types: none to plan
+            arrow_type = pa.null()
+        fields.append(pa.field(column, arrow_type))
+    return pa.schema(fields)
 
 
 def read_text_table(fmt: str, stream) -> "pyarrow.Table":
@@ -413,9 +450,9 @@ def _member_value(suffix: str, data: bytes) -> Any:
     return data
 
 
-def _check_webdataset_columns(spec: JobSpec, location: Location, path: str, columns: list[str]) -> None:
+def _check_webdataset_columns(spec: JobSpec, location: Location, path: str, columns: list[str]) -> list[tuple[str, dict[str, bytes]]]:
     """Every column the tasks and keep_columns name resolves in some of the first samples of
-    the first shard; the SpecError lists what the samples hold."""
+    the first shard; the SpecError lists what the samples hold. Returns those samples."""
     try:
         samples = _peek_samples(location, path, WEBDATASET_PEEK)
     except tarfile.TarError as e:
@@ -435,6 +472,7 @@ def _check_webdataset_columns(spec: JobSpec, location: Location, path: str, colu
                 f"members are {suffixes}" + (f", json fields {fields}" if fields else "")
                 + ("; map roles with --column ROLE=NAME" if "columns" in where else "")
             )
+    return samples
 
 
 def _json_fields(members: dict[str, bytes]) -> list[str] | None:
