@@ -2,7 +2,10 @@
 
     hw = cluster_hardware()             # Ray is up: its live nodes (+ autoscaler node types)
     hw = local_hardware()               # --dry-run starts nothing: this machine, and it says so
-    picks = pick_sizing(spec, hw)       # JobSizing: per job and per task, each with its reason
+    hw = current_hardware()             # whichever of the two applies now
+    picks = pick_sizing(spec.tasks, hw, spec.block_rows)   # JobSizing: per job and per task, each with its reason
+
+pipelines/plan.py turns the picks into the job's plan (the stages and each actor's bundle).
 
 What is picked, per node kind (measured on the 2-core CPU-only node of benchmarks/RESULTS.md;
 the rest is reasoned from those measurements and says so in `why`):
@@ -37,12 +40,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from pipelines.spec import JobSpec, TaskSpec
+    from pipelines.spec import TaskSpec
 
 # Logical CPUs left unreserved on a node for Ray Data's read and write tasks (IO_CPUS each) and
 # the 1-CPU CheckpointFilter actor that Ray Data adds on --resume.
@@ -141,6 +144,13 @@ def cluster_hardware() -> Hardware:
     return Hardware(nodes, source, scalable)
 
 
+def current_hardware() -> Hardware:
+    """The running Ray's nodes, else (nothing started, e.g. --dry-run) this machine."""
+    import ray
+
+    return cluster_hardware() if ray.is_initialized() else local_hardware()
+
+
 def autoscaler_limits() -> tuple[list[dict[str, float]], dict[str, float]]:
     """The autoscaler's node types that can be started, and the most of each resource it may
     reach; empty on a cluster without an autoscaler (a plain local Ray)."""
@@ -201,14 +211,14 @@ def input_kind(task: "TaskSpec") -> Literal["text", "image", "audio"]:
     return get_operator(task.task).modality
 
 
-def pick_sizing(spec: "JobSpec", hw: Hardware) -> JobSizing:
-    """The sizing of `spec` on `hw`. User settings (batch_size, num_gpus, actors, block_rows)
-    win over the picks; everything else is picked here."""
+def pick_sizing(tasks: Sequence["TaskSpec"], hw: Hardware, block_rows: int | None = None) -> JobSizing:
+    """The sizing of `tasks` on `hw`. User settings (each task's batch_size, num_gpus, actors;
+    the job's `block_rows`) win over the picks; everything else is picked here."""
     from operators import get_operator
 
-    gpu = hw.gpus > 0 or any(t.num_gpus for t in spec.tasks)  # a job's num_gpus asks for GPU nodes
+    gpu = hw.gpus > 0 or any(t.num_gpus for t in tasks)  # a job's num_gpus asks for GPU nodes
     pool = gpu or _FORCE_PREPROCESS_POOL
-    n_tasks = len(spec.tasks)
+    n_tasks = len(tasks)
     nodes = hw.cpu_nodes
     node_cpus = min(n.cpus for n in nodes)  # the smallest node must hold its share of every pool
     why: list[str] = []
@@ -223,7 +233,7 @@ def pick_sizing(spec: "JobSpec", hw: Hardware) -> JobSizing:
         why.append("preprocess: inline in each forward actor (CPU-only: no extra process or pool on the same cores; measured)")
 
     # Actors per node, per pool, so that their reservations plus the headroom fit each node.
-    task_actors = [t.actors or _default_actors(gpu, hw, len(nodes)) for t in spec.tasks]
+    task_actors = [t.actors or _default_actors(gpu, hw, len(nodes)) for t in tasks]
     per_node = [math.ceil(hi / len(nodes)) for _, hi in task_actors]
     cpu_slots = (0 if gpu else sum(per_node)) + (1 if pool and not gpu else 0)
 
@@ -238,13 +248,13 @@ def pick_sizing(spec: "JobSpec", hw: Hardware) -> JobSizing:
         smallest = min(gpu_nodes, key=lambda n: n.cpus)
         gpu_actor_cpus = min(1.0, share(max(1.0, smallest.gpus) * n_tasks + 1, smallest.cpus))
 
-    tasks: dict[str, TaskSizing] = {}
-    for t, actors, on_node in zip(spec.tasks, task_actors, per_node):
+    picked: dict[str, TaskSizing] = {}
+    for t, actors, on_node in zip(tasks, task_actors, per_node):
         cpus = gpu_actor_cpus if gpu else share(cpu_slots)
-        tasks[t.column_prefix] = _task_sizing(t, gpu, pool, actors, on_node, n_tasks, node_cpus, hw, cpus)
+        picked[t.column_prefix] = _task_sizing(t, gpu, pool, actors, on_node, n_tasks, node_cpus, hw, cpus)
 
     if pool and gpu:
-        forward_cpus = sum(s.num_cpus * s.actors[1] for s in tasks.values())
+        forward_cpus = sum(s.num_cpus * s.actors[1] for s in picked.values())
         spare = max(0.0, hw.cpus - forward_cpus - HEADROOM_CPUS * len(nodes))
         pre_cpus = min(1.0, share(2))
         pre_actors = (1, max(1, int(spare / pre_cpus)))
@@ -258,9 +268,8 @@ def pick_sizing(spec: "JobSpec", hw: Hardware) -> JobSizing:
     else:
         pre_cpus, pre_actors = 0.0, (0, 0)
 
-    kinds = {input_kind(t) for t in spec.tasks}
-    if spec.block_rows is not None:
-        block_rows = spec.block_rows
+    kinds = {input_kind(t) for t in tasks}
+    if block_rows is not None:
         why.append(f"block_rows: {block_rows} (set by the job)")
     elif "audio" in kinds:
         block_rows = AUDIO_BLOCK_ROWS
@@ -268,14 +277,14 @@ def pick_sizing(spec: "JobSpec", hw: Hardware) -> JobSizing:
     else:
         block_rows = TEXT_BLOCK_ROWS
         why.append(f"block_rows: {block_rows}")
-    if any(get_operator(t.task).results_outgrow_inputs for t in spec.tasks):
+    if any(get_operator(t.task).results_outgrow_inputs for t in tasks):
         growth = GROWING_RESULTS_BLOCK_GROWTH
         why.append(f"block bytes: {growth:g}x the input rows' (embeddings outgrow their inputs; measured)")
     else:
         growth = 1.0
         why.append("block bytes: 1x the input rows' (results smaller than their inputs)")
     why.append(f"read and write tasks: {IO_CPUS:g} CPU each; {HEADROOM_CPUS:g} CPUs per node left unreserved for them and resume's filter")
-    return JobSizing(hw, "pool" if pool else "inline", pre_cpus, pre_actors, IO_CPUS, block_rows, growth, tasks, tuple(why))
+    return JobSizing(hw, "pool" if pool else "inline", pre_cpus, pre_actors, IO_CPUS, block_rows, growth, picked, tuple(why))
 
 
 def _default_actors(gpu: bool, hw: Hardware, cpu_nodes: int) -> tuple[int, int]:

@@ -15,8 +15,10 @@ hardware by pipelines/hardware.py (`taskray run --dry-run` prints the picks and 
     then: committed files compacted into files of target_file_size (pipelines/compaction.py),
     as the job goes and at the end; for output_format lance, Ray Data's Lance writer at the end
 
-plan_stages returns the stages between read and write as objects (UDF class, constructor
-kwargs, map_batches kwargs); build_dataset applies them in order and describe_plan prints them.
+The job is planned once (pipelines/plan.py `plan_job`: the source, the sizing, the stages
+between read and write as objects, the output schema); build_dataset applies the plan's
+stages in order, describe_plan prints the same objects, the preflight checks each pool's
+bundle from it and finalize reads the tasks' columns from it.
 
 Blocks are sized in rows: Ray Data sizes blocks in bytes (DataContext.target_max_block_size,
 128 MiB by default), so the job sets it from the estimated size of `block_rows` input rows,
@@ -68,19 +70,18 @@ import logging
 import os
 import posixpath
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from operators.errors import error_kind
 from pipelines.manifest import SUCCESS_FILE, JobSummary, TaskCounts, manifest_json, summary_from_manifest
+# The output's layout: the checkpoint directory, and where a Lance job's Parquet files live
+# until the Lance dataset is written (see the docstring); the plan prints them for --dry-run.
+from pipelines.plan import CHECKPOINT_DIR, LANCE_STAGING_DIR, JobPlan
 from pipelines.spec import JobSpec, SpecError
 from pipelines.storage import Location, delete_dir_contents, is_hidden, output_state, read_text, resolve, uri_of, write_text
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "_checkpoint"
-# Where a Lance job's Parquet files live until the Lance dataset is written (see the docstring).
-LANCE_STAGING_DIR = "_parquet"
 # The fingerprint of the job writing the output, from the start of its first run until
 # _SUCCESS (which repeats it) is written. A leading "_": dataset readers skip it.
 JOB_FILE = "_taskray_job.json"
@@ -123,159 +124,26 @@ class ErrorBudgetError(JobFailedError):
     """More than `max_failed_fraction` of a task's rows failed; no _SUCCESS."""
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One `map_batches` stage of the graph, as Ray's ray.data.llm stages are: the UDF class,
-    its constructor kwargs and the `map_batches` kwargs. build_dataset applies the stages in
-    order and describe_plan prints the same objects, so the two cannot differ."""
-
-    name: str
-    fn: type
-    fn_constructor_kwargs: dict[str, Any]
-    map_batches_kwargs: dict[str, Any]
-
-    def apply(self, ds):
-        return ds.map_batches(self.fn, fn_constructor_kwargs=self.fn_constructor_kwargs, **self.map_batches_kwargs)
-
-    def describe(self) -> str:
-        kwargs = dict(self.map_batches_kwargs)
-        pool = kwargs.pop("compute")
-        kwargs.pop("batch_format", None)
-        shown = {"actors": f"{pool.min_size}:{pool.max_size}", **kwargs}
-        if pool.max_concurrent_calls_per_actor:
-            shown["concurrent_calls"] = pool.max_concurrent_calls_per_actor
-        ctor = {k: v for k, v in self.fn_constructor_kwargs.items() if k in ("torch_threads", "forward_calls", "preprocess")}
-        args = ", ".join(f"{k}={v}" for k, v in {**shown, **ctor}.items())
-        return f"map_batches {self.name}  {self.fn.__name__}: {args}"
-
-
-def job_sizing(spec: JobSpec, hardware=None):
-    """The hardware picks for `spec` (pipelines/hardware.py): on the running Ray's nodes, else
-    (nothing started, e.g. --dry-run) on this machine."""
-    import ray
-
-    from pipelines.hardware import cluster_hardware, local_hardware, pick_sizing
-
-    if hardware is None:
-        hardware = cluster_hardware() if ray.is_initialized() else local_hardware()
-    return pick_sizing(spec, hardware)
-
-
-def plan_stages(spec: JobSpec, sizing, *, keep=None, drop=(), stats=None, prefix_columns=False) -> list[Stage]:
-    """The graph between the read and the write: the Preprocess pool (when `sizing` says so)
-    and one Forward stage per task.
-
-    `keep`: the input columns Preprocess passes on (None: all); `drop`: the input columns the
-    last forward that preprocesses inline drops. `prefix_columns`: name results
-    `<name>.<column>` even for one task (pipelines/label.py, whose calls chain on one dataset).
-    """
-    from ray.data import ActorPoolStrategy
-
-    from operators import get_operator
-    from pipelines.stages import Forward, Preprocess
-
-    stages = []
-    inline = sizing.preprocess == "inline"
-    if not inline:
-        lo, hi = sizing.preprocess_actors
-        stages.append(
-            Stage(
-                "Preprocess",
-                Preprocess,
-                {"tasks": spec.tasks, "keep": keep},
-                {
-                    "batch_format": "pyarrow",
-                    "batch_size": sizing.block_rows,
-                    "num_cpus": sizing.preprocess_cpus,
-                    "compute": ActorPoolStrategy(min_size=lo, max_size=hi),
-                },
-            )
-        )
-    for i, t in enumerate(spec.tasks):
-        picked = sizing.tasks[t.column_prefix]
-        outputs = {
-            c: f"{t.column_prefix}.{c}" if prefix_columns else spec.output_column(t, c)
-            for c in (*get_operator(t.task).output_columns, "error")
-        }
-        ctor: dict[str, Any] = {
-            "task": t,
-            "output_names": outputs,
-            "torch_threads": picked.torch_threads,
-            "forward_calls": picked.forward_calls,
-            "preprocess": inline,
-            # The last task drops the inputs the job does not keep; earlier ones pass them on.
-            "drop": list(drop) if inline and i == len(spec.tasks) - 1 else [],
-            "keep": list(keep or []) if inline and i == len(spec.tasks) - 1 else [],
-            "stats": stats,
-        }
-        pool: dict[str, Any] = {"min_size": picked.actors[0], "max_size": picked.actors[1]}
-        if picked.concurrent_calls > 1:
-            pool.update(max_concurrent_calls_per_actor=picked.concurrent_calls, enable_true_multi_threading=True)
-        kwargs: dict[str, Any] = {
-            "batch_format": "pyarrow",
-            "batch_size": picked.batch_size,
-            "num_cpus": picked.num_cpus,
-            "compute": ActorPoolStrategy(**pool),
-        }
-        if picked.num_gpus:
-            kwargs["num_gpus"] = picked.num_gpus
-        if t.forward_resources:
-            kwargs["resources"] = dict(t.forward_resources)
-        stages.append(Stage(f"Forward[{t.column_prefix}]", Forward, ctor, kwargs))
-    return stages
-
-
 def describe_plan(spec: JobSpec, hardware=None) -> str:
-    """The resolved spec, the hardware picks and why, and the Ray Data graph, for
-    `taskray run --dry-run`. Starts nothing."""
-    import yaml
+    """What `taskray run --dry-run` prints: the plan's description (pipelines/plan.py), for
+    the input as it is now (its listing and first file are read). Starts nothing."""
+    from pipelines.plan import plan_job
+    from pipelines.preflight import check_input
 
-    sizing = job_sizing(spec, hardware)
-    lines = ["# resolved job spec", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False).rstrip()]
-    lines += ["", "# picked for the hardware", *sizing.lines(), "", "# Ray Data plan"]
-    lines.append(
-        f"0. read        input={spec.input}, format={spec.input_format}, limit={spec.limit}, "
-        f"rows_per_block={sizing.block_rows}, num_cpus={sizing.io_cpus}"
-    )
-    stages = plan_stages(spec, sizing)
-    for i, stage in enumerate(stages, 1):
-        lines.append(f"{i}. {stage.describe()}")
-    lines.append(
-        f"{len(stages) + 1}. write       output={spec.output.rstrip('/')}{'/' + LANCE_STAGING_DIR if spec.output_format == 'lance' else ''}, "
-        f"format=parquet, min_rows_per_file={sizing.block_rows}, "
-        f"num_cpus={sizing.io_cpus}, checkpoint={spec.output.rstrip('/')}/{CHECKPOINT_DIR}"
-    )
-    if spec.output_format == "lance":
-        lines.append(
-            f"{len(stages) + 2}. finalize    write_lance output={spec.output} (from {LANCE_STAGING_DIR}/), "
-            f"target_file_size={spec.target_file_size}"
-        )
-    else:
-        lines.append(f"{len(stages) + 2}. compact     committed files into files of target_file_size={spec.target_file_size} bytes")
-    columns = ["<id>", *spec.keep_columns]
-    from operators import get_operator
-
-    for t in spec.tasks:
-        cls = get_operator(t.task)
-        columns += [spec.output_column(t, c) for c in (*cls.output_columns, "error")]
-    lines += ["", "# output columns", ", ".join(columns)]
-    return "\n".join(lines)
+    return plan_job(spec, check_input(spec), hardware).describe()
 
 
-def build_dataset(spec: JobSpec, *, sizing, stats=None, source=None):
-    """The lazy Ray Dataset of the job, up to (not including) the write.
-
-    Checks the input before anything runs: a missing column raises SpecError here.
+def build_dataset(plan: JobPlan, *, stats=None):
+    """The lazy Ray Dataset of a job's plan (pipelines/plan.py JobPlan), up to (not including)
+    the write: the read, then `plan.stages` in order. `stats`: the job's stats actor.
     Needs an initialized Ray (the datasource puts its file list in the object store).
     """
-    from pipelines.sources import plan_source, read_dataset
+    from pipelines.sources import read_dataset
 
-    source = source or plan_source(spec)
-    keep = list(dict.fromkeys([source.id_column, *spec.keep_columns]))
-    ds = read_dataset(source, sizing.block_rows, num_cpus=sizing.io_cpus)
-    for stage in plan_stages(spec, sizing, keep=keep, drop=[c for c in source.columns if c not in keep], stats=stats):
-        ds = stage.apply(ds)
-    return ds, source
+    ds = read_dataset(plan.source, plan.sizing.block_rows, num_cpus=plan.sizing.io_cpus)
+    for stage in plan.stages:
+        ds = stage.apply(ds, stats=stats)
+    return ds
 
 
 def run_job(spec: JobSpec) -> JobSummary:
@@ -289,6 +157,7 @@ def run_job(spec: JobSpec) -> JobSummary:
     from pipelines.compaction import compacting
     from pipelines.error_budget import ErrorBudget
     from pipelines.fingerprint import job_fingerprint
+    from pipelines.plan import plan_job
     from pipelines.preflight import check_input, check_operators, check_output, check_resources
 
     started = time.monotonic()
@@ -300,7 +169,7 @@ def run_job(spec: JobSpec) -> JobSummary:
     # other processes starting; its SpecError is raised where fingerprint() is first called.
     # Ray is started from this thread, not a helper: Ray's processes die with the thread that
     # started them (PR_SET_PDEATHSIG), and ray.init sets its SIGTERM handler in the main thread only.
-    operators_checked = _in_thread(check_operators, spec)
+    operators_checked = _in_thread(check_operators, spec.tasks)
 
     @functools.cache
     def fingerprint() -> dict[str, Any]:
@@ -321,9 +190,10 @@ def run_job(spec: JobSpec) -> JobSummary:
     fingerprint()
     # Nothing is deleted (--overwrite) until every check that can fail has passed.
     check_output(out)
-    sizing = job_sizing(spec)
+    plan = plan_job(spec, source)  # sized for the running Ray's nodes
+    sizing = plan.sizing
     logger.info("sizing: %s", "; ".join(sizing.lines()))
-    check_resources(spec, sizing)
+    check_resources(plan)
     if spec.mode == "overwrite":
         delete_dir_contents(out)
     _write_job_file(out, spec, fingerprint())
@@ -355,7 +225,7 @@ def run_job(spec: JobSpec) -> JobSummary:
                 delete_checkpoint_on_success=False,
             ),
         ):
-            ds, _ = build_dataset(spec, sizing=sizing, stats=stats, source=source)
+            ds = build_dataset(plan, stats=stats)
             try:
                 with compacting(compactor):
                     ds.write_parquet(
@@ -373,7 +243,7 @@ def run_job(spec: JobSpec) -> JobSummary:
         snapshot = ray.get(stats.snapshot.remote())
     finally:
         ray.kill(stats)
-    summary = finalize(spec, out, source.id_column, snapshot, time.monotonic() - started, fingerprint=fingerprint())
+    summary = finalize(plan, out, snapshot, time.monotonic() - started, fingerprint=fingerprint())
     return summary
 
 
@@ -513,13 +383,14 @@ def _ensure_ray(spec: JobSpec) -> None:
 
 
 def finalize(
-    spec: JobSpec, out: Location, id_column: str, snapshot: dict, wall_s: float,
+    plan: JobPlan, out: Location, snapshot: dict, wall_s: float,
     history: list[dict] | None = None, rows_processed: int | None = None, fingerprint: dict[str, Any] | None = None,
     compact: bool = True,
 ) -> JobSummary:
     """Make every data file share one schema, count rows from the files themselves, check
     that no id was written twice and that each task is within the error budget, then write
-    _SUCCESS and drop the checkpoint.
+    _SUCCESS and drop the checkpoint. `plan`: the job's (pipelines/plan.py JobPlan), whose
+    source names the id column and whose tasks name their error columns.
     `history` and `rows_processed` (default: from `snapshot`): see pipelines/retry.py.
     `fingerprint`: see write_success. `compact`: compact the committed blocks first
     (pipelines/compaction.py); a retry, which replaced files in place under their names, does not."""
@@ -529,6 +400,7 @@ def finalize(
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
+    spec, id_column = plan.spec, plan.source.id_column
     data = data_location(spec, out)
     compactor = _compactor(spec, out, data) if compact else None
     if compactor is not None:
@@ -536,7 +408,7 @@ def finalize(
         logger.info("final compaction: %d files written", compacted)
     files = data_files(data)
     schema = _unify_file_schemas(data, files)
-    error_columns = {t.column_prefix: spec.output_column(t, "error") for t in spec.tasks}
+    error_columns = plan.error_columns
     dataset = pads.dataset(files, schema=schema, filesystem=out.filesystem, format="parquet")
     table = dataset.to_table(columns=[id_column, *error_columns.values()]) if files else None
     total = 0 if table is None else table.num_rows
@@ -552,11 +424,11 @@ def finalize(
     failed_mask = None
     budget = ErrorBudget(spec.max_failed_fraction, error_budget.MIN_ROWS)
     verdicts = []
-    for t in spec.tasks:
-        dtype = ", ".join(snapshot.get("dtypes", {}).get(t.column_prefix, [])) or None
-        counts = TaskCounts(task=t.task, model=t.model, nodes=snapshot["nodes"].get(t.column_prefix, {}), dtype=dtype)
+    for f in plan.forwards:
+        dtype = ", ".join(snapshot.get("dtypes", {}).get(f.name, [])) or None
+        counts = TaskCounts(task=f.operator.task, model=f.operator.model, nodes=snapshot["nodes"].get(f.name, {}), dtype=dtype)
         if table is not None:
-            errors = table.column(error_columns[t.column_prefix])
+            errors = table.column(error_columns[f.name])
             mask = pc.is_valid(errors)
             failed_mask = mask if failed_mask is None else pc.or_(failed_mask, mask)
             examples: dict[str, str] = {}
@@ -569,17 +441,17 @@ def finalize(
             counts.ok = total - counts.failed
             worst = max(counts.errors_by_kind, key=counts.errors_by_kind.get, default=None)
             verdict = budget.verdict(
-                t.column_prefix, total, counts.failed, counts.errors_by_kind, examples.get(worst), final=True
+                f.name, total, counts.failed, counts.errors_by_kind, examples.get(worst), final=True
             )
             if verdict is not None:
                 verdicts.append(verdict)
-        tasks[t.column_prefix] = counts
+        tasks[f.name] = counts
     if verdicts:
         # The data files and the checkpoint stay: --resume with a larger max_failed_fraction
         # finishes this output, and --retry-failed can run the failed rows again.
         raise ErrorBudgetError(f"job failed: {' | '.join(verdicts)}; no {SUCCESS_FILE} written")
     failed = 0 if failed_mask is None else (pc.sum(failed_mask.cast("int64")).as_py() or 0)
-    processed = sum(snapshot["nodes"].get(spec.tasks[0].column_prefix, {}).values()) if rows_processed is None else rows_processed
+    processed = sum(snapshot["nodes"].get(plan.forwards[0].name, {}).values()) if rows_processed is None else rows_processed
     summary = JobSummary(
         output=out.uri,
         total=total,
@@ -723,9 +595,14 @@ def data_files(out: Location) -> list[str]:
 
 def _unify_file_schemas(out: Location, files: list[str]):
     """One schema for all data files. Result columns have their operator's declared types in
-    every file (Operator.output_schema), but the kept input columns are the input files' own:
-    one input file's all-null column is typed `null`, which readers that take the first file's
-    schema would then fail on. Rewrite only those files, with the unified types."""
+    every file (the plan's output schema, pipelines/plan.py), but the kept input columns are the
+    input files' own, which the plan knows only from the first file: one input file's all-null
+    column is typed `null`, CSV and JSONL types are inferred file by file (int64 in one, double
+    in another), and WebDataset json fields have no declared type at all. Casting them to the
+    first file's types in the stages would fail where this promotes (null or int64 to double);
+    reading every input file's types before the job starts would cost a pass over the input.
+    Readers that take the first file's schema would fail on such files: rewrite only those,
+    with the unified types."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

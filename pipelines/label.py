@@ -8,12 +8,12 @@
     ds = label(ds, task="object-detection", model="facebook/detr-resnet-50", options={"threshold": 0.8})
     ds.write_parquet("s3://bucket/labels/")                   # one read, both tasks: Ray Data is lazy
 
-The stages are those of `taskray run`, built by the same code (pipelines/job.py
-`plan_stages`) and sized for the running Ray's hardware the same way (pipelines/hardware.py):
-on CPU-only clusters the task decodes inside its forward actors, on GPU clusters a Preprocess
-CPU actor pool feeds them. Every argument is a TaskSpec field (pipelines/spec.py) or the
-JobSpec's `block_rows`, validated by the same pydantic models, so a bad value raises the same
-SpecError `taskray run` exits 2 with.
+The stages are those of `taskray run`, planned by the same code (pipelines/plan.py
+`plan_tasks`, which `plan_job` shares) and sized for the running Ray's hardware the same way
+(pipelines/hardware.py): on CPU-only clusters the task decodes inside its forward actors, on
+GPU clusters a Preprocess CPU actor pool feeds them. Every argument is a TaskSpec field
+(pipelines/spec.py) or the job's `block_rows`, validated by the same pydantic models, so a bad
+value raises the same SpecError `taskray run` exits 2 with.
 
 Columns: every input column passes through unchanged, and the task adds its result columns
 named `<name>.<column>` plus `<name>.error`, where `name` defaults to the task id
@@ -30,10 +30,7 @@ manifest.
 
 from __future__ import annotations
 
-from typing import Any
-
-# A JobSpec needs an input and an output; the stages built here use neither.
-_IN_PIPELINE = "<ray.data.Dataset>"
+from typing import Annotated, Any
 
 
 def label(
@@ -64,9 +61,9 @@ def label(
     """
     import ray
     import ray.data
-    from pydantic import ValidationError
+    from pydantic import TypeAdapter, ValidationError
 
-    from pipelines.job import job_sizing, plan_stages
+    from pipelines.plan import plan_tasks
     from pipelines.spec import REMOVED_FIELDS, JobSpec, SpecError, TaskSpec, first_error, removed_field_message
 
     if not isinstance(ds, ray.data.Dataset):
@@ -75,20 +72,19 @@ def label(
         raise SpecError(removed_field_message(field))
     try:
         task_spec = TaskSpec(task=task, model=model, name=name, **task_fields)
-        spec = JobSpec(
-            input=[_IN_PIPELINE],
-            output=_IN_PIPELINE,
-            tasks=[task_spec],
-            block_rows=block_rows,
-        )
     except ValidationError as e:
         raise SpecError(first_error(e)) from None
+    block_field = JobSpec.model_fields["block_rows"]  # the job's own field and constraints; no job is built
+    try:
+        block_rows = TypeAdapter(Annotated[block_field.annotation, block_field]).validate_python(block_rows)
+    except ValidationError as e:
+        raise SpecError(f"block_rows: {e.errors()[0]['msg']} (got {block_rows!r})") from None
     if check:
         from pipelines.preflight import check_operators
 
-        check_operators(spec)
+        check_operators([task_spec])
     _check_schema(ds, task_spec)
-    for stage in plan_stages(spec, job_sizing(spec), keep=None, drop=[], prefix_columns=True):
+    for stage in plan_tasks([task_spec], block_rows=block_rows).stages:
         ds = stage.apply(ds)
     return ds
 

@@ -3,9 +3,9 @@ exits 2) with one line naming the field, so a job that cannot succeed fails in s
 than after its actors start, or after every row has failed.
 
     source = check_input(spec)       # the input is readable; mapped columns exist with usable types
-    check_operators(spec)            # each task's processor and config load; its options fit the model
+    check_operators(spec.tasks)      # each task's processor and config load; its options fit the model
     check_output(out)                # a probe object is written to the output and deleted
-    check_resources(spec, sizing)    # (Ray up) every actor fits some node, now or once the autoscaler adds one;
+    check_resources(plan)            # (Ray up) every actor of the job's plan fits some node, now or once the autoscaler adds one;
                                      # a task that asked for a GPU can use CUDA there (check_cuda)
 
 Messages never carry credentials: storage errors are passed through `redact`, and storage
@@ -22,10 +22,13 @@ from typing import TYPE_CHECKING
 from pipelines.spec import SpecError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pyarrow
 
+    from pipelines.plan import JobPlan
     from pipelines.sources import SourcePlan
-    from pipelines.spec import JobSpec
+    from pipelines.spec import JobSpec, TaskSpec
     from pipelines.storage import Location
 
 TEXT_ROLES = frozenset({"text", "question", "context"})
@@ -33,8 +36,8 @@ SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
 
 def check_input(spec: "JobSpec") -> "SourcePlan":
-    """The source plan, after reading the schema of the first file: every column the tasks'
-    mappings name exists (plan_source) and has a type the role takes."""
+    """The source plan: every column the tasks' mappings name exists (plan_source) and, as the
+    first file types it, has a type the role takes."""
     import pyarrow as pa
 
     from pipelines.sources import TABLE_EXTENSIONS, plan_source
@@ -42,7 +45,7 @@ def check_input(spec: "JobSpec") -> "SourcePlan":
     try:
         source = plan_source(spec)
         if source.format in TABLE_EXTENSIONS:  # media and WebDataset columns: checked by plan_source
-            schema = first_file_schema(source)
+            schema = source.schema
             for t in spec.tasks:
                 for role, column in t.role_columns().items():
                     problem = role_type_problem(role, schema.field(column).type)
@@ -56,19 +59,6 @@ def check_input(spec: "JobSpec") -> "SourcePlan":
     except (OSError, ValueError, pa.ArrowException) as e:  # unreadable, not the format, bad URI
         raise SpecError(f"input: cannot read {', '.join(spec.input)}: {one_line(e)}") from None
     return source
-
-
-def first_file_schema(source: "SourcePlan") -> "pyarrow.Schema":
-    from pipelines.sources import read_text_table
-
-    fs = source.location.filesystem
-    if source.format == "parquet":
-        import pyarrow.parquet as pq
-
-        with fs.open_input_file(source.files[0]) as f:
-            return pq.read_schema(f)
-    with fs.open_input_stream(source.files[0]) as f:
-        return read_text_table(source.format, f).schema
 
 
 def role_type_problem(role: str, arrow_type: "pyarrow.DataType") -> str | None:
@@ -95,7 +85,7 @@ def role_type_problem(role: str, arrow_type: "pyarrow.DataType") -> str | None:
     return f"the {role!r} role takes encoded bytes or a {{bytes, path}} struct"
 
 
-def check_operators(spec: "JobSpec") -> None:
+def check_operators(tasks: "Sequence[TaskSpec]") -> None:
     """Each task's processor and config load, and its options fit the model: the operator's
     own `check_config()`, the same check its Serve replica and actors run. No weights."""
     from pydantic import ValidationError
@@ -103,7 +93,7 @@ def check_operators(spec: "JobSpec") -> None:
     from pipelines.spec import first_error
     from operators.runtime import build_operator
 
-    for t in spec.tasks:
+    for t in tasks:
         where = f"tasks[{t.column_prefix}]"
         try:
             op = build_operator(t)
@@ -128,11 +118,11 @@ def check_output(out: "Location") -> None:
         raise SpecError(f"output: cannot write to {out.uri}: {one_line(e)}") from None
 
 
-def check_resources(spec: "JobSpec", sizing) -> None:
-    """Every actor the job asks for (`sizing`: pipelines/hardware.py's picks with the job's own
-    settings) fits on some node: a node alive now, or a node type of the autoscaler's cluster
-    config (Ray's GCS holds it on autoscaling clusters). And the pools' minimum sizes fit the
-    cluster's capacity together. Needs an initialized Ray."""
+def check_resources(plan: "JobPlan") -> None:
+    """Every actor pool of `plan` (pipelines/plan.py: the bundles its stages ask Ray for) fits
+    on some node: a node alive now, or a node type of the autoscaler's cluster config (Ray's
+    GCS holds it on autoscaling clusters). And the pools' minimum sizes fit the cluster's
+    capacity together. Needs an initialized Ray."""
     import ray
 
     from pipelines.hardware import autoscaler_limits
@@ -145,16 +135,17 @@ def check_resources(spec: "JobSpec", sizing) -> None:
         capacity.setdefault(k, v)
     where_scaled = " or autoscaler node type" if node_types else ""
     needed: dict[str, float] = {}
-    for name, fields, bundle, min_actors in _actor_requests(spec, sizing):
+    for request in plan.actor_requests():
+        bundle = request.bundle
         if not any(all(shape.get(k, 0) >= v for k, v in bundle.items()) for shape in shapes):
             key = next(k for k, v in bundle.items() if not any(shape.get(k, 0) >= v for shape in shapes))
             best = max((shape.get(key, 0) for shape in shapes), default=0)
             raise SpecError(
-                f"{fields.get(key, fields['*'])}: each {name} actor asks for {_fmt(bundle)}, but no node"
+                f"{request.field_for(key)}: each {request.name} actor asks for {_fmt(bundle)}, but no node"
                 f"{where_scaled} has more than {best:g} {key}; lower the request or add such nodes"
             )
         for k, v in bundle.items():
-            needed[k] = needed.get(k, 0) + v * min_actors
+            needed[k] = needed.get(k, 0) + v * request.min_actors
     short = {k: v for k, v in needed.items() if v > capacity.get(k, 0) + 1e-9}
     if short:
         k, v = next(iter(short.items()))
@@ -162,29 +153,30 @@ def check_resources(spec: "JobSpec", sizing) -> None:
             f"actors: the actor pools' minimum sizes need {v:g} {k} together, but the cluster has "
             f"{capacity.get(k, 0):g}{' even at its autoscaling limit' if node_types else ''}; lower the pools' MIN"
         )
-    check_cuda(spec, sizing)
+    check_cuda(plan)
 
 
-def check_cuda(spec: "JobSpec", sizing) -> None:
+def check_cuda(plan: "JobPlan") -> None:
     """Each task that asked for a GPU (num_gpus, set or picked on a GPU cluster, or device cuda)
     can use CUDA where its forward actors run: a probe task with the actors' GPU and custom
-    resources imports torch there (the driver's torch says nothing about a worker's). Without
-    it, the actors would fail at construction only after Ray Data had started reading, or, before
-    this check existed, run on the CPU 50x slower. A task on a node the autoscaler has yet to
-    start waits for it here, as its actors would. Needs an initialized Ray."""
-    requests = {}
-    for t in spec.tasks:
-        picked = sizing.tasks[t.column_prefix]
-        if picked.num_gpus or t.device.startswith("cuda"):
-            requests[t.column_prefix] = (t.device, {"num_gpus": picked.num_gpus, "resources": dict(t.forward_resources)})
-    for prefix, problem in cuda_problems(requests).items():
-        t = next(t for t in spec.tasks if t.column_prefix == prefix)
-        field = "device" if t.device.startswith("cuda") else "num_gpus"
+    resources (the plan's, as the stage asks for them) imports torch there (the driver's torch
+    says nothing about a worker's). Without it, the actors would fail at construction only
+    after Ray Data had started reading, or, before this check existed, run on the CPU 50x
+    slower. A task on a node the autoscaler has yet to start waits for it here, as its actors
+    would. Needs an initialized Ray."""
+    forwards = {f.name: f for f in plan.forwards if f.num_gpus or f.operator.device.startswith("cuda")}
+    requests = {
+        name: (f.operator.device, {"num_gpus": f.num_gpus, "resources": dict(f.resources)}) for name, f in forwards.items()
+    }
+    for name, problem in cuda_problems(requests).items():
+        f = forwards[name]
+        device = f.operator.device
+        field = "device" if device.startswith("cuda") else "num_gpus"
         asked = (
-            f"device {t.device}" if field == "device"
-            else f"num_gpus {sizing.tasks[prefix].num_gpus:g}" + ("" if t.num_gpus else " (picked: the cluster has GPUs)")
+            f"device {device}" if field == "device"
+            else f"num_gpus {f.num_gpus:g}" + (" (picked: the cluster has GPUs)" if f.gpus_picked else "")
         )
-        raise SpecError(f"tasks[{prefix}].{field}: {asked}, but where its forward actors run {problem}")
+        raise SpecError(f"tasks[{name}].{field}: {asked}, but where its forward actors run {problem}")
 
 
 def cuda_problems(requests: dict[str, tuple[str, dict]]) -> dict[str, str]:
@@ -208,20 +200,6 @@ def _probe_cuda(device: str) -> tuple[str | None, str]:
     from operators.loading import cuda_problem
 
     return (None if device == "cpu" else cuda_problem()), ray.util.get_node_ip_address()
-
-
-def _actor_requests(spec: "JobSpec", sizing) -> list[tuple[str, dict[str, str], dict[str, float], int]]:
-    """(actor name, field of each resource, resource bundle, min pool size) per actor pool.
-    A picked CPU reservation names `actors` (the pool size the user can lower), not a field."""
-    out = []
-    if sizing.preprocess == "pool":
-        out.append(("Preprocess", {"*": "actors"}, {"CPU": sizing.preprocess_cpus}, sizing.preprocess_actors[0]))
-    for t in spec.tasks:
-        picked, prefix = sizing.tasks[t.column_prefix], t.column_prefix
-        bundle = {"CPU": picked.num_cpus, **({"GPU": picked.num_gpus} if picked.num_gpus else {}), **t.forward_resources}
-        fields = {"CPU": f"tasks[{prefix}].actors", "GPU": f"tasks[{prefix}].num_gpus", "*": f"tasks[{prefix}].forward_resources"}
-        out.append((f"Forward[{prefix}]", fields, bundle, picked.actors[0]))
-    return out
 
 
 def _fmt(bundle: dict[str, float]) -> str:

@@ -78,6 +78,7 @@ def retry_failed(spec: JobSpec) -> JobSummary:
     Raises SpecError when the output is not a finished job of these tasks and models.
     """
     from pipelines.job import data_files, finalize, run_job
+    from pipelines.plan import plan_job
     from pipelines.sources import plan_source
 
     if spec.output_format != "parquet":
@@ -90,12 +91,14 @@ def retry_failed(spec: JobSpec) -> JobSummary:
     source = plan_source(spec)
     manifest = _finished_manifest(spec, out, source)
     id_column = source.id_column
+    # The output's plan (its columns); the staged rows are computed by run_job's own.
+    job_plan = plan_job(spec, source)
 
     meta_text = read_text(out, posixpath.join(retry_dir, PLAN_META))
     if meta_text is None:
         # No plan yet: whatever a killed planning step left is incomplete; start over.
         _delete_dir(out, retry_dir)
-        meta = _write_plan(spec, out, retry_dir, id_column, data_files(out))
+        meta = _write_plan(job_plan.error_columns, out, retry_dir, id_column, data_files(out))
         if meta is None:
             logger.info("no failed rows in %s; nothing to retry", out.uri)
             return _unchanged_summary(manifest, out)
@@ -133,9 +136,8 @@ def retry_failed(spec: JobSpec) -> JobSummary:
         "dtypes": {t.column_prefix: _dtypes(manifest, staged_summary, t.column_prefix) for t in spec.tasks},
     }
     summary = finalize(
-        spec,
+        job_plan,
         out,
-        id_column,
         snapshot,
         time.time() - meta["started_unix"],
         history=[*history, entry],
@@ -172,17 +174,17 @@ def _finished_manifest(spec: JobSpec, out: Location, source) -> dict:
     return manifest
 
 
-def _write_plan(spec: JobSpec, out: Location, retry_dir: str, id_column: str, files: list[str]) -> dict | None:
+def _write_plan(error_columns: dict[str, str], out: Location, retry_dir: str, id_column: str, files: list[str]) -> dict | None:
     """Fix the rows to retry: `plan.parquet`, the ids to skip seeded into the staging
-    checkpoint, then `plan.json` last (it marks the plan complete). None: nothing failed."""
+    checkpoint, then `plan.json` last (it marks the plan complete). None: nothing failed.
+    `error_columns`: task name -> its error column in the output."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from pipelines.job import CHECKPOINT_DIR
+    from pipelines.plan import CHECKPOINT_DIR
 
     started = time.time()
-    error_columns = {t.column_prefix: spec.output_column(t, "error") for t in spec.tasks}
     table = _read_dataset(out, files, [id_column, *error_columns.values()])
     if table is None:
         return None

@@ -125,12 +125,6 @@ class TaskSpec(OperatorSpec):
         description="Custom Ray resources each forward actor requests, e.g. {taskray_gpu_node: 0.01} to pin actors to GPU nodes.",
     )
 
-    @property
-    def resolved_batch_size(self) -> int:
-        from operators import get_operator
-
-        return self.batch_size or get_operator(self.task).rows_per_call
-
     @field_validator("actors", mode="before")
     @classmethod
     def _parse_actors(cls, value: Any) -> Any:

@@ -37,9 +37,6 @@ from operators.runtime import OperatorRunner, build_operator
 if TYPE_CHECKING:
     import pyarrow
 
-    from pipelines.error_budget import ErrorBudget
-    from pipelines.spec import TaskSpec
-
 logger = logging.getLogger(__name__)
 
 FEATURES_PREFIX = "__features__"
@@ -73,9 +70,10 @@ class Preprocess:
     Drops the input columns that are not kept, so media bytes never reach the forward actors.
     """
 
-    def __init__(self, tasks: list["TaskSpec"], keep: list[str] | None):
-        """`keep`: the input columns to pass on (None: all)."""
-        self._tasks = [(t.column_prefix, t.role_columns(), build_operator(t)) for t in tasks]
+    def __init__(self, tasks: list, keep: list[str] | None):
+        """`tasks`: the ForwardPlans (pipelines/plan.py) of the forward stages this pool feeds;
+        `keep`: the input columns to pass on (None: all)."""
+        self._tasks = [(t.name, t.roles, build_operator(t.operator)) for t in tasks]
         self._keep = keep
         for _, _, op in self._tasks:
             _ = op.processor  # load the processor now (never the weights) so failures surface early
@@ -102,42 +100,34 @@ class Forward:
     configuration checks load before the constructor returns, so a bad setting fails the
     actor at once, and a weights load that fails fails the first block, naming the model.
 
-    Ray Data may run several calls at once on this actor (`forward_calls` in the model, plus
-    the calls decoding images or audio); at most `forward_calls` are in the model at a time,
-    each on `torch_threads` threads, a call running alone taking the idle ones.
-    `drop`: the input columns to drop once decoded, and `keep` the input columns to put first,
-    in that order, as Preprocess does (the last task drops the inputs the job does not keep;
-    earlier ones pass them on, since a later task needs its own inputs and the earlier tasks'
-    results must stay).
+    Everything it does comes from its `plan` (a pipelines/plan.py ForwardPlan): the operator to
+    build, the columns to read and write, the result types, the thread plan. Ray Data may run
+    several calls at once on this actor (`forward_calls` in the model, plus the calls decoding
+    images or audio); at most `forward_calls` are in the model at a time, each on
+    `torch_threads` threads, a call running alone taking the idle ones. With `preprocess`,
+    `drop` names the input columns to drop once decoded, and `keep` the input columns to put
+    first, in that order, as Preprocess does (the last task drops the inputs the job does not
+    keep; earlier ones pass them on, since a later task needs its own inputs and the earlier
+    tasks' results must stay).
     """
 
-    def __init__(
-        self,
-        task: "TaskSpec",
-        output_names: dict[str, str],
-        *,
-        torch_threads: int = 1,
-        forward_calls: int = 1,
-        preprocess: bool = False,
-        drop: list[str] = (),
-        keep: list[str] = (),
-        stats=None,
-    ):
-        self._name = task.column_prefix
-        self._task = task.task
+    def __init__(self, plan, *, stats=None):
+        self._name = plan.name
         # The configuration checks and the processor load now (a bad setting fails the actor
         # at once); the weights load in the background while the first blocks decode.
         self._runner = OperatorRunner(
-            build_operator(task), torch_threads=torch_threads, calls=forward_calls, load_in_background=True
+            build_operator(plan.operator), torch_threads=plan.torch_threads, calls=plan.forward_calls,
+            load_in_background=True,
         )
         self._op = self._runner.op
-        self._output_names = output_names  # result column (and "error") -> output column
+        self._output_names = plan.outputs  # result column (and "error") -> output column
+        self._result_schema = plan.result_schema
         self._stats = stats
         self._node = _node_id()
-        self._preprocess = preprocess
-        self._roles = task.role_columns()
-        self._drop = list(drop)
-        self._keep = list(keep)
+        self._preprocess = plan.preprocess
+        self._roles = plan.roles
+        self._drop = list(plan.drop)
+        self._keep = list(plan.keep)
         logger.info("forward actor for %s on node %s, device %s", self._name, self._node, self._op.device)
 
     def __call__(self, table: "pyarrow.Table") -> "pyarrow.Table":
@@ -163,9 +153,8 @@ class Forward:
         if clash:  # Arrow would append a second column of the same name
             raise ValueError(f"task {self._name!r}: the input already has its result columns {clash}; give the task another name")
         result = self._runner.forward_postprocess(prepared)
-        schema = self._op.output_schema()
         for column, name in self._output_names.items():
-            out = out.append_column(name, _to_arrow(result[column], name, schema.field(column).type))
+            out = out.append_column(name, _to_arrow(result[column], name, self._result_schema.field(column).type))
         if self._stats is not None:
             kinds: dict[str, int] = {}
             examples: dict[str, str] = {}  # the first error of each kind, for the budget's message

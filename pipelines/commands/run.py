@@ -62,7 +62,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dry-run", action="store_true",
-        help="print the resolved spec, what taskray picked for the hardware and why, and the Ray Data plan; run nothing",
+        help="print the resolved spec, what taskray picked for the hardware and why, the Ray Data plan and the "
+        "output's columns and types; reads the input's listing and first file, runs nothing",
     )
 
 
@@ -131,7 +132,11 @@ def main(args: argparse.Namespace) -> int:
     from pipelines.job import JobFailedError, describe_plan, run_job
 
     if args.dry_run:
-        print(describe_plan(spec))
+        try:
+            print(describe_plan(spec))  # reads the input's listing and first file, as the run would
+        except SpecError as e:
+            print(f"taskray run: bad job spec: {e}", file=sys.stderr)
+            return EXIT_SPEC
         return EXIT_OK
     try:
         if spec.mode == "retry-failed":

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.hardware import HEADROOM_CPUS, Hardware, Node, pick_sizing, preprocess_pool_on_cpu
+from pipelines import hardware
+from pipelines.hardware import HEADROOM_CPUS, Hardware, Node, preprocess_pool_on_cpu
 from pipelines.spec import build_job_spec
 
 
@@ -16,6 +17,11 @@ def job(*tasks: str, **fields):
     task_fields = fields.pop("task_fields", {})
     specs = [{"task": t, "model": "m", "name": f"t{i}", **task_fields} for i, t in enumerate(tasks)]
     return build_job_spec({"input": "i", "output": "o", "tasks": specs, **fields}, {})
+
+
+def pick_sizing(spec, hw: Hardware):
+    """The sizing of a job spec's tasks and block_rows."""
+    return hardware.pick_sizing(spec.tasks, hw, spec.block_rows)
 
 
 def cpu_nodes(cores: float, count: int = 1) -> Hardware:
@@ -108,22 +114,3 @@ def test_each_pick_has_a_reason_line(hw):
     assert any(line.startswith("preprocess:") for line in lines)
     assert any(line.startswith("t0: forward actors:") for line in lines)
     assert all(("measured" in line or "reasoned" in line) for line in lines if line.startswith("t0: forward:"))
-
-
-def test_plan_stages_is_the_graph_build_dataset_applies():
-    from pipelines.job import plan_stages
-    from pipelines.stages import Forward, Preprocess
-
-    spec = job("text-classification", "image-classification")
-    inline = plan_stages(spec, pick_sizing(spec, cpu_nodes(2)), drop=["text", "image"])
-    assert [(s.name, s.fn) for s in inline] == [("Forward[t0]", Forward), ("Forward[t1]", Forward)]
-    assert [s.fn_constructor_kwargs["drop"] for s in inline] == [[], ["text", "image"]]  # the last task drops
-    pool = inline[1].map_batches_kwargs["compute"]
-    # two tasks on 2 cores: one core each, so images decode in one more call than they forward
-    assert (pool.min_size, pool.max_size, pool.max_concurrent_calls_per_actor) == (1, 1, 2)
-    assert "concurrent_calls=2" in inline[1].describe() and "preprocess=True" in inline[1].describe()
-    with preprocess_pool_on_cpu():
-        stages = plan_stages(spec, pick_sizing(spec, cpu_nodes(2)), keep=["id"])
-    assert [s.fn for s in stages] == [Preprocess, Forward, Forward]
-    assert stages[0].fn_constructor_kwargs["keep"] == ["id"]
-    assert not any(s.fn_constructor_kwargs["preprocess"] for s in stages[1:])

@@ -96,13 +96,38 @@ def test_bad_settings_raise_the_errors_of_taskray_run(ray_session, models):
         label([{"text": "a"}], "text-classification", model)
 
 
+@pytest.mark.ray
+def test_label_plans_its_stages_without_a_job_spec(ray_session, models, monkeypatch):
+    """label() plans from its TaskSpec alone (pipelines/plan.py plan_tasks): no JobSpec with a
+    made-up input and output. The stages it appends are the plan's."""
+    from pipelines import plan as plan_module
+    from pipelines.spec import JobSpec
+
+    def no_job_spec(self, **fields):
+        raise AssertionError(f"label() built a JobSpec: {fields}")
+
+    monkeypatch.setattr(JobSpec, "__init__", no_job_spec)
+    planned = []
+    plan_tasks = plan_module.plan_tasks
+    monkeypatch.setattr(plan_module, "plan_tasks", lambda *a, **k: planned.append(plan_tasks(*a, **k)) or planned[-1])
+    ds = label(ray_session.data.from_items([{"text": "a"}]), "text-classification", models["text-classification"], block_rows=8)
+    (plan,) = planned
+    assert plan.spec is None and plan.source is None and plan.block_rows == 8
+    assert [s.name for s in plan.stages] == ["Forward[text-classification]"]
+    assert plan.forwards[0].outputs["label"] == "text-classification.label"
+    with pytest.raises(SpecError, match=r"^block_rows: Input should be greater than or equal to 1 \(got 0\)"):
+        label(ds, "text-classification", models["text-classification"], block_rows=0, name="again")
+
+
 def test_forward_refuses_to_append_a_column_the_input_has(models):
     """The clash check where the schema is not known ahead (after a map): in the forward stage."""
+    from pipelines.hardware import Hardware, Node
+    from pipelines.plan import plan_tasks
     from pipelines.spec import TaskSpec
     from pipelines.stages import Forward
 
     task = TaskSpec(task="text-classification", model=models["text-classification"])
-    forward = Forward(task, {"label": "text-classification.label", "error": "text-classification.error"})
+    forward = Forward(plan_tasks([task], Hardware((Node(2),), "test")).forwards[0])
     table = pa.table({"text": ["a"], "text-classification.label": ["x"]})
     with pytest.raises(ValueError, match=r"already has its result columns \['text-classification.label'\]"):
         forward.label(table, {"features": [None], "error": ["input: x"]})

@@ -16,7 +16,8 @@ from tests.offline.conftest import write_parquet
 
 def dry_run(capsys, input_dir: str, output: str, *flags: str, task: str = "text-classification") -> str:
     """`taskray run --dry-run` with these flags: asserts it exits 0 and returns what it printed."""
-    code = taskray(["run", "--task", task, "--model", "m", "--input", input_dir, "--output", output, *flags, "--dry-run"])
+    args = ["run", "--task", task, "--model", "m", "--input", input_dir, "--output", output, "--column", "text=body"]
+    code = taskray([*args, *flags, "--dry-run"])
     text = capsys.readouterr().out
     assert code == 0
     return text
@@ -161,6 +162,18 @@ def test_cli_dry_run_prints_spec_and_plan(capsys, text_input, tmp_path):
     assert "top_k: 2" in text  # the resolved spec, option value parsed as YAML
     assert "map_batches Forward[text-classification]" in text and "actors=1:3" in text and "num_gpus=0.5" in text
     assert "label, score, scores, error" in text
+    assert not os.path.exists(tmp_path / "o")
+
+
+def test_cli_dry_run_plans_the_input_as_the_run_does(capsys, text_input, tmp_path):
+    """The dry run prints the plan the run would make: the input's columns are read and checked,
+    and the output's columns are typed (kept columns as the first input file types them)."""
+    text = dry_run(capsys, text_input, str(tmp_path / "o"), "--keep-columns", "n")
+    assert "id, n, label, score, scores, error" in text
+    assert "\nn: int64\n" in text and "\nscore: double\n" in text
+    args = ["run", "--task", "text-classification", "--model", "m", "--input", text_input, "--output", str(tmp_path / "o")]
+    assert taskray([*args, "--dry-run"]) == 2  # no `text` column: the run would refuse it too
+    assert "tasks[text-classification].columns.text: column 'text' not found" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o")
 
 

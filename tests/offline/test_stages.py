@@ -8,6 +8,8 @@ import pickle
 import pyarrow as pa
 import pytest
 
+from pipelines.hardware import Hardware, Node
+from pipelines.plan import ForwardPlan, plan_tasks
 from pipelines.spec import TaskSpec
 from pipelines.stages import Forward, Preprocess, error_column, features_column
 
@@ -15,6 +17,24 @@ from pipelines.stages import Forward, Preprocess, error_column, features_column
 @pytest.fixture(scope="module")
 def task(tiny_model) -> TaskSpec:
     return TaskSpec(task="text-classification", model=tiny_model("text-classification"), columns={"text": "body"})
+
+
+def forward_plan(task: TaskSpec, names: dict[str, str] | None = None, **fields) -> ForwardPlan:
+    """`task`'s plan (pipelines/plan.py) with `names` as its output columns and `fields` set:
+    by default the Preprocess-pool layout, 1 call of 1 thread."""
+    import dataclasses
+
+    plan = plan_tasks([task], Hardware((Node(2),), "test")).forwards[0]
+    defaults = {"preprocess": False, "torch_threads": 1, "forward_calls": 1}
+    return dataclasses.replace(plan, **({"outputs": names} if names else {}), **{**defaults, **fields})
+
+
+def forward_stage(task: TaskSpec, names: dict[str, str], **fields) -> Forward:
+    return Forward(forward_plan(task, names, **fields))
+
+
+def preprocess_stage(task: TaskSpec, keep: list[str] | None) -> Preprocess:
+    return Preprocess([forward_plan(task)], keep=keep)
 
 
 def call_at_once(stage, tables: list[pa.Table]) -> list[list[dict]]:
@@ -37,7 +57,7 @@ def call_at_once(stage, tables: list[pa.Table]) -> list[list[dict]]:
 
 
 def test_preprocess_is_compact_and_loads_no_weights(task):
-    stage = Preprocess([task], keep=["id"])
+    stage = preprocess_stage(task, keep=["id"])
     table = pa.table({"id": ["a", "b", "c"], "body": ["short", "a much longer sentence with many more words in it", None]})
     out = stage(table)
     assert out.column_names == ["id", features_column("text-classification"), error_column("text-classification")]
@@ -51,8 +71,8 @@ def test_preprocess_is_compact_and_loads_no_weights(task):
 
 
 def test_forward_adds_results_and_drops_internal_columns(task):
-    pre = Preprocess([task], keep=["id"])
-    fwd = Forward(task, {"label": "label", "score": "score", "scores": "scores", "error": "error"})
+    pre = preprocess_stage(task, keep=["id"])
+    fwd = forward_stage(task, {"label": "label", "score": "score", "scores": "scores", "error": "error"})
     out = fwd(pre(pa.table({"id": ["a", "b"], "body": ["one text", ""]})))
     assert out.column_names == ["id", "label", "score", "scores", "error"]
     assert out.column("error").to_pylist() == [None, "input: empty text"]
@@ -60,7 +80,7 @@ def test_forward_adds_results_and_drops_internal_columns(task):
 
 
 def test_wrong_column_type_becomes_row_errors(task):
-    pre = Preprocess([task], keep=["id"])
+    pre = preprocess_stage(task, keep=["id"])
     out = pre(pa.table({"id": ["a", "b"], "body": [1, 2]}))
     assert out.column(error_column("text-classification")).to_pylist() == ["input: expected text as str, got int"] * 2
 
@@ -75,11 +95,11 @@ def test_inline_forward_equals_preprocess_then_forward(task, monkeypatch):
 
     names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
     table = pa.table({"id": ["a", "b", "c"], "body": ["one text", "", "another text"], "other": [1, 2, 3]})
-    two_stage = Forward(task, names)(Preprocess([task], keep=["id"])(table))
-    inline = Forward(task, names, preprocess=True, drop=["body", "other"])
+    two_stage = forward_stage(task, names)(preprocess_stage(task, keep=["id"])(table))
+    inline = forward_stage(task, names, preprocess=True, drop=("body", "other"))
     monkeypatch.setattr(stages, "pickle", SimpleNamespace())  # no dumps or loads to call
     assert inline(table).to_pylist() == two_stage.to_pylist()
-    passed_on = Forward(task, names, preprocess=True)(table)
+    passed_on = forward_stage(task, names, preprocess=True)(table)
     assert passed_on.column_names == ["id", "body", "other", "label", "score", "scores", "error"]
 
 
@@ -97,7 +117,7 @@ def test_weights_load_while_the_first_block_decodes_and_a_failed_load_fails_the_
 
     original = OperatorRunner._load
     monkeypatch.setattr(OperatorRunner, "_load", lambda self: (gate.wait(30), original(self)))
-    stage = Forward(task, names, preprocess=True)  # returns with the weights still held back
+    stage = forward_stage(task, names, preprocess=True)  # returns with the weights still held back
     monkeypatch.undo()
     assert stage._op._processor is not None and not stage._runner.loaded
     gate.set()
@@ -107,7 +127,7 @@ def test_weights_load_while_the_first_block_decodes_and_a_failed_load_fails_the_
     shutil.copytree(task.model, broken)
     for weights in broken.glob("*.safetensors"):
         weights.write_bytes(b"not a safetensors file")
-    bad = Forward(task.model_copy(update={"model": str(broken)}), names, preprocess=True)
+    bad = forward_stage(task.model_copy(update={"model": str(broken)}), names, preprocess=True)
     with pytest.raises(RuntimeError, match=f"failed to load model {broken}"):
         bad(table)
 
@@ -129,10 +149,10 @@ def test_forward_calls_run_forwards_at_once_and_match_one_at_a_time(tiny_model):
     spec = TaskSpec(task="automatic-speech-recognition", model=tiny_model("automatic-speech-recognition"))
     names = {"text": "text", "error": "error"}
     tables = [pa.table({"id": [f"{i}a", f"{i}b"], "audio": [clip(0.5 + i, i), b"not audio"]}) for i in range(2)]
-    alone = Forward(spec, names, forward_calls=2, preprocess=True)
+    alone = forward_stage(spec, names, forward_calls=2, preprocess=True)
     want = [alone(t).to_pylist() for t in tables]
 
-    assert call_at_once(Forward(spec, names, forward_calls=2, preprocess=True), tables) == want
+    assert call_at_once(forward_stage(spec, names, forward_calls=2, preprocess=True), tables) == want
     assert want[0][1]["error"] and want[0][0]["error"] is None
 
 
@@ -144,8 +164,8 @@ def test_text_forward_calls_share_the_tokenizer_one_call_at_a_time(task):
 
     names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
     tables = [pa.table({"id": [f"{i}a", f"{i}b"], "body": [f"text number {i} " * (i + 1), ""]}) for i in range(2)]
-    want = [Forward(task, names, forward_calls=2, preprocess=True)(t).to_pylist() for t in tables]
-    stage = Forward(task, names, forward_calls=2, preprocess=True)
+    want = [forward_stage(task, names, forward_calls=2, preprocess=True)(t).to_pylist() for t in tables]
+    stage = forward_stage(task, names, forward_calls=2, preprocess=True)
     inside_tokenizer, preprocess = [], stage._op.preprocess
 
     def preprocess_alone(batch):
@@ -186,7 +206,7 @@ def test_forward_calls_give_a_lone_call_the_idle_threads(task, monkeypatch):
     monkeypatch.setattr(cls, "forward_batch", recording)
     names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
     tables = [pa.table({"id": [f"{i}a"], "body": [f"text number {i}"]}) for i in range(2)]
-    stage = Forward(task, names, torch_threads=1, forward_calls=2, preprocess=True)
+    stage = forward_stage(task, names, torch_threads=1, forward_calls=2, preprocess=True)
     with ThreadPoolExecutor(1) as pool:  # its own thread: torch's count is per thread
         alone = pool.submit(stage, tables[0]).result().to_pylist()
     assert threads_seen == [2]
@@ -223,7 +243,7 @@ def test_a_block_whose_rows_all_failed_has_the_declared_types(task):
     what Arrow infers from the values: an all-failed block is typed as any other, so every file
     of a job has one schema by construction."""
     names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
-    stage = Forward(task, names, preprocess=True)
+    stage = forward_stage(task, names, preprocess=True)
     failed = stage(pa.table({"id": ["a", "b"], "body": pa.array([None, None], pa.string())}))
     fine = stage(pa.table({"id": ["c"], "body": ["a fine text"]}))
     assert failed.column("error").null_count == 0 and failed.column("label").null_count == 2

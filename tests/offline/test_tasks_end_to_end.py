@@ -190,7 +190,9 @@ def test_inline_preprocess_job_equals_operator_call(ray_session, dataset_dir, bu
     """The CPU-only layout that users get: no Preprocess pool, each forward actor decodes its
     own inputs (images and audio in concurrent calls). Same rows, same results, same per-row
     errors as the operator's own call; only the kept columns and the results reach the output."""
-    from pipelines.job import job_sizing, plan_stages, run_job
+    from pipelines.job import run_job
+    from pipelines.plan import plan_job
+    from pipelines.sources import plan_source
     from pipelines.spec import build_job_spec
 
     tasks = [{"task": t, "model": built_models[t], "batch_size": 4, "options": SAME_BATCHING} for t in INLINE_TASKS]
@@ -199,11 +201,15 @@ def test_inline_preprocess_job_equals_operator_call(ray_session, dataset_dir, bu
         {"input": dataset_dir, "output": output, "id_column": "uid", "keep_columns": ["n"], "block_rows": BLOCK_ROWS, "tasks": tasks},
         {},
     )
-    stages = plan_stages(spec, job_sizing(spec))  # sized for the session's 2-CPU Ray
+    plan = plan_job(spec, plan_source(spec))  # sized for the session's 2-CPU Ray
+    stages = plan.stages
     assert [s.name for s in stages] == [f"Forward[{t}]" for t in INLINE_TASKS]
     # three tasks share 2 cores, one each: media decode in one more call than forward
     assert [s.map_batches_kwargs["compute"].max_concurrent_calls_per_actor or 1 for s in stages] == [1, 2, 2]
     summary = run_job(spec)
+    # every file has the planned schema: id, kept columns, each task's declared result types
+    files = sorted(os.path.join(output, f) for f in os.listdir(output) if f.endswith(".parquet"))
+    assert files and all(pq.read_schema(f).remove_metadata() == plan.output_schema for f in files)
     table = pq.read_table(output).sort_by("uid")
     columns = input_columns()
     assert table.column("uid").to_pylist() == columns["uid"]

@@ -53,7 +53,10 @@ def write_job_output(root: str, tiny_model, tasks: list[dict], keep: list[str], 
     """Run `tasks` over input_table() with the job's stages and write `<root>/labels` as a
     finished job output; returns its path."""
     from pipelines import stages
+    from pipelines.hardware import Hardware, Node, preprocess_pool_on_cpu
     from pipelines.job import finalize
+    from pipelines.plan import plan_job
+    from pipelines.sources import plan_source
     from pipelines.spec import build_job_spec
     from pipelines.storage import resolve
 
@@ -71,24 +74,24 @@ def write_job_output(root: str, tiny_model, tasks: list[dict], keep: list[str], 
         },
         {},
     )
-    from operators import get_operator
-
-    out = stages.Preprocess(spec.tasks, keep=["id", *keep])(table)
+    with preprocess_pool_on_cpu():  # the job's own stages, the Preprocess pool's layout
+        plan = plan_job(spec, plan_source(spec), Hardware((Node(2),), "test"))
+    out = table
     with pytest.MonkeyPatch.context() as patch:
         # Forward asks Ray for its node id, and outside Ray that call starts a local Ray
         # (Ray's auto-init), which costs more than this whole fixture.
         patch.setattr(stages, "_node_id", lambda: "test-node")
         dtypes = {}
-        for t in spec.tasks:
-            names = {c: spec.output_column(t, c) for c in (*get_operator(t.task).output_columns, "error")}
-            forward = stages.Forward(t, names)
-            out = forward(out)
-            dtypes[t.column_prefix] = [str(forward._op.dtype).removeprefix("torch.")]  # as JobStats records it
+        for stage in plan.stages:
+            udf = stage.fn(**stage.fn_constructor_kwargs)
+            out = udf(out)
+            if stage.fn is stages.Forward:  # what the model computed in, as JobStats records it
+                dtypes[stage.fn_constructor_kwargs["plan"].name] = [str(udf._op.dtype).removeprefix("torch.")]
     step = -(-out.num_rows // files)
     for i in range(files):
         pq.write_table(out.slice(i * step, step), os.path.join(output_dir, f"part-{i:03d}.parquet"))
     nodes = {t.column_prefix: {"test-node": out.num_rows} for t in spec.tasks}
-    finalize(spec, resolve(output_dir), "id", {"nodes": nodes, "dtypes": dtypes}, wall_s=2.0)
+    finalize(plan, resolve(output_dir), {"nodes": nodes, "dtypes": dtypes}, wall_s=2.0)
     return output_dir
 
 
