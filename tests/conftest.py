@@ -12,6 +12,34 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup`, README's test command).
+# Tests that start Ray or run a job share one worker, one after another, so that one Ray runs
+# at a time there, as they were written to (the session's Ray, or a module's own cluster); the
+# Serve tests, whose Ray holds some 20 replicas, run on the other worker, which then takes the
+# tests that never start Ray. Most of those run on one core, beside the Ray work's idle waits.
+RAY_DIRS = ("tests/offline/", "tests/offline_reliability/", "tests/cluster/", "tests/benchmarks/test_benchmark_smoke.py")
+SERVE_DIR = "tests/serve/"
+NO_RAY_SERVE_FILES = ("test_codec.py",)
+
+
+def xdist_group(nodeid: str, marked_ray: bool) -> str | None:
+    """The worker group of a test: "serve", "ray", or None (any worker)."""
+    path = nodeid.split("::")[0]
+    if path.startswith(SERVE_DIR):
+        return None if path.rsplit("/", 1)[-1] in NO_RAY_SERVE_FILES else "serve"
+    if marked_ray or path.startswith(RAY_DIRS):
+        return "ray"
+    return None
+
+
+@pytest.hookimpl(trylast=True)  # after tests/serve/conftest.py marks its tests `ray`
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = xdist_group(item.nodeid, item.get_closest_marker("ray") is not None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_configure(config):
     # The tiny models are far too small to gain from intra-op threads, and on a 2-core
     # machine shared with Ray workers torch's spinning threads cost ~10x CPU (measured
@@ -29,6 +57,12 @@ def tiny_models_dir(tmp_path_factory) -> str:
     if root:
         os.makedirs(root, exist_ok=True)
         return root
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # One directory for the run's workers (the parent of each worker's basetemp); the
+        # builder takes a lock per model (tiny_models.build_once).
+        shared = tmp_path_factory.getbasetemp().parent / "tiny-models"
+        shared.mkdir(exist_ok=True)
+        return str(shared)
     return str(tmp_path_factory.mktemp("tiny-models"))
 
 

@@ -11,6 +11,7 @@ writes a complete model directory (safetensors weights, config, tokenizer or pro
 from __future__ import annotations
 
 import os
+import shutil
 from importlib import import_module
 from typing import Callable
 
@@ -54,11 +55,20 @@ def build_tiny_model(task: str, root: str, *, variant: str | None = None) -> str
 
 def build_once(out: str, builder: Callable[[str], str]) -> str:
     """Run `builder` into a temporary directory and move it to `out`, unless `out` already
-    holds a config.json (then it is reused)."""
+    holds a config.json (then it is reused). Processes that share `out`'s parent (the test
+    suite's workers) build each model once: the build holds a lock file beside it."""
+    import fcntl
+
     if os.path.exists(os.path.join(out, "config.json")):
         return out
-    tmp = out + ".partial"
-    os.makedirs(tmp, exist_ok=True)
-    builder(tmp)
-    os.replace(tmp, out) if not os.path.exists(out) else None
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(os.path.join(out, "config.json")):
+            return out  # another process built it while this one waited
+        tmp = out + ".partial"
+        shutil.rmtree(tmp, ignore_errors=True)  # what an interrupted build left
+        os.makedirs(tmp)
+        builder(tmp)
+        os.replace(tmp, out) if not os.path.exists(out) else None
     return out
