@@ -55,8 +55,9 @@ def _test_endpoints(model: str) -> list:
         AppSpec(
             name="test-slow",
             route_prefix=SLOW_ROUTE,
+            # One process: the backpressure under test is the deployment's, whichever layout.
             args=EndpointArgs(task="text-classification", model=model, max_batch_size=8,
-                              batch_wait_timeout_s=SLOW_WAIT_S),
+                              batch_wait_timeout_s=SLOW_WAIT_S, isolate_model=False),
             deployment=DeploymentOptions(num_cpus=0, max_ongoing_requests=1, max_queued_requests=1, retry_after_s=2),
         ),
         AppSpec(
@@ -75,7 +76,7 @@ def _secure_embeddings_endpoint(model: str):
         name=SECURE_EMBEDDINGS_APP,
         route_prefix=SECURE_ROUTE,
         # One process: what is under test here (the token, the root's forwarding) is the
-        # ingress's; test-api, test-slow and test-crash run the default, isolated layout.
+        # ingress's; test-api and test-crash run the default, isolated layout.
         args=EndpointArgs(task="feature-extraction", model=model, isolate_model=False),
         deployment=DeploymentOptions(num_cpus=0),
         auth_token=AUTH_TOKEN,
@@ -106,7 +107,7 @@ def example_config_with_tiny_models(tiny_model, port: int) -> dict:
             for deployment in app.get("deployments", []):
                 deployment["ray_actor_options"] = {"num_cpus": 0, "num_gpus": 0}
             # One process per endpoint instead of two: parity does not depend on where the model
-            # runs, and the test endpoints above run the default (isolated) layout.
+            # runs, and test-api and test-crash run the default (isolated) layout.
             app["args"]["isolate_model"] = False
         apps.append(app)
     config["applications"] = apps
@@ -123,6 +124,10 @@ def _init_local_ray(attempts: int = 3) -> None:
             # through Ray's setup_worker.py, a second interpreter per replica.
             with pytest.MonkeyPatch.context() as patch:
                 patch.setenv("OMP_NUM_THREADS", "1")
+                # Each replica exports Serve's request metrics every 100 ms by default: with
+                # some 20 idle replicas that was about 0.4 of a core here, for metrics no test
+                # reads. Once a second leaves a replica at ~1% of a core when idle (measured).
+                patch.setenv("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", "1000")
                 # "local": a fresh Ray even where something left a `ray start` cluster behind.
                 ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve")
             return
