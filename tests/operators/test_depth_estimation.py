@@ -47,9 +47,12 @@ def test_parity_with_pipeline(model_dir):
         assert levels.shape == want.shape and levels.min() == 0 and levels.max() == 65535
         # pipeline's 8-bit image is floor(255 * normalized); ours is round(65535 * normalized)
         eight_bit = np.asarray(expected["depth"]).astype(np.float64)
-        # so ours, scaled to 255, sits in [floor, floor + 1) up to float32 and rounding noise
+        # so ours, scaled to 255, sits in [floor, floor + 1) up to rounding and float32 noise:
+        # a pixel whose 255 * normalized lies on an integer lands one 16-bit level either side
+        # as the batch or the thread count moves the depth by ~1e-6 (seen: -1 level, 0.0039).
         excess = levels.astype(np.float64) * 255 / 65535 - eight_bit
-        assert excess.min() > -2e-3 and excess.max() < 1 + 2e-3
+        one_level = 255 / 65535
+        assert excess.min() > -one_level - 1e-3 and excess.max() < 1 + one_level + 1e-3
 
 
 def test_predicted_depth_round_trips_json_and_arrow(model_dir):
