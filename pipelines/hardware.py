@@ -1,11 +1,13 @@
-"""How a job is sized: picked from the hardware it runs on, not from user flags.
+"""How a job is sized, and a Serve model replica's torch threads: picked from the hardware, not
+from user flags.
 
     hw = cluster_hardware()             # Ray is up: its live nodes (+ autoscaler node types)
     hw = local_hardware()               # --dry-run starts nothing: this machine, and it says so
     hw = current_hardware()             # whichever of the two applies now
     picks = pick_sizing(spec.tasks, hw, spec.block_rows)   # JobSizing: per job and per task, each with its reason
+    threads = pick_replica_threads(task, num_cpus, num_gpus)  # a Serve model replica's, with its reason
 
-pipelines/plan.py turns the picks into the job's plan (the stages and each actor's bundle).
+pipelines/offline/plan.py turns the picks into the job's plan (the stages and each actor's bundle).
 
 What is picked, per node kind (measured on the 2-core CPU-only node of benchmarks/RESULTS.md;
 the rest is reasoned from those measurements and says so in `why`):
@@ -33,6 +35,14 @@ every actor pool plus the read and write tasks and resume's 1-CPU CheckpointFilt
 (a 2-CPU Ray with 1-CPU actors never started its read: RESULTS.md), while torch threads follow
 the node's CPUs. A local Ray that taskray starts has as many logical CPUs as the machine has
 cores, so the two agree there.
+
+A Serve model replica (`taskray serve`; `pick_replica_threads`) is sized from its own
+reservation instead: the replicas of several applications share a node in ways no one process
+sees, and the reservation is what the config says each may use. It runs one batch at a time on
+one inference thread, decoding then forward, so its one forward call takes all its cores, as a
+lone forward call of `taskray run` takes its actor's idle threads; 1 thread below one CPU (a
+share of cores) and on a GPU (the device computes), as for `run`'s GPU actors; never more than
+the machine's cores.
 """
 
 from __future__ import annotations
@@ -59,7 +69,7 @@ MIN_ACTOR_CPUS = 0.05
 MAX_DECODE_CALLS = 4
 # The byte target of a block, in input rows' bytes, for tasks whose results outgrow their
 # inputs: sized for the input alone, embeddings (11x) were cut into small blocks and the
-# forward actor sat idle between them (measured, see pipelines/job.py).
+# forward actor sat idle between them (measured, see pipelines/offline/job.py).
 GROWING_RESULTS_BLOCK_GROWTH = 4.0
 TEXT_BLOCK_ROWS = 256
 AUDIO_BLOCK_ROWS = 64
@@ -113,10 +123,7 @@ class Hardware:
 
 def local_hardware() -> Hardware:
     """This machine, as the local Ray that `taskray run` would start sees it."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
+    cores = machine_cores()
     gpus = 0
     with contextlib.suppress(Exception):  # no usable torch/CUDA: no GPU to plan for
         import torch
@@ -124,6 +131,14 @@ def local_hardware() -> Hardware:
         gpus = torch.cuda.device_count()
     where = "this machine (--dry-run starts no Ray; a cluster given by RAY_ADDRESS or ray_address is sized when the job runs)"
     return Hardware((Node(float(cores), float(gpus)),), f"{where}: {cores} CPUs, {gpus} GPUs")
+
+
+def machine_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def cluster_hardware() -> Hardware:
@@ -334,3 +349,66 @@ def _task_sizing(
 
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class ReplicaThreads:
+    """The torch threads of a Serve replica that holds a model; `why` says how they were picked."""
+
+    torch_threads: int
+    why: tuple[str, ...]
+
+
+def pick_replica_threads(
+    task: str, num_cpus: float, num_gpus: float = 0.0, *, device: str = "auto",
+    torch_threads: int | None = None, cores: int | None = None,
+) -> ReplicaThreads:
+    """The torch threads of a Serve model replica of `task` that Ray gave `num_cpus` CPUs and
+    `num_gpus` GPUs, on a machine of `cores` cores (None: not capped). The endpoint's own
+    `torch_threads` wins.
+
+    The replica runs one batch at a time on one inference thread (TaskEndpoint's single-worker
+    executor; TaskModel's max_ongoing_requests 1), decoding and then forward, so there is one
+    forward call and no decoding beside it, unlike `taskray run`'s actors (pick_sizing).
+    """
+    from operators import get_operator
+
+    if torch_threads is not None:
+        return ReplicaThreads(torch_threads, (f"torch threads: {torch_threads} (set by the endpoint's torch_threads)",))
+    reserved = f"{num_cpus:g} CPU{'' if num_cpus == 1 else 's'} reserved"
+    on_gpu = device.startswith("cuda") or (device == "auto" and num_gpus > 0)
+    if on_gpu:
+        # As `run` sizes its GPU actors: the host side collates and postprocesses. Reasoned;
+        # no GPU was lent to measure it.
+        return ReplicaThreads(1, (
+            "torch threads: 1 (on a GPU: the device computes, the host only decodes, collates and "
+            "postprocesses, as for `taskray run`'s GPU actors; reasoned)",
+        ))
+    if num_cpus < 1:
+        # Ray gives such a process OMP_NUM_THREADS=1 for the same reason.
+        return ReplicaThreads(1, (
+            f"torch threads: 1 ({reserved}: the replica shares cores with other processes, and "
+            "threads beyond its share would contend for them)",
+        ))
+    threads = int(num_cpus)  # down, as `run` counts a node's cores: a part of a core is shared
+    # One forward call on all the replica's cores, as a lone call of `run` takes its actor's
+    # idle threads (operators/threads.py). Measured for text and audio on 2 cores
+    # (benchmarks/RESULTS.md: one text call on 2 threads 92.9 rows/s against 58.0 on 1; the
+    # tiny wav2vec2 93.2 clips/s against 66.6); reasoned for images. `run` gives an image
+    # forward half the cores because its other calls decode on the rest at the same time; here
+    # the decoding runs before the forward, on the same thread, so that half would idle.
+    kind = get_operator(task).modality
+    decoding = {
+        "image": ": images decode before it on the same thread, not beside it as in `taskray run`, "
+        "whose image forward gets half the cores",
+        "audio": ": audio decodes before it on the same thread",
+    }.get(kind, "")
+    picked = f"{threads}, one per whole CPU ({reserved}"
+    if cores is not None and threads > cores:  # Ray was told of more CPUs than there are cores
+        threads = max(1, cores)
+        picked = f"{threads}, this machine's cores ({reserved}, more than it has"
+    why = (
+        f"torch threads: {picked}; one batch at a time on one inference thread, so its forward call "
+        f"takes every core, as a lone forward call of `taskray run` takes its actor's idle threads{decoding})",
+    )
+    return ReplicaThreads(threads, why)

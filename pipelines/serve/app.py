@@ -7,7 +7,8 @@ single worker thread, so the event loop keeps parsing requests while a batch run
     POST {route}          {"inputs": ..., "parameters": {...}} or a raw image/* | audio/* body
                           (a body without a media type is sniffed, as the HF Inference API does)
     POST {route}/embeddings   OpenAI's embeddings API (feature-extraction endpoints)
-    GET  {route}/info     task, model, labels, input roles, parameters
+    GET  {route}/info     task, model, labels, input roles, parameters, batching, the model
+                          replica's torch threads and why (pipelines/hardware.py)
     GET  {route}/stats    batch sizes this replica has seen
     GET  {route}/healthz  this endpoint's readiness;  GET /healthz (health app): all endpoints
     POST /v1/embeddings, GET /v1/models (health app): OpenAI's API for the feature-extraction
@@ -46,6 +47,7 @@ from operators import get_operator
 from operators.runtime import OperatorRunner, build_operator
 from operators.base import MEDIA_ROLES
 from operators.errors import error_kind
+from pipelines.hardware import ReplicaThreads, machine_cores, pick_replica_threads
 from pipelines.serve.codec import (
     EMBEDDING_ROOT_FIELDS,
     UNTYPED_CONTENT_TYPES,
@@ -248,10 +250,30 @@ def endpoint_operator(args: EndpointArgs):
     return build_operator(args, get_operator(args.task).endpoint_defaults)
 
 
-def endpoint_runner(args: EndpointArgs) -> OperatorRunner:
+def replica_threads(args: EndpointArgs, resources: dict[str, float] | None = None) -> ReplicaThreads:
+    """The torch threads of this model replica (pipelines/hardware.py pick_replica_threads), from
+    the CPUs and GPUs Ray reserved for it (`resources`; None: this replica's own). Read here, not
+    where the app is built: under `serve run`/`serve deploy` Serve's controller applies the
+    config's deployments entries after build_app, so only the replica knows its resources."""
+    if resources is None:
+        import ray
+
+        resources = ray.get_runtime_context().get_assigned_resources()
+    return pick_replica_threads(
+        args.task, resources.get("CPU", 0.0), resources.get("GPU", 0.0), device=args.device,
+        torch_threads=args.torch_threads, cores=machine_cores(),
+    )
+
+
+def endpoint_runner(args: EndpointArgs, threads: ReplicaThreads | None = None) -> OperatorRunner:
     """The endpoint's operator with its weights, as every serving process holds one
-    (operators/runtime.py); one call at a time (the replica's single inference thread)."""
-    return OperatorRunner(endpoint_operator(args), torch_threads=args.torch_threads)
+    (operators/runtime.py); one call at a time (the replica's single inference thread), on the
+    replica's picked torch `threads` (None, outside a replica: args.torch_threads, else the
+    process's own count)."""
+    if threads is not None:
+        logger.info("%s: %s", args.task, "; ".join(threads.why))
+    torch_threads = args.torch_threads if threads is None else threads.torch_threads
+    return OperatorRunner(endpoint_operator(args), torch_threads=torch_threads)
 
 
 def refuse_gpus_on_the_ingress(args: EndpointArgs) -> None:
@@ -304,11 +326,13 @@ class TaskEndpoint:
         if model is not None:
             refuse_gpus_on_the_ingress(self.args)
         if model is None:
-            self.runner: OperatorRunner | None = endpoint_runner(self.args)
+            self.threads: ReplicaThreads | None = replica_threads(self.args)
+            self.runner: OperatorRunner | None = endpoint_runner(self.args, self.threads)
             self.op = self.runner.op
         else:
             # No weights, but the configuration checked: with_options() then checks every
             # request's options against the checkpoint here, where a bad one is its 422.
+            self.threads = None  # the model replica's, asked for by GET /info
             self.runner = None
             self.op = endpoint_operator(self.args).checked()
         self.infer_batch.set_max_batch_size(self.args.max_batch_size)
@@ -347,7 +371,21 @@ class TaskEndpoint:
             "parameters": parameters,
             "max_batch_size": self.args.max_batch_size,
             "batch_wait_timeout_s": self.args.batch_wait_timeout_s,
+            **await self._threads_info(),
         }
+
+    async def _threads_info(self) -> dict[str, Any]:
+        """The model replica's torch threads and why: this replica's own, or (isolate_model) a
+        TaskModel replica's, asked once (its replicas share one deployment's resources)."""
+        if self.threads is None:
+            from ray.exceptions import RayActorError
+            from ray.serve.exceptions import BackPressureError
+
+            try:
+                self.threads = await self.model.picked_threads.remote()
+            except (RayActorError, BackPressureError):  # the model replica is restarting: ask again next time
+                return {"torch_threads": None, "torch_threads_why": []}
+        return {"torch_threads": self.threads.torch_threads, "torch_threads_why": list(self.threads.why)}
 
     @ingress.get("/stats")
     async def stats(self) -> dict[str, Any]:
@@ -557,12 +595,17 @@ class TaskModel:
 
     def __init__(self, args: dict[str, Any]):
         self.args = EndpointArgs.model_validate(args)
-        self.runner = endpoint_runner(self.args)
+        self.threads = replica_threads(self.args)
+        self.runner = endpoint_runner(self.args, self.threads)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskray-infer")
 
     async def run_jobs(self, jobs: list[Job]) -> list[dict[str, list] | BaseException]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, run_jobs, self.runner, jobs)
+
+    async def picked_threads(self) -> ReplicaThreads:
+        """This replica's torch threads and why (the ingress's GET /info)."""
+        return self.threads
 
 
 def endpoint_options(args: EndpointArgs, override: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -36,8 +36,10 @@ class EndpointArgs(OperatorSpec):
     torch_threads: int | None = Field(
         None,
         ge=1,
-        description="torch intra-op threads of each replica. Default: what Ray gives the replica "
-        "(OMP_NUM_THREADS from its num_cpus, 1 when that is below 1).",
+        description="torch intra-op threads of each replica that holds the model. Default: picked "
+        "per replica from the CPUs and GPUs Ray reserved for it (pipelines/hardware.py "
+        "pick_replica_threads: one per whole CPU, 1 below one CPU or on a GPU), logged at its start "
+        "and reported with the reason by GET {route}/info.",
     )
     max_batch_size: int = Field(16, ge=1, description="Most requests one @serve.batch call gathers.")
     batch_wait_timeout_s: float = Field(
