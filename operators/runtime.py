@@ -1,6 +1,6 @@
 """One operator runtime for every path: what builds an operator (OperatorSpec, build_operator)
 and how a serving process holds one (OperatorRunner). A Ray Data forward actor
-(pipelines/stages.py Forward) and a Serve replica (pipelines/serve/app.py) are thin adapters
+(pipelines/offline/stages.py Forward) and a Serve replica (pipelines/serve/app.py) are thin adapters
 around the same runner; neither builds, loads or threads an operator its own way.
 """
 

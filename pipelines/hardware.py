@@ -7,7 +7,7 @@ from user flags.
     picks = pick_sizing(spec.tasks, hw, spec.block_rows)   # JobSizing: per job and per task, each with its reason
     threads = pick_replica_threads(task, num_cpus, num_gpus)  # a Serve model replica's, with its reason
 
-pipelines/plan.py turns the picks into the job's plan (the stages and each actor's bundle).
+pipelines/offline/plan.py turns the picks into the job's plan (the stages and each actor's bundle).
 
 What is picked, per node kind (measured on the 2-core CPU-only node of benchmarks/RESULTS.md;
 the rest is reasoned from those measurements and says so in `why`):
@@ -69,7 +69,7 @@ MIN_ACTOR_CPUS = 0.05
 MAX_DECODE_CALLS = 4
 # The byte target of a block, in input rows' bytes, for tasks whose results outgrow their
 # inputs: sized for the input alone, embeddings (11x) were cut into small blocks and the
-# forward actor sat idle between them (measured, see pipelines/job.py).
+# forward actor sat idle between them (measured, see pipelines/offline/job.py).
 GROWING_RESULTS_BLOCK_GROWTH = 4.0
 TEXT_BLOCK_ROWS = 256
 AUDIO_BLOCK_ROWS = 64

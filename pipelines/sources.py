@@ -65,7 +65,7 @@ class SourcePlan:
     bytes_per_row: float = 1024.0  # estimated in memory, from the first file; sizes blocks
     # The read columns and the id as the first file types them (WebDataset: its first samples).
     # Other files may type a column otherwise (CSV and JSONL types are inferred per file; a
-    # column that is all null in one file is typed `null` there): see pipelines/job.py finalize.
+    # column that is all null in one file is typed `null` there): see pipelines/offline/job.py finalize.
     schema: "pyarrow.Schema | None" = None
 
     def block_bytes(self, block_rows: int) -> int:

@@ -79,13 +79,15 @@ if os.environ.get("TASKRAY_TRACE"):
 
     # module -> [(dotted attribute, event name, first call only)]
     _PATCHES = {
-        "pipelines.preflight": [(n, f"preflight.{n}", False) for n in ("check_input", "check_operators", "check_output", "check_resources")],
-        "pipelines.job": [
-            ("run_job", "run_job", False), ("_ensure_ray", "ray start", False), ("job_sizing", "job_sizing", False),
+        "pipelines.offline.preflight": [(n, f"preflight.{n}", False) for n in ("check_input", "check_operators", "check_output", "check_resources")],
+        "pipelines.offline.job": [
+            ("run_job", "run_job", False), ("_ensure_ray", "ray start", False),
             ("build_dataset", "build_dataset", False), ("finalize", "finalize", False),
         ],
-        "pipelines.stages": [
-            ("Forward.__init__", "Forward.__init__", False), ("Forward._load_model", "Forward weights", False),
+        "pipelines.offline.plan": [("plan_job", "plan_job", False)],
+        "operators.runtime": [("OperatorRunner._load", "weights", False)],
+        "pipelines.offline.stages": [
+            ("Forward.__init__", "Forward.__init__", False),
             ("Forward.__call__", "Forward call", False), ("Preprocess.__call__", "Preprocess call", False),
         ],
         "ray._private.node": [("Node.kill_all_processes", "Ray shut down (its processes stopped)", False)],
@@ -111,7 +113,7 @@ if os.environ.get("TASKRAY_TRACE"):
         cls.get_execution_info = get_execution_info
 
     _PATCHES["ray._private.function_manager"] = []
-    _IMPORTS = ("torch", "transformers", "ray", "ray.data", "pyarrow", "pipelines.job", "pipelines.stages", "operators", "pydantic")
+    _IMPORTS = ("torch", "transformers", "ray", "ray.data", "pyarrow", "pipelines.offline.job", "pipelines.offline.stages", "operators", "pydantic")
 
     def _apply(name, module):
         if name == "ray._private.function_manager":

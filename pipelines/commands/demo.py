@@ -18,7 +18,7 @@ def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from pipelines.demo import demo_job
-    from pipelines.job import run_job
+    from pipelines.offline.job import run_job
     from pipelines.report import write_report
 
     output = os.path.abspath(args.output)

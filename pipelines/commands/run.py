@@ -129,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"taskray run: bad job spec: {e}", file=sys.stderr)
         return EXIT_SPEC
 
-    from pipelines.job import JobFailedError, describe_plan, run_job
+    from pipelines.offline.job import JobFailedError, describe_plan, run_job
 
     if args.dry_run:
         try:
@@ -140,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_OK
     try:
         if spec.mode == "retry-failed":
-            from pipelines.retry import retry_failed
+            from pipelines.offline.retry import retry_failed
 
             summary = retry_failed(spec)
         else:

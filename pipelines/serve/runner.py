@@ -78,10 +78,10 @@ def deploy(config: dict[str, Any], *, timeout_s: float = 300.0) -> None:
 def check_cuda(config: dict[str, Any]) -> None:
     """Each taskray application whose model replicas ask for a GPU (ray_actor_options num_gpus,
     or device cuda) can use CUDA where they would run, before any replica starts: a probe task
-    with the replicas' resources imports torch there (pipelines/preflight.py). Otherwise the
+    with the replicas' resources imports torch there (pipelines/cuda_probe.py). Otherwise the
     replica constructor refuses (operators.loading.resolve_device) and Serve retries it until
     the deployment fails, minutes later. Raises RuntimeError naming the application."""
-    from pipelines.preflight import cuda_problems
+    from pipelines.cuda_probe import cuda_problems
     from pipelines.serve.app import endpoint_options
     from pipelines.serve.config import EndpointArgs
 

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from pipelines import job as job_module
+from pipelines.offline import job as job_module
 from pipelines.spec import JobSpec, SpecError
 
 
@@ -75,10 +75,10 @@ def test_in_thread_runs_elsewhere_and_hands_back_the_result_or_the_error():
 
 
 def test_the_stats_actor_module_imports_nothing_heavy():
-    # Its actor's process imports it: pipelines.stages (the operators, numpy, pydantic) cost
+    # Its actor's process imports it: pipelines.offline.stages (the operators, numpy, pydantic) cost
     # that process 2.5 s of a 2-core machine's start-up.
     code = (
-        "import sys, pipelines.job_stats as m; "
+        "import sys, pipelines.offline.job_stats as m; "
         "heavy = sorted(n for n in ('operators', 'numpy', 'pydantic', 'torch', 'transformers', 'pyarrow', 'ray') if n in sys.modules); "
         "print(','.join(heavy))"
     )

@@ -1,4 +1,4 @@
-"""Compaction of committed blocks into files of target_file_size (pipelines/compaction.py),
+"""Compaction of committed blocks into files of target_file_size (pipelines/offline/compaction.py),
 without Ray: an output laid out as Ray Data's checkpointed write leaves it (data files named
 `<checkpoint id>-<i>.parquet`, committed and pending checkpoints under `_checkpoint/`), then
 compacted, and killed at every step of a compaction. The kill is simulated in-process (an
@@ -39,7 +39,7 @@ def ray_output(root, n_blocks: int = 12, rows: int = 20, pending: set[int] = fro
 
 
 def compactor(root, target: int):
-    from pipelines.compaction import Compactor
+    from pipelines.offline.compaction import Compactor
     from pipelines.storage import resolve
 
     out = resolve(str(root))
@@ -96,7 +96,7 @@ def test_a_compacted_file_under_half_the_target_joins_the_next_group(tmp_path):
 
 @pytest.mark.parametrize("step", STEPS)
 def test_a_kill_at_any_step_of_a_compaction_loses_and_duplicates_nothing(tmp_path, monkeypatch, step):
-    import pipelines.compaction
+    import pipelines.offline.compaction
 
     owner = ray_output(tmp_path, n_blocks=6)
     c = compactor(tmp_path, 10**9)
@@ -105,7 +105,7 @@ def test_a_kill_at_any_step_of_a_compaction_loses_and_duplicates_nothing(tmp_pat
         if name == step:
             raise Killed(name)
 
-    monkeypatch.setattr(pipelines.compaction, "halt_point", halt)
+    monkeypatch.setattr(pipelines.offline.compaction, "halt_point", halt)
     with pytest.raises(Killed):
         c.compact(final=True)
     counts = ids_on_disk(tmp_path)
@@ -113,7 +113,7 @@ def test_a_kill_at_any_step_of_a_compaction_loses_and_duplicates_nothing(tmp_pat
     if step in ("compact:moved", "compact:deleted-source"):
         # The kill left the output mid-swap: the compacted file and (some of) its sources.
         assert max(counts.values()) == 2
-    monkeypatch.setattr(pipelines.compaction, "halt_point", lambda name: None)
+    monkeypatch.setattr(pipelines.offline.compaction, "halt_point", lambda name: None)
 
     # What every reader of the output does first (a resume, the finalize, a retry).
     compactor(tmp_path, 10**9).compact(final=True)
@@ -125,8 +125,8 @@ def test_a_kill_at_any_step_of_a_compaction_loses_and_duplicates_nothing(tmp_pat
 
 
 def test_target_file_size_reads_units_and_output_format_lance_refuses_what_it_cannot_do(tmp_path):
-    from pipelines.job import check_output_format
-    from pipelines.retry import retry_failed
+    from pipelines.offline.job import check_output_format
+    from pipelines.offline.retry import retry_failed
     from pipelines.spec import JobSpec, SpecError, TaskSpec
     from pipelines.storage import resolve
 

@@ -25,7 +25,7 @@ def written_rows(out: str) -> int:
 
 
 def test_a_broken_setting_stops_the_job_after_its_first_blocks(ray_session, tiny_model, tmp_path, capsys, monkeypatch):
-    from pipelines import error_budget
+    from pipelines.offline import error_budget
 
     monkeypatch.setattr(error_budget, "MIN_ROWS", MIN_ROWS)  # a constant; this job is smaller than its default
     src, out = str(tmp_path / "in"), str(tmp_path / "out")

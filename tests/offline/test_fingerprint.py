@@ -87,7 +87,7 @@ def test_resume_checks_the_fingerprint(ray_session, model_copy, text_input, tmp_
 
 
 def test_directory_digest_reads_samples_of_large_files(tmp_path, monkeypatch):
-    from pipelines import fingerprint
+    from pipelines.offline import fingerprint
 
     monkeypatch.setattr(fingerprint, "WHOLE_FILE_BYTES", 1024)
     monkeypatch.setattr(fingerprint, "SAMPLE_BYTES", 4096)
@@ -112,7 +112,7 @@ def test_directory_digest_reads_samples_of_large_files(tmp_path, monkeypatch):
 
 
 def test_differences_skip_an_unknown_hub_digest():
-    from pipelines.fingerprint import differences
+    from pipelines.offline.fingerprint import differences
 
     old = {"tasks": {"t": {"model": "org/m", "model_digest": "commit:" + "a" * 40, "options": {"top_k": 1}}}}
     same = {"tasks": {"t": {"model": "org/m", "model_digest": None, "options": {"top_k": 1}}}}
@@ -122,11 +122,11 @@ def test_differences_skip_an_unknown_hub_digest():
 
 
 def test_the_output_format_is_part_of_the_fingerprint_only_when_not_parquet(model_copy, text_input):
-    """A Lance output lays its rows out differently (pipelines/job.py), so resuming it as
+    """A Lance output lays its rows out differently (pipelines/offline/job.py), so resuming it as
     Parquet (or the reverse) is refused; Parquet fingerprints stay as earlier versions wrote
     them, and target_file_size (file layout only) is not in it."""
-    from pipelines.fingerprint import differences, job_fingerprint
-    from pipelines.preflight import check_input
+    from pipelines.offline.fingerprint import differences, job_fingerprint
+    from pipelines.offline.preflight import check_input
     from pipelines.spec import load_job_spec
 
     def fingerprint(**flags):

@@ -1,4 +1,4 @@
-"""`pipelines.label`: taskray's stages inside a user's own Ray Data pipeline.
+"""`pipelines.offline.label`: taskray's stages inside a user's own Ray Data pipeline.
 
 Two chained `label` calls over one `ray.data.read_parquet` (one with the Preprocess pool, one
 inline) give, per id, the same values and per-row errors as a two-task `taskray run` job on
@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import label
+from pipelines.offline import label
 from pipelines.spec import SpecError, build_job_spec
 from tests.offline.conftest import write_parquet
 from tests.offline.test_tasks_end_to_end import SAME_BATCHING, assert_close
@@ -43,7 +43,7 @@ def input_dir(tmp_path_factory) -> str:
 @pytest.mark.ray
 def test_chained_label_calls_equal_a_taskray_run_job(ray_session, models, input_dir, tmp_path):
     from pipelines.hardware import preprocess_pool_on_cpu
-    from pipelines.job import run_job
+    from pipelines.offline.job import run_job
 
     output = str(tmp_path / "out")
     tasks = [{"task": t, "model": models[t], **STAGE_SIZES} for t in TASKS]
@@ -98,9 +98,9 @@ def test_bad_settings_raise_the_errors_of_taskray_run(ray_session, models):
 
 @pytest.mark.ray
 def test_label_plans_its_stages_without_a_job_spec(ray_session, models, monkeypatch):
-    """label() plans from its TaskSpec alone (pipelines/plan.py plan_tasks): no JobSpec with a
+    """label() plans from its TaskSpec alone (pipelines/offline/plan.py plan_tasks): no JobSpec with a
     made-up input and output. The stages it appends are the plan's."""
-    from pipelines import plan as plan_module
+    from pipelines.offline import plan as plan_module
     from pipelines.spec import JobSpec
 
     def no_job_spec(self, **fields):
@@ -122,9 +122,9 @@ def test_label_plans_its_stages_without_a_job_spec(ray_session, models, monkeypa
 def test_forward_refuses_to_append_a_column_the_input_has(models):
     """The clash check where the schema is not known ahead (after a map): in the forward stage."""
     from pipelines.hardware import Hardware, Node
-    from pipelines.plan import plan_tasks
+    from pipelines.offline.plan import plan_tasks
     from pipelines.spec import TaskSpec
-    from pipelines.stages import Forward
+    from pipelines.offline.stages import Forward
 
     task = TaskSpec(task="text-classification", model=models["text-classification"])
     forward = Forward(plan_tasks([task], Hardware((Node(2),), "test")).forwards[0])

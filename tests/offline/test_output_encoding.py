@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.job import PARQUET_WRITE_OPTIONS
+from pipelines.offline.job import PARQUET_WRITE_OPTIONS
 
 
 def column_bytes(table: pa.Table, **options) -> dict[str, tuple[int, tuple[str, ...]]]:

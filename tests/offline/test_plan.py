@@ -1,4 +1,4 @@
-"""The job plan (pipelines/plan.py), made once and read by everything: --dry-run prints the
+"""The job plan (pipelines/offline/plan.py), made once and read by everything: --dry-run prints the
 stages build_dataset applies, the preflight's resource check reads the bundles the stages ask
 Ray for, and a forward actor gets its ForwardPlan (OperatorSpec, columns, thread plan), not
 the job's TaskSpec. No Ray: the cluster the resource check sees is faked.
@@ -13,10 +13,10 @@ import pytest
 
 from operators.runtime import OperatorSpec
 from pipelines.hardware import Hardware, Node, preprocess_pool_on_cpu
-from pipelines.plan import JobPlan, Stage, plan_job
+from pipelines.offline.plan import JobPlan, Stage, plan_job
 from pipelines.sources import plan_source
 from pipelines.spec import SpecError, build_job_spec
-from pipelines.stages import Forward, Preprocess
+from pipelines.offline.stages import Forward, Preprocess
 from tests.offline.conftest import write_parquet
 
 TWO_CORES = Hardware((Node(2),), "fake")
@@ -42,7 +42,7 @@ def job(input_dir: str, *tasks: str | dict, hardware: Hardware = TWO_CORES, **ta
 
 def test_dry_run_prints_the_stages_build_dataset_applies(input_dir, monkeypatch):
     import pipelines.sources as sources
-    from pipelines.job import build_dataset
+    from pipelines.offline.job import build_dataset
 
     plan = job(input_dir, "text-classification", "image-classification")
     assert [(s.name, s.fn) for s in plan.stages] == [("Forward[t0]", Forward), ("Forward[t1]", Forward)]
@@ -132,7 +132,7 @@ def bundle_of(stage: Stage) -> dict[str, float]:
     ids=["cpu", "custom-resource", "gpu-with-preprocess-pool"],
 )
 def test_the_resource_check_reads_the_bundles_the_stages_ask_for(input_dir, monkeypatch, hardware, fields):
-    from pipelines.preflight import check_resources
+    from pipelines.offline.preflight import check_resources
 
     plan = job(input_dir, "text-classification", "image-classification", hardware=hardware, **fields)
     requests = plan.actor_requests()

@@ -33,7 +33,7 @@ def error_line(capsys) -> str:
     # A tiny model built on first use in this session writes transformers' progress bar
     # ("Writing model shards") to stderr before taskray runs; that is not taskray's output.
     # Nor are Ray's own start-up lines ("Started a local Ray instance."): the operators' check
-    # runs beside Ray's start-up (pipelines/job.py), so a job run first in a session starts Ray
+    # runs beside Ray's start-up (pipelines/offline/job.py), so a job run first in a session starts Ray
     # before the check refuses it.
     err = "\n".join(
         line for line in capsys.readouterr().err.strip().splitlines()

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 
 from pipelines.hardware import Hardware, Node
-from pipelines.plan import ForwardPlan, plan_tasks
+from pipelines.offline.plan import ForwardPlan, plan_tasks
 from pipelines.spec import TaskSpec
-from pipelines.stages import Forward, Preprocess, error_column, features_column
+from pipelines.offline.stages import Forward, Preprocess, error_column, features_column
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def task(tiny_model) -> TaskSpec:
 
 
 def forward_plan(task: TaskSpec, names: dict[str, str] | None = None, **fields) -> ForwardPlan:
-    """`task`'s plan (pipelines/plan.py) with `names` as its output columns and `fields` set:
+    """`task`'s plan (pipelines/offline/plan.py) with `names` as its output columns and `fields` set:
     by default the Preprocess-pool layout, 1 call of 1 thread."""
     import dataclasses
 
@@ -91,7 +91,7 @@ def test_inline_forward_equals_preprocess_then_forward(task, monkeypatch):
     and hands the features over without pickling them."""
     from types import SimpleNamespace
 
-    import pipelines.stages as stages
+    import pipelines.offline.stages as stages
 
     names = {"label": "label", "score": "score", "scores": "scores", "error": "error"}
     table = pa.table({"id": ["a", "b", "c"], "body": ["one text", "", "another text"], "other": [1, 2, 3]})
@@ -220,7 +220,7 @@ def test_forward_calls_give_a_lone_call_the_idle_threads(task, monkeypatch):
 def test_job_data_context_sets_the_job_settings_and_restores_them_after_a_failure():
     from ray.data import DataContext
 
-    from pipelines.job import STREAMING_GEN_BUFFER_BLOCKS, job_data_context
+    from pipelines.offline.job import STREAMING_GEN_BUFFER_BLOCKS, job_data_context
 
     ctx = DataContext.get_current()
     names = ("checkpoint_config", "target_max_block_size", "target_min_block_size", "_max_num_blocks_in_streaming_gen_buffer")
@@ -253,7 +253,7 @@ def test_a_block_whose_rows_all_failed_has_the_declared_types(task):
 
 def test_a_result_that_leaves_its_declared_type_is_refused():
     """Arrow drops a dict key its struct does not declare without a word; the stage refuses it."""
-    from pipelines.stages import _to_arrow
+    from pipelines.offline.stages import _to_arrow
 
     ranked = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))
     assert _to_arrow([None, [{"label": "a", "score": 0.5}]], "scores", ranked).type == ranked

@@ -107,7 +107,7 @@ def built_models(tiny_model) -> dict[str, str | Exception]:
 @pytest.fixture(scope="module")
 def multi_task_run(ray_session, dataset_dir, built_models, tmp_path_factory):
     from pipelines.hardware import preprocess_pool_on_cpu
-    from pipelines.job import run_job
+    from pipelines.offline.job import run_job
     from pipelines.spec import build_job_spec
 
     tasks = [
@@ -190,8 +190,8 @@ def test_inline_preprocess_job_equals_operator_call(ray_session, dataset_dir, bu
     """The CPU-only layout that users get: no Preprocess pool, each forward actor decodes its
     own inputs (images and audio in concurrent calls). Same rows, same results, same per-row
     errors as the operator's own call; only the kept columns and the results reach the output."""
-    from pipelines.job import run_job
-    from pipelines.plan import plan_job
+    from pipelines.offline.job import run_job
+    from pipelines.offline.plan import plan_job
     from pipelines.sources import plan_source
     from pipelines.spec import build_job_spec
 

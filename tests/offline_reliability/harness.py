@@ -207,9 +207,9 @@ def cli_job(path, spec) -> list[str]:
 
 
 def kill_at(spawn_driver, argv: list[str], step: str, marker, env: dict | None = None, timeout_s: float = 480) -> None:
-    """Run `argv` until it reaches the test-only halt point `step` (pipelines/halt_points.py),
+    """Run `argv` until it reaches the test-only halt point `step` (pipelines/offline/halt_points.py),
     then SIGKILL it with every process it started: a kill at an exact step, not after a guess."""
-    from pipelines.halt_points import HALT_AT, HALT_FILE
+    from pipelines.offline.halt_points import HALT_AT, HALT_FILE
 
     driver = spawn_driver(argv, env={**(env or {}), HALT_AT: step, HALT_FILE: str(marker)})
     wait_until(lambda: os.path.exists(marker) or not driver.alive(), timeout_s, f"halt point {step}")
@@ -298,7 +298,7 @@ def assert_files_of_target_size(sizes: dict[str, int], target: int) -> None:
     """Compacted files of about `target` bytes, but for the last group (smaller); at most one
     block file left over (a remainder of one block is not rewritten). "About": a group is
     planned from its blocks' data bytes times the compression gain measured on the group
-    before (pipelines/compaction.py), so a file may land a little under the target, and one
+    before (pipelines/offline/compaction.py), so a file may land a little under the target, and one
     block over it."""
     compacted = sorted(size for name, size in sizes.items() if name.startswith("compacted-"))
     blocks = [name for name in sizes if not name.startswith("compacted-")]

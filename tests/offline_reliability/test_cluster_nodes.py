@@ -57,7 +57,7 @@ def long_dataset(tmp_path_factory, tiny_model):
     # 4x the rows: the node must be lost while the job still runs. With 240 rows the actor on
     # the surviving node (its processes already warm from the test before) finished every
     # block before the victim's actor came up, once forward calls stopped idling between
-    # calls (pipelines/job.py STREAMING_GEN_BUFFER_BLOCKS; seen in a CI run).
+    # calls (pipelines/offline/job.py STREAMING_GEN_BUFFER_BLOCKS; seen in a CI run).
     return _dataset(tmp_path_factory, tiny_model, 4 * N_FILES)
 
 
@@ -138,7 +138,7 @@ def test_gpu_asked_where_torch_cannot_use_cuda_exits_before_reading_data(cluster
 
 @pytest.mark.timeout(900)
 def test_forward_actors_only_on_gpu_nodes(cluster, dataset, tiny_model, tmp_path):
-    from pipelines.job import run_job
+    from pipelines.offline.job import run_job
 
     inp, expected = dataset
     out = str(tmp_path / "out")
@@ -161,7 +161,7 @@ def test_forward_actors_only_on_gpu_nodes(cluster, dataset, tiny_model, tmp_path
 def test_worker_node_lost_mid_job_loses_no_rows(cluster, long_dataset, tiny_model, tmp_path):
     import ray
 
-    from pipelines.job import run_job
+    from pipelines.offline.job import run_job
 
     inp, expected = long_dataset
     out = str(tmp_path / "out")

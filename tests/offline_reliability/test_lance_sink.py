@@ -30,7 +30,7 @@ def test_lance_embedding_job_resumes_after_sigkill_and_answers_nearest_neighbour
     import pyarrow as pa
 
     from operators import get_operator
-    from pipelines.job import run_job
+    from pipelines.offline.job import run_job
     from pipelines.spec import load_job_spec
 
     n_files, rows_per_file, block_rows = 5, 200, 50  # 1,000 rows, 20 blocks

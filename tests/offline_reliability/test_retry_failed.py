@@ -98,7 +98,7 @@ def test_resume_then_retry_failed_after_sigkills_keep_every_id_once(tmp_path, ti
     argv = driver_job(tmp_path, model_dir, block_rows, out, target_file_size=target)
     env = {"RAY_ADDRESS": "local"}
 
-    # 1. Resume after the driver is killed mid-job, mid-compaction (pipelines/compaction.py).
+    # 1. Resume after the driver is killed mid-job, mid-compaction (pipelines/offline/compaction.py).
     kill_at(spawn_driver, argv, "compact:moved", tmp_path / "halted", env=env)
 
     state = checkpoint_state(out)
@@ -168,8 +168,8 @@ def test_resume_then_retry_failed_after_sigkills_keep_every_id_once(tmp_path, ti
 def test_multi_task_retry_replaces_failed_rows_in_place_through_sigkills_mid_merge(job_ray, tmp_path, tiny_model, monkeypatch, spawn_driver):
     """A two-task retry in place, SIGKILLed inside a file replacement and between two (local
     disk; S3: test_s3_job.py), every id once after each kill and after the rerun."""
-    import pipelines.retry
-    from pipelines.job import run_job
+    import pipelines.offline.retry
+    from pipelines.offline.job import run_job
     from pipelines.spec import JobSpec, TaskSpec
 
     n_files, rows_per_file, block_rows = 4, 20, 10
@@ -212,9 +212,9 @@ def test_multi_task_retry_replaces_failed_rows_in_place_through_sigkills_mid_mer
     def no_merge(*args):
         raise OSError("injected: stopped before the merge")
 
-    monkeypatch.setattr(pipelines.retry, "_merge", no_merge)
+    monkeypatch.setattr(pipelines.offline.retry, "_merge", no_merge)
     with pytest.raises(OSError, match="injected"):
-        pipelines.retry.retry_failed(spec("retry-failed"))
+        pipelines.offline.retry.retry_failed(spec("retry-failed"))
     monkeypatch.undo()
     argv = cli_job(tmp_path / "retry.yaml", spec("retry-failed"))
     # SIGKILLed inside the first replacement (its new file written, not yet moved over the old),
@@ -229,7 +229,7 @@ def test_multi_task_retry_replaces_failed_rows_in_place_through_sigkills_mid_mer
         now = {n: os.stat(os.path.join(out, n)).st_ino for n in file_digests(out)}
         assert set(now) == set(inodes) and sum(now[n] != inodes[n] for n in now) == replaced, step
 
-    summary = pipelines.retry.retry_failed(spec("retry-failed"))
+    summary = pipelines.offline.retry.retry_failed(spec("retry-failed"))
 
     after = read_output(out)
     for prefix in ("a", "b"):

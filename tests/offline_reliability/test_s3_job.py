@@ -51,7 +51,7 @@ def test_round_trip_through_an_endpoint_outage_mid_job(s3, job_ray, dataset, tin
 
     (A clean round trip of its own ran the same reads, writes and checks without the fault:
     one more job of the same data for nothing this test does not show.)"""
-    from pipelines.job import JobFailedError, run_job
+    from pipelines.offline.job import JobFailedError, run_job
 
     out = "out-outage"
     fs = s3.check_fs()
@@ -112,8 +112,8 @@ def test_retry_failed_sigkilled_mid_swap_on_s3(s3, job_ray, tiny_model, tmp_path
     copied onto the key, its staged copy not yet deleted: S3 has no rename) and between two
     replacements: every id once after each kill, and the rerun finishes the retry in place.
     (Local disk: test_retry_failed.py; the staging run killed: the same.)"""
-    import pipelines.retry
-    from pipelines.job import run_job
+    import pipelines.offline.retry
+    from pipelines.offline.job import run_job
     from tests.offline_reliability.harness import cli_job, data_file_sizes, kill_at
     from tests.offline_reliability.test_retry_failed import assert_each_id_once, broken
 
@@ -137,9 +137,9 @@ def test_retry_failed_sigkilled_mid_swap_on_s3(s3, job_ray, tiny_model, tmp_path
 
     # Staged on the test's Ray, the merge stopped before it starts: the killed retries below
     # find the staged rows complete and start no Ray.
-    monkeypatch.setattr(pipelines.retry, "_merge", lambda *a: (_ for _ in ()).throw(OSError("injected")))
+    monkeypatch.setattr(pipelines.offline.retry, "_merge", lambda *a: (_ for _ in ()).throw(OSError("injected")))
     with pytest.raises(OSError, match="injected"):
-        pipelines.retry.retry_failed(spec("retry-failed"))
+        pipelines.offline.retry.retry_failed(spec("retry-failed"))
     monkeypatch.undo()
     argv = cli_job(tmp_path / "retry.yaml", spec("retry-failed"))
     for step in ("retry:copied:1", "retry:replaced:2"):
@@ -148,7 +148,7 @@ def test_retry_failed_sigkilled_mid_swap_on_s3(s3, job_ray, tiny_model, tmp_path
         assert [h["mode"] for h in read_manifest(out, fs)["history"]] == ["run"], step
         assert set(data_file_sizes(out, fs)) == set(files), step
 
-    summary = pipelines.retry.retry_failed(spec("retry-failed"))
+    summary = pipelines.offline.retry.retry_failed(spec("retry-failed"))
     assert_output_matches(read_output(out, fs), expected)
     still_failed = sum(1 for r in expected.values() if r["error"] is not None)
     manifest = read_manifest(out, fs)

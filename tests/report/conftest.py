@@ -52,10 +52,10 @@ def input_table() -> pa.Table:
 def write_job_output(root: str, tiny_model, tasks: list[dict], keep: list[str], files: int = 2) -> str:
     """Run `tasks` over input_table() with the job's stages and write `<root>/labels` as a
     finished job output; returns its path."""
-    from pipelines import stages
+    from pipelines.offline import stages
     from pipelines.hardware import Hardware, Node, preprocess_pool_on_cpu
-    from pipelines.job import finalize
-    from pipelines.plan import plan_job
+    from pipelines.offline.job import finalize
+    from pipelines.offline.plan import plan_job
     from pipelines.sources import plan_source
     from pipelines.spec import build_job_spec
     from pipelines.storage import resolve

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     import pyarrow
 
-    from pipelines.plan import JobPlan
+    from pipelines.offline.plan import JobPlan
     from pipelines.sources import SourcePlan
     from pipelines.spec import JobSpec, TaskSpec
     from pipelines.storage import Location
@@ -119,7 +119,7 @@ def check_output(out: "Location") -> None:
 
 
 def check_resources(plan: "JobPlan") -> None:
-    """Every actor pool of `plan` (pipelines/plan.py: the bundles its stages ask Ray for) fits
+    """Every actor pool of `plan` (pipelines/offline/plan.py: the bundles its stages ask Ray for) fits
     on some node: a node alive now, or a node type of the autoscaler's cluster config (Ray's
     GCS holds it on autoscaling clusters). And the pools' minimum sizes fit the cluster's
     capacity together. Needs an initialized Ray."""
@@ -164,6 +164,8 @@ def check_cuda(plan: "JobPlan") -> None:
     after Ray Data had started reading, or, before this check existed, run on the CPU 50x
     slower. A task on a node the autoscaler has yet to start waits for it here, as its actors
     would. Needs an initialized Ray."""
+    from pipelines.cuda_probe import cuda_problems
+
     forwards = {f.name: f for f in plan.forwards if f.num_gpus or f.operator.device.startswith("cuda")}
     requests = {
         name: (f.operator.device, {"num_gpus": f.num_gpus, "resources": dict(f.resources)}) for name, f in forwards.items()
@@ -177,29 +179,6 @@ def check_cuda(plan: "JobPlan") -> None:
             else f"num_gpus {f.num_gpus:g}" + (" (picked: the cluster has GPUs)" if f.gpus_picked else "")
         )
         raise SpecError(f"tasks[{name}].{field}: {asked}, but where its forward actors run {problem}")
-
-
-def cuda_problems(requests: dict[str, tuple[str, dict]]) -> dict[str, str]:
-    """{name: why torch cannot use CUDA} for each `name: (device, ray resource options)` whose
-    probe task, run with those resources, finds CUDA unusable. Needs an initialized Ray."""
-    if not requests:
-        return {}
-    import ray
-
-    probe = ray.remote(num_cpus=0, max_retries=0)(_probe_cuda)
-    refs = {name: probe.options(**options).remote(device) for name, (device, options) in requests.items()}
-    results = {name: ray.get(ref) for name, ref in refs.items()}
-    return {name: f"(node {node}) {problem}" for name, (problem, node) in results.items() if problem}
-
-
-def _probe_cuda(device: str) -> tuple[str | None, str]:
-    """In a Ray task that holds the resources the model's actors ask for: why torch cannot use
-    CUDA there (None when it can, or when `device` is cpu), and the node's address."""
-    import ray
-
-    from operators.loading import cuda_problem
-
-    return (None if device == "cpu" else cuda_problem()), ray.util.get_node_ip_address()
 
 
 def _fmt(bundle: dict[str, float]) -> str:

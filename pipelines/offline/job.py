@@ -1,6 +1,6 @@
 """The offline job: the Ray Data graph of a JobSpec, its execution, resume and _SUCCESS.
 
-    from pipelines.job import run_job
+    from pipelines.offline.job import run_job
     summary = run_job(spec)          # JobSummary(total, ok, failed, errors_by_kind, ...)
 
 Graph (one read and one decode pass, one actor pool per task, one output), sized for the
@@ -12,10 +12,10 @@ hardware by pipelines/hardware.py (`taskray run --dry-run` prints the picks and 
       -> MapBatches(Forward[t])             one actor pool per task: ActorPoolStrategy(min, max), num_gpus
          (CPU-only clusters: no Preprocess pool; Forward[t] decodes inside the forward actor)
       -> Write[parquet]                     files of >= block_rows rows, checkpointed
-    then: committed files compacted into files of target_file_size (pipelines/compaction.py),
+    then: committed files compacted into files of target_file_size (pipelines/offline/compaction.py),
     as the job goes and at the end; for output_format lance, Ray Data's Lance writer at the end
 
-The job is planned once (pipelines/plan.py `plan_job`: the source, the sizing, the stages
+The job is planned once (pipelines/offline/plan.py `plan_job`: the source, the sizing, the stages
 between read and write as objects, the output schema); build_dataset applies the plan's
 stages in order, describe_plan prints the same objects, the preflight checks each pool's
 bundle from it and finalize reads the tasks' columns from it.
@@ -40,12 +40,12 @@ killed run leaves nothing written twice. We keep the checkpoint until `_SUCCESS`
 (delete_checkpoint_on_success=False) because the finalize step runs after Ray's execution;
 a kill in between must still be resumable.
 
-Before the graph starts, pipelines/preflight.py checks the input, each task's processor,
+Before the graph starts, pipelines/offline/preflight.py checks the input, each task's processor,
 config and options (the operator's own check_config()), the output (a probe write) and the
-actors' resources; each failure is a SpecError. The job's fingerprint (pipelines/fingerprint.py:
+actors' resources; each failure is a SpecError. The job's fingerprint (pipelines/offline/fingerprint.py:
 what determines the outputs) goes into `<output>/_taskray_job.json` when the graph starts and
 into `_SUCCESS`; a resume over an output of another job is refused, naming the fields that
-differ. The error budget (pipelines/error_budget.py) stops the job, without _SUCCESS, once more
+differ. The error budget (pipelines/offline/error_budget.py) stops the job, without _SUCCESS, once more
 than `max_failed_fraction` of a task's rows failed: while it runs (the stats actor) and over
 the finished output.
 
@@ -63,6 +63,7 @@ commit of the finished rows is atomic, and a kill before `_SUCCESS` is resumed l
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -76,7 +77,7 @@ from operators.errors import error_kind
 from pipelines.manifest import SUCCESS_FILE, JobSummary, TaskCounts, manifest_json, summary_from_manifest
 # The output's layout: the checkpoint directory, and where a Lance job's Parquet files live
 # until the Lance dataset is written (see the docstring); the plan prints them for --dry-run.
-from pipelines.plan import CHECKPOINT_DIR, LANCE_STAGING_DIR, JobPlan
+from pipelines.offline.plan import CHECKPOINT_DIR, LANCE_STAGING_DIR, JobPlan
 from pipelines.spec import JobSpec, SpecError
 from pipelines.storage import Location, delete_dir_contents, is_hidden, output_state, read_text, resolve, uri_of, write_text
 
@@ -125,16 +126,16 @@ class ErrorBudgetError(JobFailedError):
 
 
 def describe_plan(spec: JobSpec, hardware=None) -> str:
-    """What `taskray run --dry-run` prints: the plan's description (pipelines/plan.py), for
+    """What `taskray run --dry-run` prints: the plan's description (pipelines/offline/plan.py), for
     the input as it is now (its listing and first file are read). Starts nothing."""
-    from pipelines.plan import plan_job
-    from pipelines.preflight import check_input
+    from pipelines.offline.plan import plan_job
+    from pipelines.offline.preflight import check_input
 
     return plan_job(spec, check_input(spec), hardware).describe()
 
 
 def build_dataset(plan: JobPlan, *, stats=None):
-    """The lazy Ray Dataset of a job's plan (pipelines/plan.py JobPlan), up to (not including)
+    """The lazy Ray Dataset of a job's plan (pipelines/offline/plan.py JobPlan), up to (not including)
     the write: the read, then `plan.stages` in order. `stats`: the job's stats actor.
     Needs an initialized Ray (the datasource puts its file list in the object store).
     """
@@ -153,12 +154,12 @@ def run_job(spec: JobSpec) -> JobSummary:
     resume/overwrite) before any work, and JobFailedError when the run does not finish.
     Uses the running Ray when `ray.is_initialized()`, else starts one (RAY_ADDRESS / spec).
     """
-    from pipelines import error_budget
-    from pipelines.compaction import compacting
-    from pipelines.error_budget import ErrorBudget
-    from pipelines.fingerprint import job_fingerprint
-    from pipelines.plan import plan_job
-    from pipelines.preflight import check_input, check_operators, check_output, check_resources
+    from pipelines.offline import error_budget
+    from pipelines.offline.compaction import compacting
+    from pipelines.offline.error_budget import ErrorBudget
+    from pipelines.offline.fingerprint import job_fingerprint
+    from pipelines.offline.plan import plan_job
+    from pipelines.offline.preflight import check_input, check_operators, check_output, check_resources
 
     started = time.monotonic()
     source = check_input(spec)  # input and column errors first, before touching the output
@@ -179,8 +180,16 @@ def run_job(spec: JobSpec) -> JobSummary:
         return job_fingerprint(spec, source)
 
     # A non-empty output without --resume/--overwrite is refused before any model loads.
-    done = _prepare_output(spec, out, fingerprint)
+    try:
+        done = _prepare_output(spec, out, fingerprint)
+    except BaseException:
+        # The check's thread must not outlive this call: mid-import, transformers is a module
+        # that another thread of the caller's process finds without its attributes (seen:
+        # "module 'transformers' has no attribute 'AutoTokenizer'" in the caller's next job).
+        concurrent.futures.wait([operators_checked])
+        raise
     if done is not None:
+        concurrent.futures.wait([operators_checked])
         return done
     try:
         _ensure_ray(spec)
@@ -205,7 +214,7 @@ def run_job(spec: JobSpec) -> JobSummary:
     import ray
     from ray.data.checkpoint import CheckpointConfig
 
-    from pipelines.job_stats import JobStats
+    from pipelines.offline.job_stats import JobStats
 
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -312,7 +321,7 @@ def check_fingerprint(
 ) -> None:
     """Refuse to resume over an output whose recorded fingerprint differs from this job's.
     Outputs of taskray versions that recorded none are resumed as before."""
-    from pipelines.fingerprint import differences
+    from pipelines.offline.fingerprint import differences
 
     if stored is None:
         return
@@ -332,9 +341,8 @@ def _write_job_file(out: Location, spec: JobSpec, fingerprint: dict[str, Any]) -
     write_text(out, path, json.dumps({"fingerprint": fingerprint, "spec": spec.model_dump(mode="json")}, indent=2))
 
 
-def _in_thread(fn: Callable[..., Any], *args: Any) -> "concurrent.futures.Future":
+def _in_thread(fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
     """`fn(*args)` started in a daemon thread; the Future's result() returns or raises its outcome."""
-    import concurrent.futures
     import threading
 
     future: concurrent.futures.Future = concurrent.futures.Future()
@@ -389,13 +397,13 @@ def finalize(
 ) -> JobSummary:
     """Make every data file share one schema, count rows from the files themselves, check
     that no id was written twice and that each task is within the error budget, then write
-    _SUCCESS and drop the checkpoint. `plan`: the job's (pipelines/plan.py JobPlan), whose
+    _SUCCESS and drop the checkpoint. `plan`: the job's (pipelines/offline/plan.py JobPlan), whose
     source names the id column and whose tasks name their error columns.
-    `history` and `rows_processed` (default: from `snapshot`): see pipelines/retry.py.
+    `history` and `rows_processed` (default: from `snapshot`): see pipelines/offline/retry.py.
     `fingerprint`: see write_success. `compact`: compact the committed blocks first
-    (pipelines/compaction.py); a retry, which replaced files in place under their names, does not."""
-    from pipelines import error_budget
-    from pipelines.error_budget import ErrorBudget
+    (pipelines/offline/compaction.py); a retry, which replaced files in place under their names, does not."""
+    from pipelines.offline import error_budget
+    from pipelines.offline.error_budget import ErrorBudget
 
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
@@ -504,7 +512,7 @@ def data_location(spec: JobSpec, out: Location) -> Location:
 
 def _compactor(spec: JobSpec, out: Location, data: Location):
     """The compactor of a Parquet output; None for Lance, whose writer sizes its own files."""
-    from pipelines.compaction import Compactor
+    from pipelines.offline.compaction import Compactor
 
     if spec.output_format == "lance":
         return None
@@ -571,9 +579,9 @@ def write_success(
     history: list[dict] | None = None,
 ) -> None:
     """Write `<output>/_SUCCESS` (atomically): the one place that writes it. The manifest of
-    pipelines/manifest.py plus `fingerprint` (pipelines/fingerprint.py), which a later
+    pipelines/manifest.py plus `fingerprint` (pipelines/offline/fingerprint.py), which a later
     --resume compares. `fingerprint` None keeps the one the output records (its _SUCCESS,
-    else its job file), as a rewrite of a finished output (pipelines/retry.py) needs.
+    else its job file), as a rewrite of a finished output (pipelines/offline/retry.py) needs.
     `history`: see manifest_json."""
     if fingerprint is None:
         for name in (SUCCESS_FILE, JOB_FILE):
@@ -595,7 +603,7 @@ def data_files(out: Location) -> list[str]:
 
 def _unify_file_schemas(out: Location, files: list[str]):
     """One schema for all data files. Result columns have their operator's declared types in
-    every file (the plan's output schema, pipelines/plan.py), but the kept input columns are the
+    every file (the plan's output schema, pipelines/offline/plan.py), but the kept input columns are the
     input files' own, which the plan knows only from the first file: one input file's all-null
     column is typed `null`, CSV and JSONL types are inferred file by file (int64 in one, double
     in another), and WebDataset json fields have no declared type at all. Casting them to the

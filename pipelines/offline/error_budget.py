@@ -1,8 +1,8 @@
 """The error budget of a job: the share of a task's rows that may fail before the job stops.
 
-Judged twice with the same rule: while the job runs (pipelines.job_stats.JobStats counts each
+Judged twice with the same rule: while the job runs (pipelines.offline.job_stats.JobStats counts each
 forwarded block, once `min_rows` rows of a task were seen) and over the whole output before
-_SUCCESS is written (pipelines.job). A broken setting that fails every row thus stops a job of
+_SUCCESS is written (pipelines.offline.job). A broken setting that fails every row thus stops a job of
 millions of rows after its first blocks, and a small job whose every row failed still ends
 with exit 1.
 """

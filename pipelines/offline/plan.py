@@ -2,7 +2,7 @@
 between the read and the write, and the schema the job writes. Everything that runs or
 prints the job reads this one object.
 
-    plan = plan_job(spec, source)                  # taskray run: pipelines/job.py
+    plan = plan_job(spec, source)                  # taskray run: pipelines/offline/job.py
     plan = plan_tasks([task], block_rows=None)     # label(): no input, output or JobSpec
     plan.describe()          # --dry-run
     plan.stages              # what build_dataset (and label) apply, in order: the objects describe() prints
@@ -12,7 +12,7 @@ prints the job reads this one object.
 
 The picks and their reasons come from pipelines/hardware.py (`pick_sizing`); this module
 turns them and the tasks' own settings into what each actor gets. A forward actor receives its
-`ForwardPlan` (pipelines/stages.py Forward), not the job's TaskSpec: the operator to build, the
+`ForwardPlan` (pipelines/offline/stages.py Forward), not the job's TaskSpec: the operator to build, the
 columns to read and write and how to thread, nothing it could size again.
 """
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pipelines.spec import JobSpec, TaskSpec
 
 # Inside the output: Ray Data's checkpoint (resume) and, for a Lance job, the Parquet files the
-# Lance dataset is written from (see pipelines/job.py).
+# Lance dataset is written from (see pipelines/offline/job.py).
 CHECKPOINT_DIR = "_checkpoint"
 LANCE_STAGING_DIR = "_parquet"
 
@@ -223,7 +223,7 @@ def plan_job(spec: "JobSpec", source: "SourcePlan", hardware: "Hardware | None" 
 
 
 def plan_tasks(tasks: "Sequence[TaskSpec]", hardware: "Hardware | None" = None, *, block_rows: int | None = None) -> JobPlan:
-    """The stages of `tasks` over a dataset the caller holds (pipelines/label.py): every input
+    """The stages of `tasks` over a dataset the caller holds (pipelines/offline/label.py): every input
     column passes through, and results are named `<name>.<column>` even for one task (calls
     chain on one dataset). `block_rows`: rows per Preprocess call (default: picked)."""
     sizing = _sizing(tasks, hardware, block_rows)
@@ -243,7 +243,7 @@ def _stages(tasks, sizing, output_column, keep, drop) -> tuple[tuple[ForwardPlan
     from ray.data import ActorPoolStrategy
 
     from operators import get_operator
-    from pipelines.stages import Forward, Preprocess
+    from pipelines.offline.stages import Forward, Preprocess
 
     inline = sizing.preprocess == "inline"
     forwards = []

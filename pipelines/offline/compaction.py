@@ -43,7 +43,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from pipelines.halt_points import halt_point
+from pipelines.offline.halt_points import halt_point
 from pipelines.storage import Location, is_hidden, read_text, write_text
 
 logger = logging.getLogger(__name__)

@@ -1,14 +1,14 @@
 """taskray inside your own Ray Data pipeline: `label` appends a task's stages to a Dataset.
 
     import ray
-    from pipelines import label
+    from pipelines.offline import label
 
     ds = ray.data.read_parquet("s3://bucket/photos/")        # any Dataset with the task's input columns
     ds = label(ds, task="image-classification", model="google/vit-base-patch16-224", actors=(1, 4), num_gpus=0.5)
     ds = label(ds, task="object-detection", model="facebook/detr-resnet-50", options={"threshold": 0.8})
     ds.write_parquet("s3://bucket/labels/")                   # one read, both tasks: Ray Data is lazy
 
-The stages are those of `taskray run`, planned by the same code (pipelines/plan.py
+The stages are those of `taskray run`, planned by the same code (pipelines/offline/plan.py
 `plan_tasks`, which `plan_job` shares) and sized for the running Ray's hardware the same way
 (pipelines/hardware.py): on CPU-only clusters the task decodes inside its forward actors, on
 GPU clusters a Preprocess CPU actor pool feeds them. Every argument is a TaskSpec field
@@ -63,7 +63,7 @@ def label(
     import ray.data
     from pydantic import TypeAdapter, ValidationError
 
-    from pipelines.plan import plan_tasks
+    from pipelines.offline.plan import plan_tasks
     from pipelines.spec import REMOVED_FIELDS, JobSpec, SpecError, TaskSpec, first_error, removed_field_message
 
     if not isinstance(ds, ray.data.Dataset):
@@ -80,7 +80,7 @@ def label(
     except ValidationError as e:
         raise SpecError(f"block_rows: {e.errors()[0]['msg']} (got {block_rows!r})") from None
     if check:
-        from pipelines.preflight import check_operators
+        from pipelines.offline.preflight import check_operators
 
         check_operators([task_spec])
     _check_schema(ds, task_spec)
@@ -100,7 +100,7 @@ def result_columns(task: str, name: str | None = None) -> list[str]:
 def _check_schema(ds, task_spec) -> None:
     """Input columns present and result columns absent, when Ray knows the schema without
     running anything (a Dataset read from files usually; not after a map). Otherwise a
-    missing column fails the first block, and a clash the forward stage (pipelines/stages.py)."""
+    missing column fails the first block, and a clash the forward stage (pipelines/offline/stages.py)."""
     from pipelines.spec import SpecError
 
     schema = ds.schema(fetch_if_missing=False)

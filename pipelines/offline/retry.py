@@ -1,6 +1,6 @@
 """`taskray run --retry-failed`: run the failed rows of a finished output again, in place.
 
-    from pipelines.retry import retry_failed
+    from pipelines.offline.retry import retry_failed
     summary = retry_failed(spec)     # spec.mode == "retry-failed"; spec.output holds _SUCCESS
 
 A row is retried for a task when that task's `error` column is set (`<task>.error` in a
@@ -19,7 +19,7 @@ files hold every id exactly once, each row with either its old or its retried va
   2. `data/`: the retried rows, computed by the ordinary job (`run_job`) with mode resume.
      Its Ray Data checkpoint is seeded with the ids *not* to retry, so Ray's own checkpoint
      filter drops them after the read, and a killed retry resumes like any run: committed
-     blocks are kept, uncommitted ones recomputed (pipelines/job.py). Its own `_SUCCESS`
+     blocks are kept, uncommitted ones recomputed (pipelines/offline/job.py). Its own `_SUCCESS`
      says the staged rows are complete.
 * Then each data file that holds planned ids is rewritten with those rows replaced: the new
   file, with exactly the ids of the old one in the same order, is written under
@@ -36,7 +36,7 @@ files hold every id exactly once, each row with either its old or its retried va
 are stale until the end.
 
 tests/offline_reliability SIGKILLs a retry while it stages (test_retry_failed.py), and at
-named steps of the merge (pipelines/halt_points.py): inside a replacement and between two, on
+named steps of the merge (pipelines/offline/halt_points.py): inside a replacement and between two, on
 local disk (test_retry_failed.py) and on S3 (test_s3_job.py), checking every id once after
 each kill and after the rerun.
 
@@ -52,7 +52,7 @@ import posixpath
 import time
 from typing import TYPE_CHECKING
 
-from pipelines.halt_points import halt_point
+from pipelines.offline.halt_points import halt_point
 from pipelines.manifest import SUCCESS_FILE, TIME_FORMAT, JobSummary
 from pipelines.spec import JobSpec, SpecError
 from pipelines.storage import Location, read_text, resolve, uri_of, write_text
@@ -77,8 +77,8 @@ def retry_failed(spec: JobSpec) -> JobSummary:
 
     Raises SpecError when the output is not a finished job of these tasks and models.
     """
-    from pipelines.job import data_files, finalize, run_job
-    from pipelines.plan import plan_job
+    from pipelines.offline.job import data_files, finalize, run_job
+    from pipelines.offline.plan import plan_job
     from pipelines.sources import plan_source
 
     if spec.output_format != "parquet":
@@ -150,11 +150,11 @@ def retry_failed(spec: JobSpec) -> JobSummary:
 
 def _finished_manifest(spec: JobSpec, out: Location, source) -> dict:
     """The output's `_SUCCESS`, checked against the spec: the same tasks and models, and the
-    same fingerprint (pipelines/fingerprint.py) where the output records one, so that the
+    same fingerprint (pipelines/offline/fingerprint.py) where the output records one, so that the
     retried rows are computed as the others were. Batch sizes and other settings that only
     change speed may differ (a smaller micro-batch budget after an OOM, for example)."""
-    from pipelines.fingerprint import job_fingerprint
-    from pipelines.job import check_fingerprint
+    from pipelines.offline.fingerprint import job_fingerprint
+    from pipelines.offline.job import check_fingerprint
 
     text = read_text(out, posixpath.join(out.path, SUCCESS_FILE))
     if text is None:
@@ -182,7 +182,7 @@ def _write_plan(error_columns: dict[str, str], out: Location, retry_dir: str, id
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from pipelines.plan import CHECKPOINT_DIR
+    from pipelines.offline.plan import CHECKPOINT_DIR
 
     started = time.time()
     table = _read_dataset(out, files, [id_column, *error_columns.values()])
@@ -223,7 +223,7 @@ def _merge(spec: JobSpec, staging: JobSpec, out: Location, retry_dir: str, id_co
     import pyarrow.parquet as pq
 
     from operators import get_operator
-    from pipelines.job import data_files
+    from pipelines.offline.job import data_files
 
     fs = out.filesystem
     tmp_dir = posixpath.join(retry_dir, FILES_DIR)

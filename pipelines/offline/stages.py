@@ -71,7 +71,7 @@ class Preprocess:
     """
 
     def __init__(self, tasks: list, keep: list[str] | None):
-        """`tasks`: the ForwardPlans (pipelines/plan.py) of the forward stages this pool feeds;
+        """`tasks`: the ForwardPlans (pipelines/offline/plan.py) of the forward stages this pool feeds;
         `keep`: the input columns to pass on (None: all)."""
         self._tasks = [(t.name, t.roles, build_operator(t.operator)) for t in tasks]
         self._keep = keep
@@ -100,7 +100,7 @@ class Forward:
     configuration checks load before the constructor returns, so a bad setting fails the
     actor at once, and a weights load that fails fails the first block, naming the model.
 
-    Everything it does comes from its `plan` (a pipelines/plan.py ForwardPlan): the operator to
+    Everything it does comes from its `plan` (a pipelines/offline/plan.py ForwardPlan): the operator to
     build, the columns to read and write, the result types, the thread plan. Ray Data may run
     several calls at once on this actor (`forward_calls` in the model, plus the calls decoding
     images or audio); at most `forward_calls` are in the model at a time, each on

@@ -1,8 +1,8 @@
 """The job's stats actor: forwarded rows per task and node, error kinds and dtypes, and the
-error budget judged as blocks arrive (pipelines/error_budget.py).
+error budget judged as blocks arrive (pipelines/offline/error_budget.py).
 
-Its own module, apart from pipelines/stages.py, because the actor's process imports the
-module of its class: pipelines.stages imports the operators (numpy, pydantic, the task
+Its own module, apart from pipelines/offline/stages.py, because the actor's process imports the
+module of its class: pipelines.offline.stages imports the operators (numpy, pydantic, the task
 registry), 2.5 s of a 2-core machine's start-up spent in a process that only counts
 (benchmarks/RESULTS.md, cold start). This one imports nothing but the standard library.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipelines.error_budget import ErrorBudget
+    from pipelines.offline.error_budget import ErrorBudget
 
 
 class JobStats:
