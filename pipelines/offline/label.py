@@ -1,7 +1,7 @@
 """taskray inside your own Ray Data pipeline: `label` appends a task's stages to a Dataset.
 
     import ray
-    from pipelines.offline import label
+    from pipelines import label
 
     ds = ray.data.read_parquet("s3://bucket/photos/")        # any Dataset with the task's input columns
     ds = label(ds, task="image-classification", model="google/vit-base-patch16-224", actors=(1, 4), num_gpus=0.5)

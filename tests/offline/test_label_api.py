@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.offline import label
+from pipelines import label
 from pipelines.spec import SpecError, build_job_spec
 from tests.offline.conftest import write_parquet
 from tests.offline.test_tasks_end_to_end import SAME_BATCHING, assert_close
