@@ -20,23 +20,17 @@ ALL = ["forward only", "pipeline bs=1", "pipeline bs=2", "sentence-transformers"
 USER_FLAGS = {"--task", "--model", "--input", "--output", "--id-column"}
 
 
-def start_bench(tmp_path, name: str, *args: str) -> tuple[subprocess.Popen, str]:
+def bench(tmp_path, name: str, *args: str, returncode: int = 0) -> tuple[dict, str]:
     out = tmp_path / f"{name}.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.run", "--rows", "4", "--batch-sizes", "1,2",
-         "--json", str(out), "--work-dir", str(tmp_path / name), *args],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    return proc, str(out)
-
-
-def finish_bench(started: tuple[subprocess.Popen, str], returncode: int = 0) -> tuple[dict, str]:
-    proc, out = started
     # Each Ray competitor is a command that starts its own Ray and worker processes, which
     # import torch: the timeout bounds a hang, it is not a speed target.
-    stdout, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == returncode, stdout[-3000:] + stderr[-3000:]
-    return json.loads(open(out).read()), stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--rows", "4", "--batch-sizes", "1,2",
+         "--json", str(out), "--work-dir", str(tmp_path / name), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=400,
+    )
+    assert proc.returncode == returncode, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
 
 
 @pytest.mark.ray
@@ -46,15 +40,11 @@ def test_every_workload_runs_every_competitor(tmp_path):
     # with the workload's decode, which the in-process pipeline runs too), to keep the test
     # to four Ray jobs. The media run compares with a tampered reference (its first item
     # changed): the agreement gate must fail it.
-    # The two runs side by side: each waits on its commands' Ray start-ups much of the time.
-    # Nothing here reads their speed.
-    text_run = start_bench(tmp_path, "text", "--workload", "embed-text")
-    media_run = start_bench(
+    text, text_out = bench(tmp_path, "text", "--workload", "embed-text")
+    media, media_out = bench(
         tmp_path, "media", "--workload", "classify-images,asr", "--competitors", "forward,pipeline,taskray",
-        "--tamper-reference",
+        "--tamper-reference", returncode=1,
     )
-    text, text_out = finish_bench(text_run)
-    media, media_out = finish_bench(media_run, returncode=1)
     runs = {**text["workloads"], **media["workloads"]}
     assert list(runs) == ["embed-text", "classify-images", "asr"]
     for name, run in runs.items():
