@@ -13,25 +13,29 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 # The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup`, README's test command).
-# Tests that start Ray or run a job share one worker, one after another, so that one Ray runs
-# at a time there, as they were written to (the session's Ray, or a module's own cluster); the
-# Serve tests, whose Ray holds some 20 replicas, run on the other worker, which then takes the
-# tests that never start Ray. Most of those run on one core, beside the Ray work's idle waits.
-RAY_DIRS = ("tests/offline/", "tests/offline_reliability/", "tests/cluster/", "tests/benchmarks/test_benchmark_smoke.py")
+# Every test that starts Ray (a job, Serve, a cluster, a driver or a `taskray` command) runs on
+# one of them, one after another as before, so one Ray runs at a time, sized for the 2 cores;
+# the other worker runs the tests that start no Ray, most of them on one core, beside the Ray
+# tests' idle waits (23% of the CPU was idle in a serial run). The Serve tests once ran on a
+# worker of their own, beside the other Ray tests: at a load average of 17 a Ray start-up then
+# missed its fixed 30 s registration window, and the suite was no faster (both CPU-bound).
+RAY_DIRS = (
+    "tests/offline/", "tests/offline_reliability/", "tests/cluster/", "tests/serve/",
+    "tests/benchmarks/test_benchmark_smoke.py",
+)
 # Tests marked `ray` outside those folders (the job path over a checkpoint tier's models).
 RAY_TESTS = (
     "tests/checkpoints/test_detr.py::test_taskray_run_matches_pipeline",
     "tests/checkpoints/test_vision_tier.py::test_taskray_run_with_default_options",
 )
-SERVE_DIR = "tests/serve/"
-NO_RAY_SERVE_FILES = ("test_codec.py",)
+NO_RAY_FILES = ("tests/serve/test_codec.py",)
 
 
 def xdist_group(nodeid: str) -> str | None:
-    """The worker group of a test, from its node id: "serve", "ray", or None (any worker)."""
+    """The worker group of a test, from its node id: "ray", or None (any worker)."""
     path = nodeid.split("::")[0]
-    if path.startswith(SERVE_DIR):
-        return None if path.rsplit("/", 1)[-1] in NO_RAY_SERVE_FILES else "serve"
+    if path in NO_RAY_FILES:
+        return None
     if path.startswith(RAY_DIRS) or nodeid.startswith(RAY_TESTS):
         return "ray"
     return None
