@@ -55,6 +55,26 @@ def pytest_xdist_make_scheduler(config, log):
     return RayGroups(config, log)
 
 
+# The worker whose first test starts no Ray runs the tests that start none (loadgroup hands the
+# Ray group, the largest, to the other worker first). It runs at the lowest priority: the Ray
+# tests, one after another, leave part of the 2 cores idle (waits, sleeps, single-threaded
+# drivers), which these tests then fill, instead of taking half the machine from the Ray
+# group's first minutes (the suite is CPU-bound: run side by side at equal priority, the Ray
+# group, the suite's longest path, ran slower by as much as the other worker's share).
+NO_RAY_WORKER_NICE = 19
+_first_test_seen = False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    global _first_test_seen
+    if _first_test_seen or not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    _first_test_seen = True
+    if xdist_group(item.nodeid) is None:
+        os.nice(NO_RAY_WORKER_NICE)
+
+
 def pytest_collection_modifyitems(config, items):
     # A test that starts Ray must run in the Ray group: one marked `ray` (tests/serve/conftest.py
     # marks its own) outside the folders above is a mistake in RAY_TESTS, not a free test.
