@@ -70,5 +70,6 @@ def build_once(out: str, builder: Callable[[str], str]) -> str:
         shutil.rmtree(tmp, ignore_errors=True)  # what an interrupted build left
         os.makedirs(tmp)
         builder(tmp)
-        os.replace(tmp, out) if not os.path.exists(out) else None
+        if not os.path.exists(out):
+            os.replace(tmp, out)
     return out
