@@ -142,7 +142,12 @@ def main(args: argparse.Namespace) -> int:
     # module processes start beside the Serve controller, proxy and replicas and take the
     # cores they need to start (benchmarks/RESULTS.md, Serve cold start). Serve itself, its
     # Python API (serve.status) and the endpoints do not use it.
-    ray.init(address=address, namespace="serve", **({"include_dashboard": False} if address == "local" else {}))
+    if address == "local":
+        from pipelines.local_ray import start_local_ray
+
+        start_local_ray(namespace="serve")
+    else:
+        ray.init(address=address, namespace="serve")
     stop = threading.Event()
     # SIGTERM (e.g. from a supervisor) shuts down as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -86,13 +86,6 @@ logger = logging.getLogger(__name__)
 # The fingerprint of the job writing the output, from the start of its first run until
 # _SUCCESS (which repeats it) is written. A leading "_": dataset readers skip it.
 JOB_FILE = "_taskray_job.json"
-# Raylet settings for a Ray that taskray starts itself (cluster.yaml sets the same as RAY_<name>
-# environment variables). Ray kills a worker process idle for 1 s once there are more workers
-# than CPUs. Read and write tasks ask for a fraction of a CPU (pipelines/hardware.py), so more of them run than there
-# are CPUs: each finished task's worker was killed, and the next task started a new process
-# that imported ray.data and pyarrow again (~2.5 s of CPU). classify-images, 3,000 images on
-# 2 CPUs: 107 -> 85 s of CPU, 56 -> 43 s wall (benchmarks/RESULTS.md). Idle workers now live 60 s.
-LOCAL_RAY_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
 # Output blocks a running map task may hold before it waits for the driver to take them
 # (Ray Data's default is 2). Ray sized that for 128 MiB blocks; ours are a few hundred rows,
 # and one forward call's results (embeddings: 11x its input) span several blocks, so the
@@ -362,32 +355,21 @@ def _ensure_ray(spec: JobSpec) -> None:
 
     if ray.is_initialized():
         return
+    address = spec.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+    if address == "local":
+        # Its workers inherit this process's environment (pipelines/local_ray.py).
+        from pipelines.local_ray import start_local_ray
+
+        start_local_ray()
+        return
+    # The workers of a cluster this process did not start get the variables they need here
+    # through the job's runtime_env.
     env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
         # Inside a submitted Ray job the job's runtime_env already reaches the workers, and
         # Ray refuses to merge a second one that sets any of the same env_vars.
         env = {}
-    # "local" starts a private Ray: a bare ray.init() would join whatever cluster last
-    # registered itself on this machine (/tmp/ray/ray_current_cluster).
-    address = spec.ray_address or os.environ.get("RAY_ADDRESS") or "local"
-    kwargs: dict[str, Any] = {}
-    if address == "local":
-        # A Ray started here inherits this process's environment (the raylet is our child and
-        # its workers are the raylet's), so the variables reach the workers without a
-        # runtime_env. With one, Ray starts every worker through setup_worker.py (a second
-        # interpreter and `import ray`) and cannot use the workers it prestarted without it:
-        # measured in benchmarks/RESULTS.md (cold start).
-        env = {}
-        # Ray's own count of logical CPUs (the machine's cores): pipelines/hardware.py sizes
-        # the actors' reservations to leave room for the read and write tasks and resume's
-        # filter, and sets torch threads from the same count.
-        kwargs["_system_config"] = LOCAL_RAY_SYSTEM_CONFIG
-    ray.init(
-        address=address,
-        runtime_env={"env_vars": env} if env else None,
-        include_dashboard=False,
-        **kwargs,
-    )
+    ray.init(address=address, runtime_env={"env_vars": env} if env else None, include_dashboard=False)
 
 
 def finalize(

@@ -18,23 +18,11 @@ def ray_session():
     if ray.is_initialized():
         yield ray
         return
-    kwargs = dict(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        # No runtime_env: a local Ray's workers inherit this process's environment (the offline
-        # flags of tests/conftest.py), and a runtime_env would start each worker through Ray's
-        # setup_worker.py, a second interpreter per worker.
-    )
-    for attempt in range(3):
-        try:
-            ray.init(**kwargs)
-            break
-        except Exception:  # raylet registration has a fixed 30 s limit that a busy box can miss
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    from pipelines.local_ray import start_local_ray
+
+    # No runtime_env: a local Ray's workers inherit this process's environment (the offline
+    # flags of tests/conftest.py). The same settings as the Ray `taskray run` starts.
+    start_local_ray(num_cpus=2, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -14,6 +14,7 @@ import threading
 
 import pytest
 
+from pipelines.local_ray import LOCAL_RAY_SYSTEM_CONFIG
 from pipelines.offline import job as job_module
 from pipelines.spec import JobSpec, SpecError
 
@@ -42,7 +43,8 @@ def test_a_local_ray_is_started_without_a_runtime_env(monkeypatch):
     monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
     seen = _captured_init(monkeypatch)
     job_module._ensure_ray(_spec())
-    assert seen["address"] == "local" and seen["runtime_env"] is None
+    assert seen["address"] == "local" and seen.get("runtime_env") is None
+    assert seen["_system_config"] == LOCAL_RAY_SYSTEM_CONFIG  # idle workers kept, not restarted
 
 
 def test_a_remote_cluster_still_gets_the_environment_through_a_runtime_env(monkeypatch):

@@ -33,12 +33,11 @@ def own_ray(**init_kwargs) -> Iterator[None]:
     """A local Ray for one module: any Ray this process already holds is shut down first."""
     import ray
 
+    from pipelines.local_ray import start_local_ray
+
     if ray.is_initialized():
         ray.shutdown()
-    init_kwargs.setdefault("include_dashboard", False)
-    # "local" always starts a fresh instance, even when RAY_ADDRESS or a `ray start` elsewhere
-    # on this machine would otherwise make ray.init() attach to someone else's cluster.
-    ray.init(address="local", **init_kwargs)
+    start_local_ray(**init_kwargs)
     try:
         yield
     finally:

@@ -114,29 +114,19 @@ def example_config_with_tiny_models(tiny_model, port: int) -> dict:
     return config
 
 
-def _init_local_ray(attempts: int = 3) -> None:
-    import ray
+def _init_local_ray() -> None:
+    from pipelines.local_ray import start_local_ray
 
-    for attempt in range(attempts):
-        try:
-            # One OpenMP thread per replica (some 20 share 2 cores), through the environment that
-            # the raylet and so every worker inherit: a runtime_env would start each worker
-            # through Ray's setup_worker.py, a second interpreter per replica.
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setenv("OMP_NUM_THREADS", "1")
-                # Each replica exports Serve's request metrics every 100 ms by default: with
-                # some 20 idle replicas that was about 0.4 of a core here, for metrics no test
-                # reads. Once a second leaves a replica at ~1% of a core when idle (measured).
-                patch.setenv("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", "1000")
-                # "local": a fresh Ray even where something left a `ray start` cluster behind.
-                ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="serve")
-            return
-        except Exception as e:  # only Ray's startup timeout is retried
-            # Ray waits a hard-coded 30 s for its raylet to register (ray/_private/node.py);
-            # an oversubscribed machine can miss that once and make it the next time.
-            if "timed out during startup" not in str(e) or attempt == attempts - 1:
-                raise
-            ray.shutdown()
+    with pytest.MonkeyPatch.context() as patch:
+        # One OpenMP thread per replica (some 20 share 2 cores), through the environment that
+        # the raylet and so every worker inherit: a runtime_env would start each worker
+        # through Ray's setup_worker.py, a second interpreter per replica.
+        patch.setenv("OMP_NUM_THREADS", "1")
+        # Each replica exports Serve's request metrics every 100 ms by default: with some 20
+        # idle replicas that was about 0.4 of a core here, for metrics no test reads. Once a
+        # second leaves a replica at ~1% of a core when idle (measured).
+        patch.setenv("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", "1000")
+        start_local_ray(num_cpus=2, namespace="serve")
 
 
 @pytest.fixture(scope="session")
