@@ -46,8 +46,15 @@ def _application(app: dict[str, Any]):
     )
 
 
-def deploy(config: dict[str, Any], *, timeout_s: float = 300.0) -> None:
+def deploy(config: dict[str, Any], *, timeout_s: float = 300.0, starting_at_once: int | None = None) -> None:
     """Start Serve with the config's HTTP options and run every application in it.
+
+    On one machine at most `starting_at_once` applications start at a time (default: one per
+    CPU, at least 2; the next starts as soon as one is running): each replica's start-up is a
+    process importing torch and transformers, and more of them at once than there are cores
+    only share the cores, less efficiently: all of them run sooner, with less CPU, and the
+    first endpoints answer within seconds instead of after the last has started
+    (benchmarks/RESULTS.md, Serve cold start). On a cluster of several nodes all start at once.
 
     Raises ValueError for an invalid config and RuntimeError naming the application when
     one fails to deploy or the wait times out.
@@ -64,15 +71,51 @@ def deploy(config: dict[str, Any], *, timeout_s: float = 300.0) -> None:
         for app in config["applications"]
     ]
     deadline = time.monotonic() + timeout_s
+    start_in_window(targets, starting_at_once or _start_window(), timeout_s=timeout_s)
+    wait_for_proxy(http.get("host", "127.0.0.1"), http.get("port", 8000), timeout_s=deadline - time.monotonic())
+
+
+def start_in_window(targets: list, window: int, *, timeout_s: float) -> None:
+    """Run the Serve `targets` (RunTargets), at most `window` of them starting at a time, the
+    next as soon as one is running; return once all are running."""
+    deadline = time.monotonic() + timeout_s
+    started: list[str] = []
+    while True:
+        starting = list(_not_running(started))
+        new = targets[len(started):len(started) + max(0, window - len(starting))]
+        if new:
+            _run(new)
+            started += [t.name for t in new]
+            starting += [t.name for t in new]
+        if not starting and len(started) == len(targets):
+            return
+        if time.monotonic() > deadline:
+            pending = {**_not_running(started), **{t.name: "NOT_STARTED" for t in targets[len(started):]}}
+            raise RuntimeError(f"applications not running after {timeout_s:.0f}s: {pending}")
+        time.sleep(0.25)
+
+
+def _start_window() -> int:
+    """Applications to start at a time: one per CPU (at least 2) on a single node, all on a
+    cluster of several (their replicas start on different machines)."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) != 1:
+        return 1 << 30
+    return max(2, int(nodes[0].get("Resources", {}).get("CPU", 0)))
+
+
+def _run(targets: list) -> None:
+    from ray import serve
+
     try:
         serve.run_many(targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
     except TimeoutError:
         # Serve gives its HTTP proxy a fixed 60 s to start (HTTP_PROXY_TIMEOUT), after the
-        # applications were submitted; on a busy machine it needs longer. The waits below
-        # cover the proxy and the applications within our own timeout.
+        # applications were submitted; on a busy machine it needs longer. deploy's waits cover
+        # the proxy and the applications within our own timeout.
         pass
-    wait_until_running([t.name for t in targets], timeout_s=deadline - time.monotonic())
-    wait_for_proxy(http.get("host", "127.0.0.1"), http.get("port", 8000), timeout_s=deadline - time.monotonic())
 
 
 def check_cuda(config: dict[str, Any]) -> None:
@@ -121,26 +164,35 @@ def wait_for_proxy(host: str, port: int, *, timeout_s: float) -> None:
 
 
 def wait_until_running(names: list[str], *, timeout_s: float) -> None:
-    from ray import serve
-
     deadline = time.monotonic() + timeout_s
     while True:
-        apps = serve.status().applications
-        pending = {}
-        for name in names:
-            status = apps.get(name)
-            state = str(getattr(status.status, "value", status.status)) if status else "NOT_STARTED"
-            if state in TERMINAL_FAILURES:
-                causes = [deployment_error(d.message) for d in status.deployments.values() if d.message]
-                cause = "; ".join(c for c in causes if c)
-                raise RuntimeError(f"application {name!r} is {state}: {status.message}" + (f" ({cause})" if cause else ""))
-            if state != "RUNNING":
-                pending[name] = state
+        pending = _not_running(names)
         if not pending:
             return
         if time.monotonic() > deadline:
             raise RuntimeError(f"applications not running after {timeout_s:.0f}s: {pending}")
         time.sleep(0.5)
+
+
+def _not_running(names: list[str]) -> dict[str, str]:
+    """The state of each of the applications `names` that is not running yet. Raises
+    RuntimeError naming the application and its deployment's error when one failed."""
+    from ray import serve
+
+    if not names:
+        return {}
+    apps = serve.status().applications
+    pending = {}
+    for name in names:
+        status = apps.get(name)
+        state = str(getattr(status.status, "value", status.status)) if status else "NOT_STARTED"
+        if state in TERMINAL_FAILURES:
+            causes = [deployment_error(d.message) for d in status.deployments.values() if d.message]
+            cause = "; ".join(c for c in causes if c)
+            raise RuntimeError(f"application {name!r} is {state}: {status.message}" + (f" ({cause})" if cause else ""))
+        if state != "RUNNING":
+            pending[name] = state
+    return pending
 
 
 def deployment_error(message: str) -> str:
