@@ -66,11 +66,13 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
+import gc
 import json
 import logging
 import os
 import posixpath
 import time
+import traceback
 from typing import Any, Callable
 
 from operators.errors import error_kind
@@ -228,6 +230,7 @@ def run_job(spec: JobSpec) -> JobSummary:
             ),
         ):
             ds = build_dataset(plan, stats=stats)
+            failure = None
             try:
                 with compacting(compactor):
                     ds.write_parquet(
@@ -238,15 +241,37 @@ def run_job(spec: JobSpec) -> JobSummary:
                         **PARQUET_WRITE_OPTIONS,
                     )
             except Exception as e:  # any execution failure: the job did not finish
+                failure = (f"{type(e).__name__}: {_first_line(e)}", "".join(traceback.format_exception(e)))
+            if failure is not None:
+                del ds
+                _release_failed_execution()
                 verdict = ray.get(stats.snapshot.remote())["verdict"]
                 if verdict is not None:  # a forward actor stopped the job on the error budget
-                    raise ErrorBudgetError(f"job stopped: {verdict}; no {SUCCESS_FILE} written") from e
-                raise JobFailedError(f"job did not finish: {type(e).__name__}: {_first_line(e)}") from e
+                    error: Exception = ErrorBudgetError(f"job stopped: {verdict}; no {SUCCESS_FILE} written")
+                else:
+                    error = JobFailedError(f"job did not finish: {failure[0]}")
+                error.add_note(f"the execution failed with:\n{failure[1]}")
+                raise error
         snapshot = ray.get(stats.snapshot.remote())
     finally:
         ray.kill(stats)
     summary = finalize(plan, out, snapshot, time.monotonic() - started, fingerprint=fingerprint())
     return summary
+
+
+def _release_failed_execution() -> None:
+    """Let a failed execution's actors go now, not whenever Python's cycle collector next runs.
+
+    The failure's traceback frames hold Ray Data's operators, and through them the actor
+    handles of the job's pools, in reference cycles: the forward actors, and the CPUs they
+    reserve, outlived the job until the collector ran. In a process that goes on (label(), a
+    notebook, the test suite) that was up to a minute later, and the next job waited for those
+    CPUs (seen: a resume after a job stopped by the error budget waited 76 s). So run_job keeps
+    the failure as text (the error it raises carries it as a note), and collects here, once
+    nothing of ours holds the exception. (A logging handler that keeps records, as pytest's
+    log capture does until the test ends, keeps the frames through the records' exc_info.)
+    """
+    gc.collect()
 
 
 @contextlib.contextmanager
@@ -354,6 +379,11 @@ def _ensure_ray(spec: JobSpec) -> None:
     import ray
 
     if ray.is_initialized():
+        # A process that ran jobs before (label(), a notebook): an earlier job's actors that
+        # only unreachable reference cycles still hold (a failure's frames, once its error is
+        # dropped) go now, not when Python's cycle collector next runs, so that this job finds
+        # their CPUs free (see _release_failed_execution).
+        gc.collect()
         return
     address = spec.ray_address or os.environ.get("RAY_ADDRESS") or "local"
     if address == "local":

@@ -109,3 +109,17 @@ def test_a_checkpoint_refused_beside_ray_start_exits_2(tiny_model, tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert "tasks[summarization]" in last and "AutoModelForSeq2SeqLM" in last, proc.stderr
     assert not out.exists()
+
+
+def test_a_job_in_a_process_that_ran_jobs_first_collects_their_garbage(monkeypatch):
+    # An earlier job's actors that only reference cycles hold (a failed execution's frames)
+    # must not keep the CPUs this job needs until Python's collector happens to run.
+    import gc
+
+    import ray
+
+    collected = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(gc, "collect", lambda *a: collected.append(1) or 0)
+    job_module._ensure_ray(_spec())
+    assert collected == [1]
