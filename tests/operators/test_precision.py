@@ -57,23 +57,29 @@ def minilm_classifier(minilm_path, tmp_path_factory) -> str:
     return precision_agreement.classifier(minilm_path, str(tmp_path_factory.mktemp("minilm-classifier")))
 
 
-def test_minilm_bf16_agrees_with_float32_embeddings_and_labels(minilm_path, minilm_classifier, monkeypatch):
+@pytest.fixture(scope="module")
+def minilm_float32(minilm_path, minilm_classifier):
+    """The reference run in float32, shared by the two tests below (the encoder over every text)."""
+    return precision_agreement.run(minilm_path, minilm_classifier, "cpu", "float32")
+
+
+def test_minilm_bf16_agrees_with_float32_embeddings_and_labels(minilm_path, minilm_classifier, minilm_float32, monkeypatch):
     """The GPU default's stand-in: bf16 against float32 on the real encoder, pydoc paragraphs.
     Runs on every CPU: where bf16 has no hardware units taskray refuses it for speed (torch
     emulates it), and the test lifts that refusal to check the numbers anyway."""
     if not cpu_has_native_bf16():
         monkeypatch.setattr("operators.loading.cpu_has_native_bf16", lambda: True)
-    full = precision_agreement.run(minilm_path, minilm_classifier, "cpu", "float32")
+    full = minilm_float32
     reduced = precision_agreement.run(minilm_path, minilm_classifier, "cpu", "bfloat16")
     assert reduced[2].dtype == torch.bfloat16 and full[2].dtype == torch.float32
     precision_agreement.check(full[:2], reduced[:2])
 
 
-def test_the_agreement_bar_fails_on_a_real_loss(minilm_path, minilm_classifier):
+def test_the_agreement_bar_fails_on_a_real_loss(minilm_float32):
     """The bar can fail: float32 with its embeddings and labels disturbed as a lossy precision
     would (noise of 10% of each vector's norm, cosine ~0.995, milder than the dynamic int8 that
     benchmarks/precision.py measured; a quarter of the labels moved) does not pass."""
-    full = precision_agreement.run(minilm_path, minilm_classifier, "cpu", "float32")[:2]
+    full = minilm_float32[:2]
     rng = np.random.default_rng(0)
     norms = np.linalg.norm(full[0], axis=1, keepdims=True)
     noisy = full[0] + rng.standard_normal(full[0].shape) * 0.1 * norms / np.sqrt(full[0].shape[1])
