@@ -106,9 +106,18 @@ def test_resume_then_retry_failed_after_sigkills_keep_every_id_once(tmp_path, ti
     assert read_manifest(out) is None, "a killed run must not leave _SUCCESS"
     assert 0 < len(done_before) < len(expected), f"kill was not mid-job: {len(done_before)} of {len(expected)} committed"
     # File by file: mid-job, a block whose rows all failed is still typed null (finalize unifies).
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    on_disk = collections.Counter(i for n in data_file_sizes(out) for i in pq.read_table(os.path.join(out, n), columns=["id"]).column("id").to_pylist())
+    # A block file that a write task had open at the kill is torn (no Parquet footer): its
+    # checkpoint is still pending, so the resume below deletes and recomputes it, and the
+    # output it finishes is checked in full.
+    on_disk: collections.Counter = collections.Counter()
+    for n in data_file_sizes(out):
+        try:
+            on_disk.update(pq.read_table(os.path.join(out, n), columns=["id"]).column("id").to_pylist())
+        except pa.ArrowInvalid:
+            print(f"torn by the kill: {n}")
     assert max(on_disk.values()) == 2, "the kill should have left a compaction mid-swap"
     print(f"after SIGKILL: {len(state['data'])} data files, {len(state['committed'])} committed and "
           f"{len(state['pending'])} pending checkpoints, {len(done_before)} rows committed")
