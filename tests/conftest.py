@@ -15,10 +15,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup`, README's test command).
 # Every test that starts Ray (a job, Serve, a cluster, a driver or a `taskray` command) runs on
 # one of them, one after another, so one Ray runs at a time, sized for the 2 cores; the other
-# worker runs the tests that start no Ray, at the lowest priority (NO_RAY_WORKER_NICE below).
+# worker runs the tests that start no Ray, at the lowest priority (run_when_idle below).
 # Other layouts measured slower, the suite being CPU-bound: the Serve tests on a worker of their
-# own (a Ray start-up missed its fixed 30 s registration window at a load average of 17), and
-# the Ray tests split in two groups side by side (1,173 s against 1,137 s one after another).
+# own (a Ray start-up missed its fixed 30 s registration window at a load average of 17), the
+# Ray tests split in two groups side by side (1,173 s against 1,137 s one after another), and
+# those two groups on workers of their own beside a third, idle-priority one for the no-Ray
+# tests (1,029 s against 896 s; the machine did 26% more CPU-seconds for the same tests: work
+# run side by side on these two vCPUs costs more CPU, benchmarks/RESULTS.md).
 RAY_DIRS = (
     "tests/offline/", "tests/offline_reliability/", "tests/cluster/", "tests/serve/",
     "tests/benchmarks/test_benchmark_smoke.py",
@@ -58,11 +61,21 @@ def pytest_xdist_make_scheduler(config, log):
 # The worker whose first test starts no Ray runs the tests that start none (loadgroup hands the
 # Ray group, the largest, to the other worker first). It runs at the lowest priority: the Ray
 # tests, one after another, leave part of the 2 cores idle (waits, sleeps, single-threaded
-# drivers), which these tests then fill, instead of taking half the machine from the Ray
-# group's first minutes (the suite is CPU-bound: run side by side at equal priority, the Ray
-# group, the suite's longest path, ran slower by as much as the other worker's share).
+# drivers), which these tests then fill, instead of taking part of the machine from the Ray
+# group, the suite's longest path (the suite is CPU-bound).
+# SCHED_IDLE, not only nice 19: Ray starts its workers at nice 15 (RAY_worker_niceness), and
+# nice 19 against nice 15 is a CFS weight of 15 against 36, so the Ray group's actors kept only
+# about 70% of a contended core (measured: /proc/stat's nice time was half the machine while
+# both groups ran). A SCHED_IDLE thread weighs 3. Threads and processes it starts inherit it.
 NO_RAY_WORKER_NICE = 19
 _first_test_seen = False
+
+
+def run_when_idle() -> None:
+    """Lowest priority for this process and what it starts: nice 19 and, on Linux, SCHED_IDLE."""
+    os.nice(NO_RAY_WORKER_NICE)
+    if hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -72,7 +85,7 @@ def pytest_runtest_setup(item):
         return
     _first_test_seen = True
     if xdist_group(item.nodeid) is None:
-        os.nice(NO_RAY_WORKER_NICE)
+        run_when_idle()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,20 +1,21 @@
 """`pipelines.offline.label`: taskray's stages inside a user's own Ray Data pipeline.
 
 Two chained `label` calls over one `ray.data.read_parquet` (one with the Preprocess pool, one
-inline) give, per id, the same values and per-row errors as a two-task `taskray run` job on
-the same files, under the same `<task>.<column>` names; the input columns pass through.
-Bad settings raise the SpecError `taskray run` reports for them."""
+inline) give, per id, the operator's own values and per-row errors under the `<task>.<column>`
+names of a `taskray run` job (tests/offline/test_tasks_end_to_end.py holds a job's output to
+the same operator calls); the input columns pass through. Bad settings raise the SpecError
+`taskray run` reports for them."""
 
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from pipelines import label
+from pipelines.hardware import preprocess_pool_on_cpu
 from pipelines.spec import SpecError, build_job_spec
 from tests.offline.conftest import write_parquet
-from tests.offline.test_tasks_end_to_end import SAME_BATCHING, assert_close
+from tests.offline.test_tasks_end_to_end import SAME_BATCHING, after_arrow, assert_close
 from tests.operators import images
 from tests.operators.texts import VARIED_TEXTS
 
@@ -41,15 +42,18 @@ def input_dir(tmp_path_factory) -> str:
 
 
 @pytest.mark.ray
-def test_chained_label_calls_equal_a_taskray_run_job(ray_session, models, input_dir, tmp_path):
-    from pipelines.hardware import preprocess_pool_on_cpu
-    from pipelines.offline.job import run_job
+def test_chained_label_calls_equal_the_operators_and_name_columns_as_a_job(ray_session, models, input_dir):
+    from operators import get_operator
+    from pipelines.offline.plan import plan_job
+    from pipelines.sources import plan_source
 
-    output = str(tmp_path / "out")
+    # The columns a two-task `taskray run` job would write, from its plan (no job run: the
+    # end-to-end test holds a job's values to the operator calls this test also uses).
     tasks = [{"task": t, "model": models[t], **STAGE_SIZES} for t in TASKS]
-    run_job(build_job_spec({"input": input_dir, "output": output, "id_column": "uid", "tasks": tasks}, {}))
-    job_table = pq.read_table(output)
-    job = {r["uid"]: r for r in job_table.to_pylist()}
+    spec = build_job_spec({"input": input_dir, "output": "unused", "id_column": "uid", "tasks": tasks}, {})
+    job_columns = plan_job(spec, plan_source(spec)).output_schema.names
+    result_columns = [c for c in job_columns if c.split(".")[0] in TASKS]
+    assert len(result_columns) >= 6
 
     ds = ray_session.data.read_parquet(input_dir)
     with preprocess_pool_on_cpu():  # the GPU layout: a Preprocess pool feeds the forward actors
@@ -58,15 +62,19 @@ def test_chained_label_calls_equal_a_taskray_run_job(ray_session, models, input_
     rows = {r["uid"]: r for r in ds.take_all()}
 
     columns = input_columns()
-    assert sorted(rows) == sorted(job) == columns["uid"]  # one row per input row
-    result_columns = [c for c in job_table.column_names if c.split(".")[0] in TASKS]
-    assert len(result_columns) >= 6
-    for uid, text, image in zip(columns["uid"], columns["text"], columns["image"]):
+    want = {}
+    for task in TASKS:
+        op_cls = get_operator(task)
+        out = op_cls(models[task], **SAME_BATCHING)({role: columns[role] for role in op_cls.input_roles})
+        want.update({f"{task}.{c}": after_arrow(v) for c, v in out.items() if f"{task}.{c}" in result_columns})
+    assert set(want) == set(result_columns)
+    assert sorted(rows) == columns["uid"]  # one row per input row
+    for i, (uid, text, image) in enumerate(zip(columns["uid"], columns["text"], columns["image"])):
         got = rows[uid]
         assert (got["text"], got["image"]) == (text, image), "input columns pass through"
         assert set(got) == {"uid", "text", "image", *result_columns}
         for column in result_columns:
-            assert_close(got[column], job[uid][column], f"{uid} {column}")
+            assert_close(got[column], want[column][i], f"{uid} {column}")
     assert rows["u4"]["text-classification.error"] == "input: expected text as str, got None"
     assert rows["u5"]["image-classification.error"].startswith("decode: ")
     assert sum(r["text-classification.error"] is None and r["image-classification.error"] is None for r in rows.values()) == 4

@@ -58,7 +58,7 @@ def input_columns() -> dict[str, list]:
     }
 
 
-def _normalize(values: list) -> list:
+def after_arrow(values: list) -> list:
     """Operator output as it looks after an Arrow round trip (struct keys unified, etc.)."""
     return pa.array(values).to_pylist() if any(v is not None for v in values) else values
 
@@ -142,7 +142,7 @@ def test_task_output_equals_operator_call(task, multi_task_run, built_models):
     assert table.column("n").to_pylist() == columns["n"]
     for column in (*op_cls.output_columns, "error"):
         got = table.column(f"{task}.{column}").to_pylist()
-        assert_close(got, _normalize(want[column]), f"{task}.{column}")
+        assert_close(got, after_arrow(want[column]), f"{task}.{column}")
     for field in op.output_schema():  # every file has the declared types (embeddings as float32)
         assert table.schema.field(f"{task}.{field.name}").type == field.type, field.name
     assert any(e is None for e in want["error"]), f"{task}: every row failed, the comparison proves little"
@@ -219,6 +219,6 @@ def test_inline_preprocess_job_equals_operator_call(ray_session, dataset_dir, bu
         op_cls = get_operator(task)
         want = op_cls(built_models[task], **SAME_BATCHING)({role: columns[role] for role in op_cls.input_roles})
         for column in (*op_cls.output_columns, "error"):
-            assert_close(table.column(f"{task}.{column}").to_pylist(), _normalize(want[column]), f"inline {task}.{column}")
+            assert_close(table.column(f"{task}.{column}").to_pylist(), after_arrow(want[column]), f"inline {task}.{column}")
         assert any(e is not None for e in want["error"]) and any(e is None for e in want["error"])
         assert summary.tasks[task].failed == sum(e is not None for e in want["error"])
