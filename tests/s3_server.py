@@ -65,7 +65,9 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None)
 class MotoServer:
     """`python -m moto.server` on 127.0.0.1 and a free port, stopped for sure on exit."""
 
-    def __init__(self, start_timeout_s: float = 30.0) -> None:
+    # The start-up bound catches a server that never answers: from the no-Ray test worker it
+    # starts under SCHED_IDLE (tests/conftest.py), when the Ray tests leave a core.
+    def __init__(self, start_timeout_s: float = 120.0) -> None:
         self.start_timeout_s = start_timeout_s
         self.port: int | None = None
         self._proc: subprocess.Popen | None = None

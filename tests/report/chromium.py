@@ -24,7 +24,9 @@ def find_chromium() -> str | None:
 class Chromium:
     """One browser with one page target. Use as a context manager."""
 
-    def __init__(self, binary: str, width: int = 1280, height: int = 900, timeout: float = 30.0):
+    # Each read's bound catches a hung browser only: it runs under the no-Ray test worker's
+    # SCHED_IDLE (tests/conftest.py), and gets a core only when the Ray tests leave one.
+    def __init__(self, binary: str, width: int = 1280, height: int = 900, timeout: float = 120.0):
         self.timeout = timeout
         self.events: list[dict[str, Any]] = []
         self._next_id = 0
