@@ -25,19 +25,13 @@ def busy_cpu_seconds() -> float:
 
 
 def suite_config(models: str) -> dict:
-    from pipelines.serve.config import ServeSpec
-    from tests.serve import conftest
+    from tests.serve.conftest import free_port, suite_serve_config
     from tiny_models import build_tiny_model
 
     def tiny(task: str, variant: str | None = None) -> str:
         return build_tiny_model(task, models, variant=variant)
 
-    port = conftest.free_port()
-    config = conftest.example_config_with_tiny_models(tiny, port)
-    tests = [*conftest._test_endpoints(tiny("text-classification")), conftest._secure_embeddings_endpoint(tiny("feature-extraction"))]
-    extra = ServeSpec(port=port, applications=tests).to_serve_config()["applications"]
-    config["applications"] += [a for a in extra if a["route_prefix"] != "/"]
-    return config
+    return suite_serve_config(tiny, free_port())
 
 
 def main() -> None:
@@ -48,13 +42,13 @@ def main() -> None:
     import ray
 
     from pipelines.serve.runner import deploy
-    from tests.serve.conftest import _init_local_ray
+    from tests.serve.conftest import start_suite_ray
 
     print("| starting at once | all running after | CPU-seconds |")
     print("|---|---:|---:|")
     for window in (int(w) for w in args.windows.split(",")):
         config = suite_config(args.models)  # built outside the timing (tiny models on first use)
-        _init_local_ray()  # the suite's Ray: 2 CPUs, one OpenMP thread per replica
+        start_suite_ray()  # the suite's Ray: 2 CPUs, one OpenMP thread per replica
         try:
             cpu, started = busy_cpu_seconds(), time.monotonic()
             deploy(config, timeout_s=600, starting_at_once=window or None)

@@ -114,7 +114,8 @@ def example_config_with_tiny_models(tiny_model, port: int) -> dict:
     return config
 
 
-def _init_local_ray() -> None:
+def start_suite_ray() -> None:
+    """The local Ray the Serve tests start when none is up: 2 CPUs, settings below."""
     from pipelines.local_ray import start_local_ray
 
     with pytest.MonkeyPatch.context() as patch:
@@ -129,6 +130,23 @@ def _init_local_ray() -> None:
         start_local_ray(num_cpus=2, namespace="serve")
 
 
+def suite_serve_config(tiny_model, port: int, examples: bool = True) -> dict:
+    """The Serve config of the tests' session: the 13 example endpoints (when `examples`) and
+    the test endpoints above. benchmarks/serve_start_window.py starts the same applications."""
+    from pipelines.serve.config import ServeSpec
+
+    config = {"http_options": {"host": "127.0.0.1", "port": port}, "applications": []}
+    tests = [*_test_endpoints(tiny_model("text-classification")), _secure_embeddings_endpoint(tiny_model("feature-extraction"))]
+    if examples:
+        config = example_config_with_tiny_models(tiny_model, port)
+    extra = ServeSpec(port=port, applications=tests)
+    config["applications"] += [
+        a for a in extra.to_serve_config()["applications"]
+        if a["route_prefix"] != "/" or not any(b["route_prefix"] == "/" for b in config["applications"])
+    ]
+    return config
+
+
 @pytest.fixture(scope="session")
 def serve_url(tiny_model, request):
     """Base URL of the session's Serve instance with all test applications running. The
@@ -136,23 +154,15 @@ def serve_url(tiny_model, request):
     import ray
     from ray import serve
 
-    from pipelines.serve.config import ServeSpec
     from pipelines.serve.runner import deploy
 
     port = free_port()
-    config = {"http_options": {"host": "127.0.0.1", "port": port}, "applications": []}
-    tests = [*_test_endpoints(tiny_model("text-classification")), _secure_embeddings_endpoint(tiny_model("feature-extraction"))]
-    if any(name in item.nodeid for item in request.session.items for name in EXAMPLE_ENDPOINT_TESTS):
-        config = example_config_with_tiny_models(tiny_model, port)
-    extra = ServeSpec(port=port, applications=tests)
-    config["applications"] += [
-        a for a in extra.to_serve_config()["applications"]
-        if a["route_prefix"] != "/" or not any(b["route_prefix"] == "/" for b in config["applications"])
-    ]
+    examples = any(name in item.nodeid for item in request.session.items for name in EXAMPLE_ENDPOINT_TESTS)
+    config = suite_serve_config(tiny_model, port, examples)
 
     started = not ray.is_initialized()
     if started:
-        _init_local_ray()
+        start_suite_ray()
     try:
         # Generous for every replica on an oversubscribed 2-core machine, yet under pytest-timeout
         # (600 s) so that a slow start fails naming the applications still deploying.
