@@ -5,7 +5,10 @@ inside main(), so `taskray --help` stays fast."""
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
+import threading
 from importlib import import_module
 
 COMMANDS = ("tasks", "run", "report", "export", "demo", "serve", "submit")
@@ -40,5 +43,43 @@ def main(argv: list[str] | None = None) -> int:
     return int(args._main(args) or 0)
 
 
+def command() -> None:
+    """The `taskray` executable: main(), then exit_now() with its exit code. Tests call
+    main() in their own process instead."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> None:
+    """End a finished command without the interpreter's teardown.
+
+    Once a command has returned, its output is written and closed. What is left is Python's
+    finalization, which tears down the modules of torch, transformers and Ray one by one: about
+    1.2 s on the 2-core machine (benchmarks/RESULTS.md), paid by every `taskray run` and
+    counted in its wall time. This runs what that finalization would still do, in the same
+    order, and leaves with os._exit:
+    - the non-daemon threads are joined (as threading's own shutdown does);
+    - the Ray this process started is shut down explicitly. Its atexit handler would sleep
+      0.5 s first ("so that log messages finish printing"), and it must run: the agents of a
+      local Ray outlive a driver that exits without it;
+    - the atexit handlers run (logging's flush, temporary directories, ...);
+    - stdout and stderr are flushed.
+    """
+    main_thread = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main_thread and not thread.daemon:
+            thread.join()
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    # CPython's own call at exit; there is no public way to run the handlers early.
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing left to deliver
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

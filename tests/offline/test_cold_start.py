@@ -2,12 +2,14 @@
 
 The timings are benchmarks (benchmarks/cold_start.py, RESULTS.md); these tests check the
 mechanisms: a local Ray started without a runtime_env, the operators' check run beside Ray's
-start-up and still refusing a bad spec with exit 2, and a stats actor
+start-up and still refusing a bad spec with exit 2, the command's exit without the
+interpreter's teardown (its Ray still stopped), and a stats actor
 whose process imports nothing heavy.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -91,24 +93,66 @@ def test_the_stats_actor_module_imports_nothing_heavy():
 def test_a_checkpoint_refused_beside_ray_start_exits_2(tiny_model, tmp_path):
     # The operators' check (a text-classification checkpoint cannot summarize) runs in a
     # thread while Ray starts; its error is still the one reported (exit 2, the task named),
-    # before the output is touched.
+    # before the output is touched. Run as the `taskray` executable runs (pipelines.cli.command).
     from tests.offline.conftest import write_parquet
 
     model = tiny_model("text-classification")
     src = str(tmp_path / "in")
     write_parquet(src, {"text": ["a", "b"]})
     out = tmp_path / "out"
-    code = (
-        "from pipelines.cli import main; "
-        f"rc = main(['run', '--task', 'summarization', '--model', {model!r}, '--input', {src!r}, "
-        f"'--output', {str(out)!r}]); "
-        "print('RC', rc)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert "RC 2" in proc.stdout, proc.stdout + proc.stderr
+    argv = [sys.executable, "-m", "pipelines.cli", "run", "--task", "summarization", "--model", model, "--input", src, "--output", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert "tasks[summarization]" in last and "AutoModelForSeq2SeqLM" in last, proc.stderr
     assert not out.exists()
+
+
+def test_the_command_exits_with_its_code_and_stops_the_ray_it_started():
+    # pipelines.cli.exit_now ends a finished command without the interpreter's teardown; the
+    # Ray the command started must still go with it: a local Ray's agents outlive a driver
+    # that exits without ray.shutdown.
+    import shutil
+    import tempfile
+    import time
+
+    ray_tmp = tempfile.mkdtemp(prefix="trx-", dir="/tmp")  # short: Ray's socket paths live under it
+    code = (
+        "from pipelines.local_ray import start_local_ray; start_local_ray(num_cpus=1); "
+        "from pipelines.cli import exit_now; print('before exit', flush=False); exit_now(3)"
+    )
+
+    def left() -> list[str]:
+        # Ray renames its processes (`ray::DashboardAgent`): they are found by the environment
+        # they inherited from the command (read from /proc: psutil's process identity checks
+        # misfire in this machine's VM).
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+                with open(f"/proc/{pid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # gone, or not ours to read
+                continue
+            if state != "Z" and f"RAY_TMPDIR={ray_tmp}".encode() in env:
+                found.append(f"{pid} {cmdline[:100]}")
+        return found
+
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, "RAY_TMPDIR": ray_tmp})
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        assert proc.stdout.strip() == "before exit"  # flushed on the way out
+        # Gone as the command ends (measured: at once); without ray.shutdown they lived on
+        # for 10 s to minutes. 5 s of slack for a loaded machine.
+        deadline = time.monotonic() + 5
+        while left() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not left(), f"processes of the command's Ray outlived it: {left()}"
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_a_job_in_a_process_that_ran_jobs_first_collects_their_garbage(monkeypatch):

@@ -22,6 +22,6 @@ def start_ray() -> None:
 
 if __name__ == "__main__":
     start_ray()
-    from pipelines.cli import main
+    from pipelines.cli import exit_now, main
 
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))  # as the `taskray` executable ends
