@@ -16,18 +16,20 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SERVE_YAML = REPO / "configs" / "serve.yaml"
 
+# The default (isolated) layout's endpoint: the API tests' and, last, the replica crash test's
+# (tests/serve/test_replica_crash.py kills its model replica; no test uses it after that).
 API_ROUTE = "/v1/test/api"
+API_APP = "test-api"
 SLOW_ROUTE = "/v1/test/slow"
 # The feature-extraction application behind a token: the auth tests' endpoint, and the root
 # POST /v1/embeddings's second application (the example endpoints hold the first).
 SECURE_ROUTE = "/v1/test/secure-embeddings"
 SECURE_EMBEDDINGS_APP = "test-secure-embeddings"
-CRASH_ROUTE = "/v1/test/crash"  # the default configuration: the model in a TaskModel deployment of its own
-CRASH_APP = "test-crash"
-CRASH_RETRY_AFTER_S = 2
+API_RETRY_AFTER_S = 2
 AUTH_TOKEN = "s3cret-token-for-tests-5d1f0a"
 API_MAX_BATCH = 4
-API_MAX_BODY = 4096
+API_MAX_INPUTS = 32  # the crash test's requests: max_inputs texts near the tiny model's positions
+API_MAX_BODY = 65536  # above those requests (about 21 KB)
 SLOW_WAIT_S = 1.5  # the one admitted request of the slow endpoint waits this long for company
 # Test files that need the 13 example endpoints of configs/serve.yaml.
 EXAMPLE_ENDPOINT_TESTS = ("test_parity.py", "test_clients.py", "test_openai_transcriptions.py")
@@ -42,15 +44,14 @@ def free_port() -> int:
 def _test_endpoints(model: str) -> list:
     from pipelines.serve.config import AppSpec, DeploymentOptions, EndpointArgs
 
-    light = DeploymentOptions(num_cpus=0)
     return [
         AppSpec(
-            name="test-api",
+            name=API_APP,
             route_prefix=API_ROUTE,
             # A long gathering wait makes concurrent requests share batches on a busy machine.
             args=EndpointArgs(task="text-classification", model=model, max_batch_size=API_MAX_BATCH,
-                              batch_wait_timeout_s=0.2, max_body_bytes=API_MAX_BODY, max_inputs=8),
-            deployment=light,
+                              batch_wait_timeout_s=0.2, max_body_bytes=API_MAX_BODY, max_inputs=API_MAX_INPUTS),
+            deployment=DeploymentOptions(num_cpus=0, retry_after_s=API_RETRY_AFTER_S),
         ),
         AppSpec(
             name="test-slow",
@@ -59,12 +60,6 @@ def _test_endpoints(model: str) -> list:
             args=EndpointArgs(task="text-classification", model=model, max_batch_size=8,
                               batch_wait_timeout_s=SLOW_WAIT_S, isolate_model=False),
             deployment=DeploymentOptions(num_cpus=0, max_ongoing_requests=1, max_queued_requests=1, retry_after_s=2),
-        ),
-        AppSpec(
-            name=CRASH_APP,
-            route_prefix=CRASH_ROUTE,
-            args=EndpointArgs(task="text-classification", model=model, max_batch_size=4, max_inputs=32),
-            deployment=DeploymentOptions(num_cpus=0, retry_after_s=CRASH_RETRY_AFTER_S),
         ),
     ]
 
@@ -76,7 +71,7 @@ def _secure_embeddings_endpoint(model: str):
         name=SECURE_EMBEDDINGS_APP,
         route_prefix=SECURE_ROUTE,
         # One process: what is under test here (the token, the root's forwarding) is the
-        # ingress's; test-api and test-crash run the default, isolated layout.
+        # ingress's; test-api runs the default, isolated layout.
         args=EndpointArgs(task="feature-extraction", model=model, isolate_model=False),
         deployment=DeploymentOptions(num_cpus=0),
         auth_token=AUTH_TOKEN,
@@ -107,7 +102,7 @@ def example_config_with_tiny_models(tiny_model, port: int) -> dict:
             for deployment in app.get("deployments", []):
                 deployment["ray_actor_options"] = {"num_cpus": 0, "num_gpus": 0}
             # One process per endpoint instead of two: parity does not depend on where the model
-            # runs, and test-api and test-crash run the default (isolated) layout.
+            # runs, and test-api runs the default (isolated) layout.
             app["args"]["isolate_model"] = False
         apps.append(app)
     config["applications"] = apps

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.operators.texts import VARIED_TEXTS
-from tests.serve.conftest import API_MAX_BATCH, API_MAX_BODY, API_ROUTE
+from tests.serve.conftest import API_MAX_BATCH, API_MAX_BODY, API_MAX_INPUTS, API_ROUTE
 from tests.serve.references import assert_matches as assert_same
 
 
@@ -76,7 +76,7 @@ BAD_REQUESTS = [
     ("bad parameter value", {"json": {"inputs": "x", "parameters": {"top_k": 0}}}, 422, "parameters.top_k"),
     ("server-owned parameter", {"json": {"inputs": "x", "parameters": {"max_text_chars": 10**9}}}, 422,
      "parameters.max_text_chars: set by the server"),
-    ("too many inputs", {"json": {"inputs": ["x"] * 9}}, 422, "at most 8 inputs"),
+    ("too many inputs", {"json": {"inputs": ["x"] * (API_MAX_INPUTS + 1)}}, 422, f"at most {API_MAX_INPUTS} inputs"),
     ("too large", {"json": {"inputs": "x" * (API_MAX_BODY + 10)}}, 413, f"limit of {API_MAX_BODY} bytes"),
     ("form content type", {"data": {"inputs": "x"}}, 415, "application/x-www-form-urlencoded"),
     ("no content type", {"data": b'{"inputs": "x"}'}, 415, "Content-Type '(none)'"),

@@ -1,8 +1,8 @@
 """A model replica SIGKILLed under load: Serve restarts it, clients see 200 or a retryable 503
 with Retry-After (never a 500), and the endpoint answers again within RECOVERY_S.
 
-The crash endpoint runs the default configuration (tests/serve/conftest.py; isolate_model is on
-by default): the model lives in a TaskModel deployment behind the TaskEndpoint ingress. Serve's router re-sends a request that
+The API tests' endpoint runs the default configuration (tests/serve/conftest.py; isolate_model is
+on by default; this file runs after the API tests, so that the kill disturbs none of them): the model lives in a TaskModel deployment behind the TaskEndpoint ingress. Serve's router re-sends a request that
 the dead replica had not accepted yet (it waits for the new replica and gets 200); a batch the
 replica was running when it died reaches the ingress as ActorDiedError, answered 503 with
 Retry-After. Which of the two a kill under load hits is timing, so the second path is also
@@ -20,7 +20,7 @@ import time
 import pytest
 import requests
 
-from tests.serve.conftest import CRASH_APP, CRASH_RETRY_AFTER_S, CRASH_ROUTE
+from tests.serve.conftest import API_APP, API_RETRY_AFTER_S, API_ROUTE
 
 CLIENTS = 3
 REQUESTS_PER_CLIENT = 60
@@ -32,7 +32,7 @@ TEXTS = [" ".join(["The quick brown fox number", str(i), "jumps over the lazy do
 # takes a few seconds; this bound is for one shared by many test runs (35 s measured at a
 # load average of 100, over 60 s at 137).
 RECOVERY_S = 120
-MODEL_ACTOR_CLASS = f"ServeReplica:{CRASH_APP}:TaskModel"
+MODEL_ACTOR_CLASS = f"ServeReplica:{API_APP}:TaskModel"
 
 
 def model_replica_pids() -> set[int]:
@@ -44,7 +44,7 @@ def model_replica_pids() -> set[int]:
 
 
 def test_model_replica_crash_under_load(serve_url):
-    url = serve_url + CRASH_ROUTE
+    url = serve_url + API_ROUTE
     body = {"inputs": TEXTS}
     warm = requests.post(url, json=body, timeout=120)
     assert warm.status_code == 200, warm.text
@@ -106,7 +106,7 @@ def test_model_replica_crash_under_load(serve_url):
     assert not bad, f"{len(bad)} requests got {sorted({r[2] for r in bad})}, e.g. {bad[0][4][:300]}"
     for r in results:
         if r[2] == 503:
-            assert r[3] == str(CRASH_RETRY_AFTER_S), r
+            assert r[3] == str(API_RETRY_AFTER_S), r
     assert spanning, "no request was in flight at the kill"
 
 
