@@ -162,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(out, ignore_errors=True)
                 if os.path.exists(trace):
                     os.remove(trace)
+                # Another version runs through its own `python -m pipelines.cli`: the installed
+                # `taskray` script names this checkout's entry point, which an older one may lack.
+                launcher = [sys.executable, "-m", "pipelines.cli"] if code else taskray_command()
                 cmd = [
-                    *taskray_command(), "run", "--task", workload.task, "--model", workload.model,
+                    *launcher, "run", "--task", workload.task, "--model", workload.model,
                     "--input", input_dir, "--output", out, "--id-column", "id",
                 ]
                 run = run_traced(cmd, out, trace, os.path.join(work, f"log-{label}-{i}.txt"), code)
