@@ -57,21 +57,20 @@ def exit_now(code: int) -> None:
     1.2 s on the 2-core machine (benchmarks/RESULTS.md), paid by every `taskray run` and
     counted in its wall time. This runs what that finalization would still do, in the same
     order, and leaves with os._exit:
-    - the non-daemon threads are joined (as threading's own shutdown does);
+    - threading's shutdown: its exit hooks (thread pools stop their idle workers), then the
+      non-daemon threads are joined;
     - the Ray this process started is shut down explicitly. Its atexit handler would sleep
       0.5 s first ("so that log messages finish printing"), and it must run: the agents of a
       local Ray outlive a driver that exits without it;
     - the atexit handlers run (logging's flush, temporary directories, ...);
     - stdout and stderr are flushed.
+    The two steps of the interpreter's own exit are CPython's private calls: there is no
+    public way to run them early.
     """
-    main_thread = threading.main_thread()
-    for thread in threading.enumerate():
-        if thread is not main_thread and not thread.daemon:
-            thread.join()
+    threading._shutdown()
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
-    # CPython's own call at exit; there is no public way to run the handlers early.
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -117,7 +117,10 @@ def test_the_command_exits_with_its_code_and_stops_the_ray_it_started():
     import time
 
     ray_tmp = tempfile.mkdtemp(prefix="trx-", dir="/tmp")  # short: Ray's socket paths live under it
+    # A thread pool left running, as libraries leave theirs: its idle worker must not hold
+    # the exit (joined by hand before threading's exit hooks stop it, it would wait forever).
     code = (
+        "from concurrent.futures import ThreadPoolExecutor; ThreadPoolExecutor(1).submit(int).result(); "
         "from pipelines.local_ray import start_local_ray; start_local_ray(num_cpus=1); "
         "from pipelines.cli import exit_now; print('before exit', flush=False); exit_now(3)"
     )
@@ -142,7 +145,7 @@ def test_the_command_exits_with_its_code_and_stops_the_ray_it_started():
         return found
 
     try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, "RAY_TMPDIR": ray_tmp})
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env={**os.environ, "RAY_TMPDIR": ray_tmp})
         assert proc.returncode == 3, proc.stdout + proc.stderr
         assert proc.stdout.strip() == "before exit"  # flushed on the way out
         # Gone as the command ends (measured: at once); without ray.shutdown they lived on
