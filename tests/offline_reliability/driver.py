@@ -6,8 +6,9 @@ the 2-core machine the suite targets.
 The CLI itself is unchanged (`pipelines.cli.main`, ended as the `taskray` executable ends). The
 job starts its Ray as `taskray run` does (pipelines/offline/job.py, beside the operators'
 check); only its size is set here: num_cpus 2, whatever this machine has, so that the CPU counts
-in the tests' specs fit it. (Starting Ray here first, as this driver did, put Ray's start-up and
-the operators' check one after the other: 2-3 s more per driver.)
+in the tests' specs fit it. (This driver used to start Ray first, before the CLI's operators'
+check, which `taskray run` overlaps with Ray's start-up; the resume/retry test's four drivers
+took 73.8 s that way and 72.3 s this way, measured alone.)
 """
 
 from __future__ import annotations
